@@ -1,0 +1,105 @@
+# closewatch - find TCP sockets stuck in CLOSE_WAIT and the code responsible.
+#
+#   make            build/libclosewatch.so and build/closewatch
+#   make test       build and run the Criterion suite
+#   make demo       catch a real CLOSE_WAIT leak
+#   make ASAN=1 test / UBSAN=1 test   sanitized analyzer and tests
+#   make install PREFIX=/usr/local DESTDIR=
+#   make fuzz       fuzz the ring reader (clang + libFuzzer)
+#   make format     apply .clang-format
+
+PREFIX ?= /usr/local
+DESTDIR ?=
+B := build
+VERSION := 0.1.0
+
+CC ?= cc
+BASE_CFLAGS := -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -DCW_VERSION=\"$(VERSION)\"
+SAN :=
+ifeq ($(ASAN),1)
+SAN += -fsanitize=address -fno-omit-frame-pointer
+endif
+ifeq ($(UBSAN),1)
+SAN += -fsanitize=undefined -fno-sanitize-recover=undefined
+endif
+
+# Dependencies are checked once per make run; the script installs them.
+DEPS_OK := $(shell scripts/deps.sh >&2 && echo yes)
+ifneq ($(DEPS_OK),yes)
+$(error dependencies missing: see the message above (scripts/deps.sh))
+endif
+
+UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind)
+UNWIND_LIBS := $(shell pkg-config --libs libunwind)
+DW_CFLAGS := $(shell pkg-config --cflags libdw)
+DW_LIBS := $(shell pkg-config --libs libdw)
+CRITERION_LIBS := $(shell pkg-config --libs criterion)
+
+PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c
+ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c
+TEST_SRC := $(wildcard tests/test_*.c)
+FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
+
+LIB := $(B)/libclosewatch.so
+BIN := $(B)/closewatch
+TESTS := $(B)/tests/unit
+FIXTURES := $(patsubst tests/fixtures/%.c,$(B)/fixtures/%,$(FIXTURE_SRC))
+
+all: $(LIB) $(BIN)
+
+# The preload is never sanitized: it lives inside other people's programs.
+$(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
+	$(CC) $(BASE_CFLAGS) -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
+		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) $(UNWIND_LIBS) -ldl -pthread -Wl,-z,defs
+
+$(B)/analyzer.a: $(ANALYZER_SRC) $(wildcard analyzer/*.h common/*.h) | $(B)
+	rm -rf $(B)/aobj && mkdir -p $(B)/aobj
+	cd $(B)/aobj && for f in $(ANALYZER_SRC); do \
+		$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -c ../../$$f -o $$(echo $$f | tr / _).o || exit 1; done
+	ar rcs $@ $(B)/aobj/*.o
+
+$(BIN): analyzer/main.c $(B)/analyzer.a | $(B)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -o $@ $^ $(DW_LIBS) -lm
+
+$(B)/fixtures/%: tests/fixtures/%.c tests/fixtures/fixture.h | $(B)
+	@mkdir -p $(B)/fixtures
+	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -o $@ $< -pthread
+
+# One fixture is built with _FORTIFY_SOURCE=2 -O2: it calls __read_chk and friends.
+$(B)/fixtures/fortified_client: tests/fixtures/fortified_client.c tests/fixtures/fixture.h | $(B)
+	@mkdir -p $(B)/fixtures
+	$(CC) -std=gnu11 -g -O2 -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -o $@ $< -pthread
+
+$(TESTS): $(TEST_SRC) tests/harness.c tests/harness.h $(B)/analyzer.a | $(B)
+	@mkdir -p $(B)/tests
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -Wno-missing-field-initializers -o $@ \
+		$(TEST_SRC) tests/harness.c $(B)/analyzer.a $(CRITERION_LIBS) $(DW_LIBS) -lm -pthread
+
+$(B):
+	mkdir -p $(B)
+
+test: all $(FIXTURES) $(TESTS)
+	CW_BUILD=$(abspath $(B)) $(TESTS) --jobs 2 $(TEST_ARGS)
+
+demo: all $(FIXTURES)
+	sh scripts/demo.sh
+
+fuzz:
+	sh scripts/fuzz.sh $(FUZZ_SECONDS)
+
+bench: all $(FIXTURES)
+	sh scripts/bench
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libclosewatch.so
+	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/closewatch
+	install -m 0644 docs/closewatch.1 $(DESTDIR)$(PREFIX)/share/man/man1/closewatch.1
+
+format:
+	clang-format -i preload/*.[ch] analyzer/*.[ch] common/*.[ch] tests/*.[ch] tests/fixtures/*.[ch]
+
+clean:
+	rm -rf $(B)
+
+.PHONY: all test demo fuzz bench install format clean

@@ -1,0 +1,75 @@
+/*
+ * shm_reader.h - the one reader of closewatch ring files: opens a file
+ * read-only, validates every size and offset in its header before any use,
+ * and hands out copies of fd entries, stacks, modules and events. Used by the
+ * analyzer, the tests and the fuzz target; nothing else parses the layout.
+ */
+#ifndef CW_SHM_READER_H
+#define CW_SHM_READER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm_layout.h"
+
+struct cw_ring {
+    const uint8_t *base;
+    size_t size;
+    int mapped; /* base came from mmap (cw_ring_open) */
+    struct cw_header hdr; /* validated copy, strings NUL-terminated */
+    char path[4096];
+};
+
+/* Error codes, also used for exit-status decisions. */
+enum cw_ring_err {
+    CW_RING_OK = 0,
+    CW_RING_EIO,      /* cannot open/stat/map the file */
+    CW_RING_EFOREIGN, /* not a closewatch ring (magic) */
+    CW_RING_EVERSION, /* a layout version we do not read */
+    CW_RING_EOWNER,   /* owned by another user */
+    CW_RING_ECORRUPT, /* a field out of bounds */
+    CW_RING_ETRUNC,   /* shorter than its header says */
+};
+
+/*
+ * Opens and validates path. On failure returns an error code and writes a
+ * one-line message naming the file, the field and what was expected to err.
+ */
+int cw_ring_open(struct cw_ring *r, const char *path, char *err, size_t errlen);
+
+/* Validates a ring already in memory (tests, fuzzing). The memory must
+ * outlive r. */
+int cw_ring_from_memory(struct cw_ring *r, const void *base, size_t size, const char *name,
+                        char *err, size_t errlen);
+
+void cw_ring_close(struct cw_ring *r);
+
+/* A consistent copy of fd entry `fd`; returns 0 when fd is out of range. */
+int cw_ring_fd(const struct cw_ring *r, uint32_t fd, struct cw_fd_entry *out);
+
+/* Copies stack `id` (1-based) into pcs; returns its depth, 0 if unknown. */
+int cw_ring_stack(const struct cw_ring *r, uint32_t id, uint64_t *pcs, int max);
+
+/* Number of module slots that may be read, and one module (0 if not ready). */
+uint32_t cw_ring_module_count(const struct cw_ring *r);
+int cw_ring_module(const struct cw_ring *r, uint32_t i, struct cw_module *out);
+
+/* Event iteration, oldest surviving event first. */
+struct cw_ring_iter {
+    uint64_t next, end;
+    uint64_t torn;        /* slots found being written or half-written */
+    uint64_t overwritten; /* events lost to wrap-around */
+};
+
+void cw_ring_iter_begin(const struct cw_ring *r, struct cw_ring_iter *it);
+/* Returns 1 with *ev filled, 0 at the end. Torn slots are skipped and counted. */
+int cw_ring_iter_next(const struct cw_ring *r, struct cw_ring_iter *it, struct cw_event *ev);
+
+/* Name helpers shared by every output. */
+const char *cw_event_type_name(unsigned type);
+const char *cw_origin_name(unsigned origin);
+const char *cw_tcp_state_name(unsigned state);
+const char *cw_close_how_name(unsigned how);
+const char *cw_eof_how_name(unsigned how);
+
+#endif

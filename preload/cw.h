@@ -1,0 +1,187 @@
+/*
+ * cw.h - internal interface of libclosewatch.so: the pieces the hooks share.
+ *
+ * Hooks call the real function first, then, only on the rare paths that
+ * matter (a socket opened or closed, a read returning 0, an epoll HUP), hand
+ * the result to the recorder functions below. The recorder never blocks,
+ * never allocates and never changes errno.
+ */
+#ifndef CW_PRELOAD_H
+#define CW_PRELOAD_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+
+#include "../common/shm_layout.h"
+
+#define CW_HIDDEN __attribute__((visibility("hidden")))
+#define CW_EXPORT __attribute__((visibility("default")))
+#define CW_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* ---- real functions (real.c) -------------------------------------------- */
+
+struct cw_real {
+    int (*socket)(int, int, int);
+    int (*socketpair)(int, int, int, int[2]);
+    int (*accept)(int, struct sockaddr *, socklen_t *);
+    int (*accept4)(int, struct sockaddr *, socklen_t *, int);
+    int (*connect)(int, const struct sockaddr *, socklen_t);
+    int (*listen)(int, int);
+    int (*shutdown)(int, int);
+    int (*close)(int);
+    int (*dup)(int);
+    int (*dup2)(int, int);
+    int (*dup3)(int, int, int);
+    int (*fcntl)(int, int, ...);
+    int (*fcntl64)(int, int, ...);
+    int (*close_range)(unsigned, unsigned, int);
+    void (*closefrom)(int);
+    int (*fclose)(void *);
+    long (*syscall)(long, ...);
+    ssize_t (*read)(int, void *, size_t);
+    ssize_t (*readv)(int, const struct iovec *, int);
+    ssize_t (*recv)(int, void *, size_t, int);
+    ssize_t (*recvfrom)(int, void *, size_t, int, struct sockaddr *, socklen_t *);
+    ssize_t (*recvmsg)(int, struct msghdr *, int);
+    int (*recvmmsg)(int, struct mmsghdr *, unsigned, int, struct timespec *);
+    ssize_t (*read_chk)(int, void *, size_t, size_t);
+    ssize_t (*recv_chk)(int, void *, size_t, size_t, int);
+    ssize_t (*recvfrom_chk)(int, void *, size_t, size_t, int, struct sockaddr *, socklen_t *);
+    int (*epoll_ctl)(int, int, int, struct epoll_event *);
+    int (*epoll_wait)(int, struct epoll_event *, int, int);
+    int (*epoll_pwait)(int, struct epoll_event *, int, int, const sigset_t *);
+    int (*epoll_pwait2)(int, struct epoll_event *, int, const struct timespec *, const sigset_t *);
+    int (*poll)(struct pollfd *, nfds_t, int);
+    int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+    int (*poll_chk)(struct pollfd *, nfds_t, int, size_t);
+    int (*ppoll_chk)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t);
+    void *(*dlopen)(const char *, int);
+    int (*dlclose)(void *);
+};
+
+CW_HIDDEN extern struct cw_real cw_real;
+CW_HIDDEN void cw_resolve_real(void);
+
+/* Fetch a real function, resolving all of them on first use (hooks can run
+ * before our constructor). */
+#define REAL(name) (CW_UNLIKELY(!cw_real.name) ? (cw_resolve_real(), cw_real.name) : cw_real.name)
+
+/* ---- process-wide state (init.c) ---------------------------------------- */
+
+struct cw_state {
+    struct cw_header *hdr; /* NULL: not recording (disabled, failed, or not yet) */
+    size_t map_size;
+    struct cw_fd_entry *fds;
+    uint8_t *stacks;
+    struct cw_module *modules;
+    struct cw_event *ring;
+    uint32_t ring_mask;
+    uint32_t depth;      /* frames per backtrace */
+    pid_t pid;
+    uint32_t sample_ms;
+    _Atomic int fd_hwm;  /* highest fd ever tracked + 1 */
+    _Atomic int sampler_state; /* 0 idle, 1 starting/running */
+    uintptr_t self_lo, self_hi; /* our own text, skipped in backtraces */
+    char dir[CW_PATH_MAX];
+    char path[CW_PATH_MAX]; /* our ring file */
+};
+
+CW_HIDDEN extern struct cw_state cw;
+
+/*
+ * Nesting guard. Every record path enters through cw_enter(); it fails when
+ * we are already inside the library on this thread (libunwind's own calls,
+ * a signal handler interrupting a record), before init, or in a vfork child.
+ */
+CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
+CW_HIDDEN int cw_enter(void);
+static inline void cw_leave(void) { cw_nesting--; }
+
+CW_HIDDEN uint64_t cw_now(void);
+CW_HIDDEN void cw_init(void);
+
+/* ---- recorder (record.c) ------------------------------------------------- */
+
+static inline struct cw_fd_entry *cw_fd(int fd)
+{
+    struct cw_header *h = cw.hdr;
+    if (!h || fd < 0 || (uint32_t)fd >= h->fd_cap)
+        return NULL;
+    return &cw.fds[fd];
+}
+
+CW_HIDDEN void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1,
+                        int64_t a2);
+
+static inline int64_t cw_open_arg(int origin, int family, int type)
+{
+    return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
+}
+CW_HIDDEN uint32_t cw_stack(void);
+CW_HIDDEN void cw_modules_refresh(void);
+
+CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);
+CW_HIDDEN void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other);
+
+/* The sid word of fd before a call that may close it, 0 if untracked. */
+static inline uint64_t cw_sid_before(int fd)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    return e ? __atomic_load_n(&e->sid, __ATOMIC_ACQUIRE) : 0;
+}
+
+/* Whether a close-family result needs recording: fd was a tracked socket,
+ * or the call failed with EBADF on an fd we saw closed (a double close). */
+static inline int cw_close_matters(int fd, uint64_t sid_before, int ret)
+{
+    return CW_UNLIKELY(sid_before & CW_SID_OPEN) ||
+           CW_UNLIKELY(ret < 0 && errno == EBADF && sid_before != 0 && cw_fd(fd)->close_ns);
+}
+CW_HIDDEN void cw_on_close_range(unsigned first, unsigned last, int how);
+CW_HIDDEN void cw_on_dup(int oldfd, int newfd, uint64_t newfd_sid_before);
+CW_HIDDEN void cw_on_eof(int fd, int how);
+CW_HIDDEN void cw_on_open_failed(int call, int err);
+CW_HIDDEN void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err);
+CW_HIDDEN void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t *len);
+CW_HIDDEN void cw_on_shutdown(int fd, int how, int ret);
+CW_HIDDEN void cw_on_listen(int fd);
+CW_HIDDEN void cw_on_scm_rights(const struct msghdr *msg);
+CW_HIDDEN void cw_epoll_register(int fd, uint64_t data);
+CW_HIDDEN void cw_on_epoll_events(const struct epoll_event *ev, int n);
+CW_HIDDEN void cw_on_poll_events(const struct pollfd *fds, nfds_t n);
+CW_HIDDEN void cw_addr_from_sockaddr(struct cw_addr *out, const struct sockaddr *sa, socklen_t len);
+
+/* The read-family result check, inlined into every read hook: the only work
+ * a successful read pays is this comparison. */
+static inline void cw_check_read(int fd, ssize_t r, size_t want)
+{
+    if (CW_UNLIKELY(r == 0) && want > 0)
+        cw_on_eof(fd, CW_EOF_READ);
+}
+
+/* ---- shared memory (shm.c) ----------------------------------------------- */
+
+CW_HIDDEN int cw_shm_create(void);  /* creates + maps the file for this process */
+CW_HIDDEN void cw_shm_after_fork_child(void);
+CW_HIDDEN void cw_shm_mark_exit(void);
+
+/* ---- sampler (sampler.c) ------------------------------------------------- */
+
+CW_HIDDEN void cw_sampler_start(void);
+CW_HIDDEN void cw_sampler_after_fork(void);
+CW_HIDDEN void cw_scan_inherited(void);
+CW_HIDDEN void cw_final_snapshot(void);
+
+#endif

@@ -1,0 +1,471 @@
+/*
+ * record.c - turns what the hooks saw into fd-table updates and ring events.
+ *
+ * The fd table is the truth about what is open now; the ring is history.
+ * Every entry point here is called after the real function returned, runs
+ * under cw_enter() (so nested and signal-interrupted calls pass through),
+ * and saves and restores errno around its own system calls.
+ */
+#include "cw.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+static __thread pid_t tls_tid_pid __attribute__((tls_model("initial-exec")));
+static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
+
+static uint32_t cw_tid(void)
+{
+    if (tls_tid_pid != cw.pid) {
+        tls_tid = (pid_t)syscall(SYS_gettid);
+        tls_tid_pid = cw.pid;
+    }
+    return (uint32_t)tls_tid;
+}
+
+void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1, int64_t a2)
+{
+    struct cw_header *h = cw.hdr;
+    uint64_t idx = atomic_fetch_add_explicit((_Atomic uint64_t *)&h->write_idx, 1, memory_order_relaxed);
+    struct cw_event *ev = &cw.ring[idx & cw.ring_mask];
+    _Atomic uint64_t *seq = (_Atomic uint64_t *)&ev->seq;
+
+    /* 0 marks the slot as being written; the reader treats it as torn. */
+    atomic_store_explicit(seq, 0, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    ev->time_ns = cw_now();
+    ev->sid = sid;
+    ev->fd = fd;
+    ev->type = type;
+    ev->flags = 0;
+    ev->tid = cw_tid();
+    ev->stack = stack;
+    ev->arg0 = a0;
+    ev->arg1 = a1;
+    ev->arg2 = a2;
+    atomic_store_explicit(seq, idx + 1, memory_order_release);
+}
+
+static uint64_t fd_inode(int fd)
+{
+    struct stat st;
+    if (syscall(SYS_fstat, fd, &st) != 0)
+        return 0;
+    return (uint64_t)st.st_ino;
+}
+
+void cw_addr_from_sockaddr(struct cw_addr *out, const struct sockaddr *sa, socklen_t len)
+{
+    memset(out, 0, sizeof *out);
+    if (!sa || len < sizeof(sa_family_t))
+        return;
+    out->family = sa->sa_family;
+    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
+        const struct sockaddr_in *in = (const void *)sa;
+        out->port = ntohs(in->sin_port);
+        memcpy(out->bytes, &in->sin_addr, 4);
+    } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
+        const struct sockaddr_in6 *in6 = (const void *)sa;
+        out->port = ntohs(in6->sin6_port);
+        out->scope_id = in6->sin6_scope_id;
+        memcpy(out->bytes, &in6->sin6_addr, 16);
+    } else if (sa->sa_family == AF_UNIX) {
+        const struct sockaddr_un *un = (const void *)sa;
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        if (n > sizeof out->bytes - 1)
+            n = sizeof out->bytes - 1;
+        memcpy(out->bytes, un->sun_path, n);
+        if (n > 0 && out->bytes[0] == 0)
+            out->bytes[0] = '@';
+    }
+}
+
+static void fill_addr(int fd, struct cw_addr *out, long nr)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (syscall(nr, fd, &ss, &len) == 0)
+        cw_addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+}
+
+static void note_hwm(int fd)
+{
+    int cur = atomic_load_explicit(&cw.fd_hwm, memory_order_relaxed);
+    while (fd + 1 > cur &&
+           !atomic_compare_exchange_weak_explicit(&cw.fd_hwm, &cur, fd + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+        ;
+}
+
+static _Atomic uint32_t *sockets_open(void) { return (_Atomic uint32_t *)&cw.hdr->sockets_open; }
+
+/* The entry's sid word: the only field written with atomics, see CW_SID_OPEN. */
+static _Atomic uint64_t *sid_word(struct cw_fd_entry *e) { return (_Atomic uint64_t *)&e->sid; }
+
+/* Marks the socket in e closed if it is still the one with id sid. */
+static int retire(struct cw_fd_entry *e, uint64_t open_sid)
+{
+    uint64_t expect = open_sid;
+    if (!atomic_compare_exchange_strong(sid_word(e), &expect, open_sid & ~CW_SID_OPEN))
+        return 0;
+    atomic_fetch_sub_explicit(sockets_open(), 1, memory_order_relaxed);
+    return 1;
+}
+
+static void record_open(int fd, int origin, int family, int type, int protocol, int src_fd,
+                        uint32_t stack)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e) {
+        atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->fds_beyond_table, 1);
+        return;
+    }
+    uint64_t old = atomic_load(sid_word(e));
+    if (old & CW_SID_OPEN) {
+        /* The number is ours again but we never saw it closed: closed behind
+         * our back (glibc-internal close, raw syscall) or a racing close hook
+         * that has not recorded yet. */
+        if (retire(e, old))
+            cw_event(CW_EV_CLOSE, fd, old & ~CW_SID_OPEN, 0, CW_CLOSE_VANISHED, e->eof_count, -1);
+    }
+    uint64_t sid = atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->next_sid, 1);
+    uint64_t now = cw_now();
+    e->shut_how = 0;
+    e->flags = origin == CW_ORIGIN_ACCEPT ? CW_FD_CONNECTED : 0;
+    e->family = (uint16_t)family;
+    e->type = (uint16_t)type;
+    e->origin = (uint8_t)origin;
+    e->tcp_state = 0;
+    e->protocol = (uint16_t)protocol;
+    e->inode = fd_inode(fd);
+    memset(&e->local, 0, sizeof e->local);
+    memset(&e->peer, 0, sizeof e->peer);
+    e->open_ns = now;
+    e->eof_ns = e->close_ns = e->close_wait_ns = 0;
+    e->state_ns = now;
+    e->open_stack = stack;
+    e->eof_stack = e->close_stack = 0;
+    e->eof_count = 0;
+    e->open_tid = cw_tid();
+    if (src_fd >= 0 && origin == CW_ORIGIN_DUP) {
+        struct cw_fd_entry *src = cw_fd(src_fd);
+        if (src) {
+            e->local = src->local;
+            e->peer = src->peer;
+            e->flags = src->flags & ~CW_FD_FROM_FORK;
+            e->eof_ns = src->eof_ns;
+        }
+    }
+    atomic_store_explicit(sid_word(e), sid | CW_SID_OPEN, memory_order_release);
+    atomic_fetch_add_explicit(sockets_open(), 1, memory_order_relaxed);
+    note_hwm(fd);
+    cw_event(CW_EV_OPEN, fd, sid, stack, cw_open_arg(origin, family, type), src_fd, (int64_t)e->inode);
+}
+
+void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
+{
+    if (!cw_enter())
+        return;
+    int saved = errno;
+    record_open(fd, origin, family, type & 0xfff, protocol, src_fd, cw_stack());
+    errno = saved;
+    cw_sampler_start();
+    cw_leave();
+}
+
+void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t *len)
+{
+    if (!cw_enter())
+        return;
+    int saved = errno;
+    struct cw_fd_entry *l = cw_fd(lfd);
+    int family = 0, type = SOCK_STREAM;
+    if (l && (l->sid & CW_SID_OPEN)) {
+        family = l->family;
+        type = l->type;
+    } else {
+        socklen_t sl = sizeof family;
+        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &sl);
+    }
+    record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack());
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (e) {
+        fill_addr(fd, &e->local, SYS_getsockname);
+        if (peer && len && *len > 0)
+            cw_addr_from_sockaddr(&e->peer, peer, *len);
+        else
+            fill_addr(fd, &e->peer, SYS_getpeername);
+    }
+    errno = saved;
+    cw_sampler_start();
+    cw_leave();
+}
+
+void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter())
+        return;
+    if (ret == 0 || err == EINPROGRESS || err == EAGAIN) {
+        e->flags |= CW_FD_CONNECTED;
+        cw_addr_from_sockaddr(&e->peer, peer, len);
+        fill_addr(fd, &e->local, SYS_getsockname);
+    }
+    cw_event(CW_EV_CONNECT, fd, e->sid & ~CW_SID_OPEN, cw_stack(), ret, ret ? err : 0, 0);
+    errno = err;
+    cw_leave();
+}
+
+void cw_on_listen(int fd)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (e && (e->sid & CW_SID_OPEN)) {
+        int saved = errno;
+        e->flags |= CW_FD_LISTENING;
+        fill_addr(fd, &e->local, SYS_getsockname);
+        errno = saved;
+    }
+}
+
+void cw_on_open_failed(int call, int err)
+{
+    if ((err != EMFILE && err != ENFILE) || !cw_enter())
+        return;
+    cw_event(CW_EV_ERROR, -1, 0, cw_stack(), err, call, cw.hdr->sockets_open);
+    errno = err;
+    cw_leave();
+}
+
+static void record_close(int fd, uint64_t sid, int how, uint32_t stack, int other)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    /* If the number was reused meanwhile, the opener already retired our
+     * socket; the event still says who closed it. */
+    if (retire(e, sid)) {
+        e->close_ns = cw_now();
+        e->close_stack = stack;
+    }
+    cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, stack, how, e->eof_count, other);
+}
+
+void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other)
+{
+    if (!cw_fd(fd) || !cw_enter())
+        return;
+    if (ret == -1 && err == EBADF) {
+        if (!(sid_before & CW_SID_OPEN))
+            cw_event(CW_EV_DOUBLE_CLOSE, fd, sid_before, cw_stack(), ret, err, -1);
+    } else if (sid_before & CW_SID_OPEN) {
+        /* Any result but EBADF means the fd is gone (Linux closes even on EINTR). */
+        record_close(fd, sid_before, how, cw_stack(), other);
+    }
+    errno = err;
+    cw_leave();
+}
+
+void cw_on_close_range(unsigned first, unsigned last, int how)
+{
+    int hwm = atomic_load(&cw.fd_hwm);
+    if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter())
+        return;
+    if (last >= (unsigned)hwm)
+        last = (unsigned)hwm - 1;
+    int saved = errno;
+    uint32_t stack = 0;
+    for (unsigned fd = first; fd <= last; fd++) {
+        uint64_t sid = cw_sid_before((int)fd);
+        if (!(sid & CW_SID_OPEN))
+            continue;
+        if (!stack)
+            stack = cw_stack(); /* one stack for the whole sweep */
+        record_close((int)fd, sid, how, stack, -1);
+    }
+    errno = saved;
+    cw_leave();
+}
+
+void cw_on_dup(int oldfd, int newfd, uint64_t newfd_sid_before)
+{
+    int saved = errno;
+    if (newfd_sid_before & CW_SID_OPEN) /* dup2 over a socket closes it */
+        cw_on_close(newfd, newfd_sid_before, CW_CLOSE_DUP2, 0, saved, oldfd);
+    struct cw_fd_entry *src = cw_fd(oldfd);
+    if (src && (src->sid & CW_SID_OPEN))
+        cw_on_open(newfd, CW_ORIGIN_DUP, src->family, src->type, src->protocol, oldfd);
+    errno = saved;
+}
+
+void cw_on_eof(int fd, int how)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e || !(e->sid & CW_SID_OPEN) || e->type != SOCK_STREAM)
+        return;
+    if (how != CW_EOF_READ && !(e->flags & CW_FD_CONNECTED))
+        return; /* HUP on a socket never connected is not a peer FIN */
+    if (how == CW_EOF_READ)
+        atomic_fetch_add_explicit((_Atomic uint32_t *)&e->eof_count, 1, memory_order_relaxed);
+    if (e->eof_ns || !cw_enter())
+        return;
+    int saved = errno;
+    e->eof_ns = cw_now();
+    if (how != CW_EOF_READ)
+        e->flags |= CW_FD_EOF_POLLED;
+    e->eof_stack = cw_stack();
+    cw_event(CW_EV_EOF, fd, e->sid & ~CW_SID_OPEN, e->eof_stack, how, 0, 0);
+    errno = saved;
+    cw_leave();
+}
+
+void cw_on_shutdown(int fd, int how, int ret)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e || !(e->sid & CW_SID_OPEN) || how < 0 || how > 2 || !cw_enter())
+        return;
+    int saved = errno;
+    if (ret == 0) {
+        e->shut_how |= 1u << how;
+        if (how == SHUT_RD || how == SHUT_RDWR)
+            e->flags |= CW_FD_SHUT_RD;
+        if (how == SHUT_WR || how == SHUT_RDWR)
+            e->flags |= CW_FD_SHUT_WR;
+    }
+    cw_event(CW_EV_SHUTDOWN, fd, e->sid & ~CW_SID_OPEN, cw_stack(), how, ret, 0);
+    errno = saved;
+    cw_leave();
+}
+
+void cw_on_scm_rights(const struct msghdr *msg)
+{
+    if (!msg->msg_control || msg->msg_controllen < sizeof(struct cmsghdr))
+        return;
+    int saved = errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        const int *fds = (const int *)CMSG_DATA(c);
+        for (size_t i = 0; i < n; i++) {
+            int fd, family = 0, type = 0;
+            memcpy(&fd, fds + i, sizeof fd);
+            socklen_t l1 = sizeof family, l2 = sizeof type;
+            if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
+                syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
+                continue; /* not a socket */
+            cw_on_open(fd, CW_ORIGIN_RECEIVED, family, type, 0, -1);
+            struct cw_fd_entry *e = cw_fd(fd);
+            if (e) {
+                e->flags |= CW_FD_CONNECTED;
+                fill_addr(fd, &e->local, SYS_getsockname);
+                fill_addr(fd, &e->peer, SYS_getpeername);
+            }
+        }
+    }
+    errno = saved;
+}
+
+/*
+ * epoll hands back the user's data word, not the fd. Remember, per fd, the
+ * data it was last registered with (epdata), and a small open-addressing map
+ * from data to fd for programs that register pointers. A map hit counts only
+ * if epdata[fd] still holds that data, so stale slots are harmless.
+ */
+#define EPMAP_SLOTS (1u << 16)
+#define EPMAP_PROBES 16
+struct epmap_slot {
+    _Atomic uint64_t key;
+    _Atomic int32_t fd;
+};
+static uint64_t *epdata;
+static struct epmap_slot *epmap;
+
+CW_HIDDEN void cw_epoll_init(void);
+void cw_epoll_init(void)
+{
+    if (epdata || !cw.hdr)
+        return;
+    void *a = mmap(NULL, (size_t)cw.hdr->fd_cap * sizeof *epdata, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    void *b = mmap(NULL, EPMAP_SLOTS * sizeof *epmap, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a == MAP_FAILED || b == MAP_FAILED)
+        return;
+    epmap = b;
+    epdata = a;
+}
+
+static uint32_t epmap_hash(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return (uint32_t)k;
+}
+
+static int epdata_fd_matches(int fd, uint64_t data)
+{
+    return fd >= 0 && (uint32_t)fd < cw.hdr->fd_cap && epdata[fd] == data;
+}
+
+void cw_epoll_register(int fd, uint64_t data)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e || !(e->sid & CW_SID_OPEN) || !epdata)
+        return;
+    epdata[fd] = data;
+    if (data == (uint64_t)(uint32_t)fd)
+        return; /* data.fd == fd: found without the map */
+    uint32_t h = epmap_hash(data);
+    for (uint32_t i = 0; i < EPMAP_PROBES; i++) {
+        struct epmap_slot *s = &epmap[(h + i) & (EPMAP_SLOTS - 1)];
+        uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
+        int32_t sfd = atomic_load_explicit(&s->fd, memory_order_relaxed);
+        if (k == data || k == 0 || !epdata_fd_matches(sfd, k)) {
+            atomic_store_explicit(&s->fd, fd, memory_order_relaxed);
+            atomic_store_explicit(&s->key, data, memory_order_release);
+            return;
+        }
+    }
+}
+
+static int epoll_data_to_fd(uint64_t data)
+{
+    int32_t low = (int32_t)(uint32_t)data;
+    if (data == (uint64_t)(uint32_t)low && epdata_fd_matches(low, data))
+        return low;
+    uint32_t h = epmap_hash(data);
+    for (uint32_t i = 0; i < EPMAP_PROBES; i++) {
+        struct epmap_slot *s = &epmap[(h + i) & (EPMAP_SLOTS - 1)];
+        if (atomic_load_explicit(&s->key, memory_order_acquire) == data) {
+            int fd = atomic_load_explicit(&s->fd, memory_order_relaxed);
+            return epdata_fd_matches(fd, data) ? fd : -1;
+        }
+    }
+    return -1;
+}
+
+void cw_on_epoll_events(const struct epoll_event *ev, int n)
+{
+    if (!epdata)
+        return;
+    for (int i = 0; i < n; i++) {
+        uint32_t what = ev[i].events;
+        if (CW_UNLIKELY(what & (EPOLLRDHUP | EPOLLHUP))) {
+            int fd = epoll_data_to_fd(ev[i].data.u64);
+            if (fd >= 0)
+                cw_on_eof(fd, (what & EPOLLRDHUP) ? CW_EOF_RDHUP : CW_EOF_HUP);
+        }
+    }
+}
+
+void cw_on_poll_events(const struct pollfd *fds, nfds_t n)
+{
+    for (nfds_t i = 0; i < n; i++)
+        if (CW_UNLIKELY(fds[i].revents & (POLLRDHUP | POLLHUP)))
+            cw_on_eof(fds[i].fd, (fds[i].revents & POLLRDHUP) ? CW_EOF_RDHUP : CW_EOF_HUP);
+}

@@ -1,0 +1,298 @@
+/*
+ * sampler.c - what the program never tells us, asked of the kernel.
+ *
+ * A background thread (started with the first tracked socket, restarted
+ * lazily after fork, every CLOSEWATCH_SAMPLE_MS, 0 = off) asks sock_diag for
+ * the TCP sockets in CLOSE_WAIT and marks ours in the fd table: a socket
+ * whose EOF the program never reads is caught this way. Every few samples it
+ * also reconciles the table with /proc/self/fd, finding sockets created
+ * behind our back (untracked) and tracked ones closed behind our back
+ * (vanished). At start it records the sockets inherited across exec, and at
+ * exit it snapshots the TCP state of every open socket.
+ *
+ * The sampler thread blocks every signal, so the program's handlers never
+ * run on it, and it only uses raw system calls on fds it opens and closes
+ * within one sample.
+ */
+#include "cw.h"
+#include "../common/sock_diag.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#define RECONCILE_EVERY 5
+
+struct kstate {
+    uint64_t inode;
+    uint8_t state;
+};
+
+struct kstates {
+    struct kstate *v;
+    size_t n, cap;
+};
+
+static int collect(void *ctx, const struct inet_diag_msg *m)
+{
+    struct kstates *ks = ctx;
+    if (ks->n == ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 256;
+        struct kstate *v = realloc(ks->v, cap * sizeof *v);
+        if (!v)
+            return 1;
+        ks->v = v;
+        ks->cap = cap;
+    }
+    ks->v[ks->n].inode = m->idiag_inode;
+    ks->v[ks->n].state = m->idiag_state;
+    ks->n++;
+    return 0;
+}
+
+static int by_inode(const void *a, const void *b)
+{
+    uint64_t x = ((const struct kstate *)a)->inode, y = ((const struct kstate *)b)->inode;
+    return x < y ? -1 : x > y;
+}
+
+static int is_tcp(const struct cw_fd_entry *e)
+{
+    return (e->family == AF_INET || e->family == AF_INET6) && e->type == SOCK_STREAM;
+}
+
+static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state, uint64_t now)
+{
+    if (e->tcp_state == state)
+        return;
+    uint8_t old = e->tcp_state;
+    e->tcp_state = state;
+    e->state_ns = now;
+    if (state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns)
+        e->close_wait_ns = now;
+    cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
+}
+
+/*
+ * Marks the kernel state of our open TCP sockets. With only CLOSE_WAIT asked
+ * for, a socket that is no longer listed has left CLOSE_WAIT.
+ */
+static void sample_states(uint32_t states)
+{
+    struct kstates ks = {0};
+    if (cw_sock_diag_dump(states, collect, &ks) != 0) {
+        free(ks.v);
+        return;
+    }
+    qsort(ks.v, ks.n, sizeof *ks.v, by_inode);
+    uint64_t now = cw_now();
+    int hwm = atomic_load(&cw.fd_hwm);
+    for (int fd = 0; fd < hwm; fd++) {
+        struct cw_fd_entry *e = cw_fd(fd);
+        uint64_t sid = e ? atomic_load((_Atomic uint64_t *)&e->sid) : 0;
+        if (!(sid & CW_SID_OPEN) || !is_tcp(e))
+            continue;
+        struct kstate key = {.inode = e->inode};
+        const struct kstate *k = ks.n ? bsearch(&key, ks.v, ks.n, sizeof key, by_inode) : NULL;
+        if (k)
+            set_state(fd, e, sid, k->state, now);
+        else if (states != CW_TCP_ALL_STATES && (states & CW_TCP_STATE_BIT(e->tcp_state)))
+            set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
+    }
+    free(ks.v);
+}
+
+/* /proc/self/fd: calls back with each fd number (raw getdents64, no malloc). */
+static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
+{
+    int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return;
+    char buf[8192];
+    for (;;) {
+        long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        for (long off = 0; off < n;) {
+            struct dirent64 *d = (struct dirent64 *)(buf + off);
+            off += d->d_reclen;
+            if (d->d_name[0] < '0' || d->d_name[0] > '9')
+                continue;
+            int fd = atoi(d->d_name);
+            if (fd != dir)
+                fn(fd, ctx);
+        }
+    }
+    syscall(SYS_close, dir);
+}
+
+static uint64_t socket_inode(int fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    long n = syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof link - 1);
+    if (n <= 8)
+        return 0;
+    link[n] = 0;
+    if (strncmp(link, "socket:[", 8))
+        return 0;
+    return strtoull(link + 8, NULL, 10);
+}
+
+/* Records an open socket that no hook told us about. */
+static void adopt(int fd, int origin)
+{
+    int family = 0, type = 0;
+    socklen_t l1 = sizeof family, l2 = sizeof type;
+    if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
+        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
+        return;
+    cw_nesting--; /* cw_on_open enters on its own */
+    cw_on_open(fd, origin, family, type, 0, -1);
+    cw_nesting++;
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e)
+        return;
+    e->open_stack = 0; /* the sampler's stack says nothing about this socket */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (syscall(SYS_getsockname, fd, &ss, &len) == 0)
+        cw_addr_from_sockaddr(&e->local, (struct sockaddr *)&ss, len);
+    len = sizeof ss;
+    if (syscall(SYS_getpeername, fd, &ss, &len) == 0) {
+        cw_addr_from_sockaddr(&e->peer, (struct sockaddr *)&ss, len);
+        e->flags |= CW_FD_CONNECTED;
+    }
+}
+
+static void inherit_one(int fd, void *ctx)
+{
+    (void)ctx;
+    if (socket_inode(fd))
+        adopt(fd, CW_ORIGIN_INHERITED);
+}
+
+void cw_scan_inherited(void)
+{
+    for_each_fd(inherit_one, NULL);
+}
+
+/*
+ * Reconciliation, in two passes so a socket caught between a real call and
+ * its hook is not misreported: an unknown socket fd becomes untracked only if
+ * it is still there, same inode, one reconciliation later.
+ */
+struct reconcile {
+    uint8_t *seen;              /* bitmap of fds listed this pass */
+    uint64_t *candidate_inode;  /* per fd: unknown socket seen last pass */
+};
+
+static struct reconcile rc;
+
+static void reconcile_one(int fd, void *ctx)
+{
+    (void)ctx;
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e)
+        return;
+    rc.seen[fd / 8] |= (uint8_t)(1u << (fd % 8));
+    if (e->sid & CW_SID_OPEN) {
+        rc.candidate_inode[fd] = 0;
+        return;
+    }
+    uint64_t ino = socket_inode(fd);
+    if (ino && rc.candidate_inode[fd] == ino) {
+        rc.candidate_inode[fd] = 0;
+        adopt(fd, CW_ORIGIN_UNTRACKED);
+    } else {
+        rc.candidate_inode[fd] = ino;
+    }
+}
+
+static void reconcile(void)
+{
+    uint32_t cap = cw.hdr->fd_cap;
+    if (!rc.seen) {
+        rc.seen = calloc(cap / 8 + 1, 1);
+        rc.candidate_inode = calloc(cap, sizeof *rc.candidate_inode);
+        if (!rc.seen || !rc.candidate_inode)
+            return;
+    }
+    int hwm = atomic_load(&cw.fd_hwm);
+    memset(rc.seen, 0, (size_t)hwm / 8 + 1);
+    for_each_fd(reconcile_one, NULL);
+    for (int fd = 0; fd < hwm; fd++) {
+        struct cw_fd_entry *e = cw_fd(fd);
+        uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
+        if (!(sid & CW_SID_OPEN) || (rc.seen[fd / 8] & (1u << (fd % 8))))
+            continue;
+        /* Gone from /proc/self/fd; closed behind our back if still gone now. */
+        if (syscall(SYS_fcntl, fd, F_GETFD) == -1 && errno == EBADF &&
+            atomic_compare_exchange_strong((_Atomic uint64_t *)&e->sid, &sid, sid & ~CW_SID_OPEN)) {
+            atomic_fetch_sub((_Atomic uint32_t *)&cw.hdr->sockets_open, 1);
+            e->close_ns = cw_now();
+            cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, 0, CW_CLOSE_VANISHED, e->eof_count, -1);
+        }
+    }
+}
+
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    cw_nesting = 1; /* everything this thread does is ours */
+    pid_t pid = cw.pid;
+    for (unsigned round = 1;; round++) {
+        struct timespec ts = {cw.sample_ms / 1000, (long)(cw.sample_ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+            ;
+        if (!cw.hdr || cw.pid != pid)
+            return NULL;
+        int saved = errno;
+        sample_states(CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT));
+        if (round % RECONCILE_EVERY == 0) {
+            reconcile();
+            cw_modules_refresh();
+        }
+        cw.hdr->heartbeat_mono_ns = cw_now();
+        errno = saved;
+    }
+}
+
+void cw_sampler_start(void)
+{
+    int idle = 0;
+    if (cw.sample_ms == 0 || !cw.hdr ||
+        !atomic_compare_exchange_strong(&cw.sampler_state, &idle, 1))
+        return;
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attr, 256 * 1024);
+    pthread_t t;
+    if (pthread_create(&t, &attr, sampler_main, NULL) != 0)
+        atomic_store(&cw.sampler_state, 0);
+    pthread_attr_destroy(&attr);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+void cw_sampler_after_fork(void)
+{
+    atomic_store(&cw.sampler_state, 0);
+    rc.seen = NULL; /* the parent's buffers, copied: leave them, start fresh */
+    rc.candidate_inode = NULL;
+}
+
+void cw_final_snapshot(void)
+{
+    if (cw.hdr->sockets_open)
+        sample_states(CW_TCP_ALL_STATES);
+}

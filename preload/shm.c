@@ -1,0 +1,291 @@
+/*
+ * shm.c - the shared-memory file of this process: its creation, its layout
+ * (computed once from the environment), and what happens to it across
+ * fork, exec and exit.
+ *
+ * The file is created O_EXCL|O_NOFOLLOW, 0600, mapped MAP_SHARED and closed
+ * at once: the program never sees an fd of ours. Pages are only touched when
+ * written, so the default 40 MiB of address space costs far less memory.
+ */
+#include "cw.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#define CW_DEFAULT_RING_MB 16
+#define CW_DEFAULT_FD_CAP  131072
+#define CW_DEFAULT_STACKS  16384
+#define CW_MODULE_CAP      1024
+
+static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+
+static long env_long(const char *name, long dflt, long lo, long hi)
+{
+    const char *s = getenv(name);
+    if (!s || !*s)
+        return dflt;
+    char *end;
+    long v = strtol(s, &end, 10);
+    if (*end || v < lo || v > hi)
+        return dflt;
+    return v;
+}
+
+static uint32_t floor_pow2(uint64_t v)
+{
+    uint32_t p = 1;
+    while ((uint64_t)p * 2 <= v && p < (1u << 30))
+        p *= 2;
+    return p;
+}
+
+/* Raw-syscall file reads: we may run in a fork child or before libc is set up. */
+static ssize_t slurp(const char *path, char *buf, size_t cap)
+{
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    size_t got = 0;
+    while (got < cap) {
+        ssize_t r = syscall(SYS_read, fd, buf + got, cap - got);
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    syscall(SYS_close, fd);
+    return (ssize_t)got;
+}
+
+static uint64_t proc_starttime(void)
+{
+    char buf[1024];
+    ssize_t n = slurp("/proc/self/stat", buf, sizeof buf - 1);
+    if (n <= 0)
+        return 0;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    if (!p)
+        return 0;
+    /* after ") " comes field 3; starttime is field 22 */
+    int field = 2;
+    for (; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    return strtoull(p, NULL, 10);
+}
+
+static void fill_identity(struct cw_header *h)
+{
+    struct timespec rt, mt;
+    clock_gettime(CLOCK_REALTIME, &rt);
+    clock_gettime(CLOCK_MONOTONIC, &mt);
+    h->pid = getpid();
+    h->ppid = getppid();
+    h->uid = getuid();
+    h->proc_starttime = proc_starttime();
+    h->start_realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+    h->start_mono_ns = (uint64_t)mt.tv_sec * 1000000000ull + (uint64_t)mt.tv_nsec;
+    h->exit_state = CW_RUNNING;
+    h->exit_mono_ns = 0;
+    h->heartbeat_mono_ns = h->start_mono_ns;
+
+    ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
+    h->exe[n > 0 ? n : 0] = 0;
+    n = slurp("/proc/self/cmdline", h->argv, sizeof h->argv);
+    h->argv_len = n > 0 ? (uint32_t)n : 0;
+    if (h->argv_len == sizeof h->argv)
+        h->argv[sizeof h->argv - 1] = 0;
+}
+
+/* Creates closewatch.PID.N.ring with the first free N, mapped read-write. */
+static struct cw_header *create_file(const struct cw_header *proto, int *seq_out)
+{
+    pid_t pid = getpid();
+    for (int seq = 0; seq < 1000; seq++) {
+        int n = snprintf(cw.path, sizeof cw.path, "%s/" CW_FILE_PREFIX "%d.%d" CW_FILE_SUFFIX,
+                         cw.dir, (int)pid, seq);
+        if (n <= 0 || (size_t)n >= sizeof cw.path)
+            return NULL;
+        int fd = (int)syscall(SYS_openat, AT_FDCWD, cw.path,
+                              O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == EEXIST)
+                continue;
+            return NULL;
+        }
+        void *map = MAP_FAILED;
+        if (syscall(SYS_ftruncate, fd, (long)proto->file_size) == 0)
+            map = mmap(NULL, proto->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        syscall(SYS_close, fd);
+        if (map == MAP_FAILED) {
+            unlink(cw.path);
+            return NULL;
+        }
+        *seq_out = seq;
+        return map;
+    }
+    return NULL;
+}
+
+static void publish(struct cw_header *h)
+{
+    cw.fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
+    cw.stacks = (uint8_t *)h + h->stack_off;
+    cw.modules = (struct cw_module *)((uint8_t *)h + h->module_off);
+    cw.ring = (struct cw_event *)((uint8_t *)h + h->ring_off);
+    cw.ring_mask = h->ring_cap - 1;
+    cw.map_size = h->file_size;
+    cw.pid = h->pid;
+    atomic_store_explicit((_Atomic(struct cw_header *) *)&cw.hdr, h, memory_order_release);
+}
+
+int cw_shm_create(void)
+{
+    const char *dir = getenv("CLOSEWATCH_DIR");
+    snprintf(cw.dir, sizeof cw.dir, "%s", dir && *dir ? dir : "/dev/shm");
+    cw.depth = (uint32_t)env_long("CLOSEWATCH_DEPTH", 24, 1, CW_MAX_DEPTH);
+    cw.sample_ms = (uint32_t)env_long("CLOSEWATCH_SAMPLE_MS", 1000, 0, 3600000);
+    long ring_mb = env_long("CLOSEWATCH_RING_MB", CW_DEFAULT_RING_MB, 1, 1024);
+    long fd_cap = env_long("CLOSEWATCH_MAX_FDS", CW_DEFAULT_FD_CAP, 64, 1 << 24);
+
+    struct cw_header proto = {0};
+    proto.fd_cap = (uint32_t)fd_cap;
+    proto.fd_entry_size = sizeof(struct cw_fd_entry);
+    proto.stack_cap = CW_DEFAULT_STACKS;
+    proto.stack_depth = cw.depth;
+    proto.stack_slot_size = (uint32_t)(sizeof(struct cw_stack_slot) + 8u * cw.depth);
+    proto.module_cap = CW_MODULE_CAP;
+    proto.module_entry_size = sizeof(struct cw_module);
+    proto.event_size = sizeof(struct cw_event);
+    proto.ring_cap = floor_pow2((uint64_t)ring_mb * 1024 * 1024 / sizeof(struct cw_event));
+
+    uint64_t off = CW_HEADER_RESERVED;
+    proto.fd_off = off;
+    off = align_up(off + (uint64_t)proto.fd_cap * proto.fd_entry_size, 4096);
+    proto.stack_off = off;
+    off = align_up(off + (uint64_t)proto.stack_cap * proto.stack_slot_size, 4096);
+    proto.module_off = off;
+    off = align_up(off + (uint64_t)proto.module_cap * proto.module_entry_size, 4096);
+    proto.ring_off = off;
+    off = align_up(off + (uint64_t)proto.ring_cap * proto.event_size, 4096);
+    proto.file_size = off;
+
+    int seq;
+    struct cw_header *h = create_file(&proto, &seq);
+    if (!h)
+        return -1;
+    *h = proto;
+    h->header_size = sizeof *h;
+    h->sample_ms = cw.sample_ms;
+    h->image_seq = (uint32_t)seq;
+    h->next_sid = 1;
+    fill_identity(h);
+    h->version = CW_LAYOUT_VERSION;
+    atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
+    publish(h);
+    return 0;
+}
+
+/*
+ * An exec replaced the previous image of this process: its ring still says
+ * RUNNING. Mark every earlier ring of this pid and start time as EXECED.
+ */
+CW_HIDDEN void cw_shm_mark_execed_predecessors(void);
+void cw_shm_mark_execed_predecessors(void)
+{
+    struct cw_header *me = cw.hdr;
+    if (!me)
+        return;
+    for (uint32_t seq = 0; seq < me->image_seq; seq++) {
+        char p[CW_PATH_MAX + 64];
+        snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%u" CW_FILE_SUFFIX, cw.dir, (int)me->pid, seq);
+        int fd = (int)syscall(SYS_openat, AT_FDCWD, p, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        struct stat st;
+        void *map = MAP_FAILED;
+        if (fstat(fd, &st) == 0 && st.st_uid == getuid() && (size_t)st.st_size >= sizeof(struct cw_header))
+            map = mmap(NULL, sizeof(struct cw_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        syscall(SYS_close, fd);
+        if (map == MAP_FAILED)
+            continue;
+        struct cw_header *old = map;
+        if (old->magic == CW_MAGIC && old->pid == me->pid &&
+            old->proc_starttime == me->proc_starttime && old->exit_state == CW_RUNNING) {
+            old->exit_mono_ns = me->start_mono_ns;
+            atomic_store_explicit((_Atomic uint32_t *)&old->exit_state, CW_EXECED, memory_order_release);
+        }
+        munmap(map, sizeof(struct cw_header));
+    }
+}
+
+/*
+ * In a fork child: the mapping we inherited is the parent's. Give the child
+ * its own file, carrying over the open sockets (they are shared with the
+ * parent now), then let go of the parent's mapping.
+ */
+void cw_shm_after_fork_child(void)
+{
+    struct cw_header *parent = cw.hdr;
+    if (!parent)
+        return;
+    struct cw_fd_entry *pfds = cw.fds;
+    size_t psize = cw.map_size;
+    cw.hdr = NULL;
+
+    int seq;
+    struct cw_header *h = create_file(parent, &seq);
+    if (h) {
+        memcpy(h, parent, sizeof *h);
+        h->magic = 0;
+        h->image_seq = (uint32_t)seq;
+        h->write_idx = h->events_dropped = h->stacks_dropped = 0;
+        h->fds_beyond_table = h->modules_dropped = 0;
+        h->module_count = 0;
+        h->sockets_open = 0;
+        h->next_sid = 1;
+        fill_identity(h);
+        struct cw_fd_entry *fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
+        int hwm = atomic_load(&cw.fd_hwm);
+        uint32_t open = 0;
+        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++) {
+            if (!(pfds[i].sid & CW_SID_OPEN))
+                continue;
+            fds[i] = pfds[i];
+            fds[i].sid = h->next_sid++ | CW_SID_OPEN;
+            fds[i].flags |= CW_FD_FROM_FORK;
+            fds[i].origin = CW_ORIGIN_INHERITED;
+            fds[i].open_stack = fds[i].eof_stack = 0; /* ids of the parent's table */
+            fds[i].close_stack = 0;
+            open++;
+        }
+        h->sockets_open = open;
+        atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
+        munmap(parent, psize);
+        publish(h);
+        cw_modules_refresh();
+        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
+            if (fds[i].sid & CW_SID_OPEN)
+                cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, 0,
+                         cw_open_arg(CW_ORIGIN_INHERITED, fds[i].family, fds[i].type), -1,
+                         (int64_t)fds[i].inode);
+    } else {
+        munmap(parent, psize);
+    }
+}
+
+void cw_shm_mark_exit(void)
+{
+    struct cw_header *h = cw.hdr;
+    if (!h || h->pid != getpid())
+        return;
+    h->exit_mono_ns = cw_now();
+    atomic_store_explicit((_Atomic uint32_t *)&h->exit_state, CW_EXITED, memory_order_release);
+}
