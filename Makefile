@@ -49,7 +49,7 @@ all: $(LIB) $(BIN)
 
 # The preload is never sanitized: it lives inside other people's programs.
 $(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
-	$(CC) $(BASE_CFLAGS) -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
+	$(CC) $(BASE_CFLAGS) -DCW_IN_PRELOAD -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
 		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) $(UNWIND_LIBS) -ldl -pthread -Wl,-z,defs
 
 $(B)/analyzer.a: $(ANALYZER_SRC) $(wildcard analyzer/*.h common/*.h) | $(B)

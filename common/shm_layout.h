@@ -59,7 +59,7 @@ enum cw_fd_flag {
 /* fd_entry.sid carries this bit while the fd is open; it is set and cleared
  * with atomic exchange/compare-exchange so that a close racing with a reuse
  * of the same fd number by another thread cannot close the newcomer. */
-#define CW_SID_OPEN (1ull << 63)
+#define CW_SID_OPEN ((uint64_t)1 << 63)
 
 /* Kernel TCP states as in include/net/tcp_states.h. */
 enum cw_tcp_state {

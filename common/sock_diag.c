@@ -15,6 +15,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#ifdef CW_IN_PRELOAD
+/* Inside libclosewatch.so, bypass our own syscall() hook (preload/real.c). */
+long cw_raw_syscall(long nr, ...);
+#define syscall cw_raw_syscall
+#endif
+
 static int dump_family(int nl, int family, uint32_t states, cw_sock_diag_cb cb, void *ctx)
 {
     struct {

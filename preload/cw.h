@@ -49,7 +49,7 @@ struct cw_real {
     int (*close_range)(unsigned, unsigned, int);
     void (*closefrom)(int);
     int (*fclose)(void *);
-    long (*syscall)(long, ...);
+    long (*sys)(long, ...); /* syscall(); named so the syscall macro below leaves it alone */
     ssize_t (*read)(int, void *, size_t);
     ssize_t (*readv)(int, const struct iovec *, int);
     ssize_t (*recv)(int, void *, size_t, int);
@@ -73,6 +73,12 @@ struct cw_real {
 
 CW_HIDDEN extern struct cw_real cw_real;
 CW_HIDDEN void cw_resolve_real(void);
+
+/* The library's own system calls must not go through its syscall() hook:
+ * everything in preload/ (and common/ code compiled into it) calling
+ * syscall() gets this instead. */
+CW_HIDDEN long cw_raw_syscall(long nr, ...);
+#define syscall cw_raw_syscall
 
 /* Fetch a real function, resolving all of them on first use (hooks can run
  * before our constructor). */

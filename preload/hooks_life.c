@@ -16,6 +16,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#undef syscall /* this file defines the hook; raw calls use cw_raw_syscall */
+
 #ifndef CLOSE_RANGE_CLOEXEC
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
@@ -189,7 +191,7 @@ CW_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
     int r = cw_real.close_range || (cw_resolve_real(), cw_real.close_range)
                 ? cw_real.close_range(first, last, flags)
-                : (int)syscall(SYS_close_range, first, last, flags);
+                : (int)cw_raw_syscall(SYS_close_range, first, last, flags);
     after_close_range(first, last, flags, r);
     return r;
 }
@@ -199,7 +201,7 @@ CW_EXPORT void closefrom(int lowfd)
     if (cw_real.closefrom || (cw_resolve_real(), cw_real.closefrom))
         cw_real.closefrom(lowfd);
     else
-        syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
+        cw_raw_syscall(SYS_close_range, (unsigned)lowfd, ~0u, 0);
     if (lowfd >= 0)
         cw_on_close_range((unsigned)lowfd, ~0u, CW_CLOSE_RANGE);
 }
@@ -219,7 +221,7 @@ CW_EXPORT long syscall(long nr, ...)
     uint64_t sid = 0;
     if (nr == SYS_close || nr == SYS_dup2 || nr == SYS_dup3)
         sid = cw_sid_before((int)(nr == SYS_close ? a[0] : a[1]));
-    long r = REAL(syscall)(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+    long r = REAL(sys)(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 
     switch (nr) {
     case SYS_close:

@@ -10,6 +10,8 @@
 #include "cw.h"
 
 #include <dlfcn.h>
+#include <stdarg.h>
+#include <unistd.h>
 
 struct cw_real cw_real;
 
@@ -34,7 +36,7 @@ void cw_resolve_real(void)
     R(close_range, "close_range");
     R(closefrom, "closefrom");
     R(fclose, "fclose");
-    R(syscall, "syscall");
+    R(sys, "syscall");
     R(read, "read");
     R(readv, "readv");
     R(recv, "recv");
@@ -58,4 +60,17 @@ void cw_resolve_real(void)
     /* fcntl64 exists only in newer glibc; fcntl has the same ABI on 64-bit. */
     if (!cw_real.fcntl64)
         cw_real.fcntl64 = cw_real.fcntl;
+}
+
+#undef syscall
+long cw_raw_syscall(long nr, ...)
+{
+    va_list ap;
+    va_start(ap, nr);
+    long a[6];
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    long (*real)(long, ...) = REAL(sys);
+    return real(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 }

@@ -1,0 +1,209 @@
+/*
+ * harness.c - shared test helpers (see harness.h).
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+const char *h_build(void)
+{
+    const char *b = getenv("CW_BUILD");
+    return b && *b ? b : "build";
+}
+
+const char *h_path(const char *rel)
+{
+    static char bufs[8][1024];
+    static int next;
+    char *b = bufs[next++ % 8];
+    snprintf(b, sizeof bufs[0], "%s/%s", h_build(), rel);
+    return b;
+}
+
+char *h_mkdtemp(const char *tag)
+{
+    char *d = malloc(256);
+    snprintf(d, 256, "/tmp/cwtest-%s-XXXXXX", tag);
+    cr_assert_not_null(mkdtemp(d), "mkdtemp: %s", strerror(errno));
+    return d;
+}
+
+void h_rmdir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    char p[1024];
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const char *ring_dir,
+                      int capture)
+{
+    int pipefd[2] = {-1, -1};
+    if (capture)
+        cr_assert_eq(pipe2(pipefd, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        if (capture)
+            dup2(pipefd[1], 1);
+        for (int i = 0; env && env[i]; i++)
+            putenv(env[i]);
+        if (preload) {
+            char lib[1024];
+            snprintf(lib, sizeof lib, "%s/libclosewatch.so", h_build());
+            setenv("LD_PRELOAD", lib, 1);
+            if (ring_dir)
+                setenv("CLOSEWATCH_DIR", ring_dir, 1);
+        } else {
+            unsetenv("LD_PRELOAD");
+        }
+        execvp(argv[0], argv);
+        fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
+        _exit(127);
+    }
+    if (capture)
+        close(pipefd[1]);
+    return (struct h_proc){.pid = pid, .out_fd = capture ? pipefd[0] : -1};
+}
+
+int h_wait(struct h_proc *p, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    int status;
+    for (;;) {
+        pid_t r = waitpid(p->pid, &status, WNOHANG);
+        if (r == p->pid)
+            break;
+        if (now_ms() > end) {
+            kill(p->pid, SIGKILL);
+            waitpid(p->pid, &status, 0);
+            status = -1;
+            break;
+        }
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    if (p->out_fd >= 0)
+        close(p->out_fd);
+    p->out_fd = -1;
+    return status;
+}
+
+int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms)
+{
+    size_t n = 0;
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    while (n + 1 < len) {
+        struct pollfd pfd = {.fd = p->out_fd, .events = POLLIN};
+        int left = (int)(end - now_ms());
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            return 0;
+        char c;
+        if (read(p->out_fd, &c, 1) != 1)
+            return 0;
+        if (c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    buf[n] = 0;
+    return 1;
+}
+
+int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
+{
+    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    while (!cond(arg)) {
+        if (now_ms() > end)
+            return 0;
+        struct timespec ts = {0, 1000000};
+        nanosleep(&ts, NULL);
+    }
+    return 1;
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(a, b); }
+
+int h_rings(const char *dir, pid_t pid, char paths[][512], int max)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    int n = 0;
+    struct dirent *e;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "closewatch.%d.", (int)pid);
+    while ((e = readdir(d)) && n < max) {
+        if (strncmp(e->d_name, pid ? prefix : "closewatch.", strlen(pid ? prefix : "closewatch.")))
+            continue;
+        snprintf(paths[n++], 512, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    qsort(paths, (size_t)n, 512, cmp_str);
+    return n;
+}
+
+void h_open_ring(struct cw_ring *r, const char *dir, pid_t pid)
+{
+    char paths[8][512];
+    int n = h_rings(dir, pid, paths, 8);
+    cr_assert_geq(n, 1, "no ring file for pid %d in %s", (int)pid, dir);
+    char err[512];
+    int rc = cw_ring_open(r, paths[0], err, sizeof err);
+    cr_assert_eq(rc, CW_RING_OK, "%s", err);
+}
+
+int h_listen(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    cr_assert_eq(listen(fd, 128), 0);
+    socklen_t l = sizeof a;
+    getsockname(fd, (struct sockaddr *)&a, &l);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+int h_connect(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)port)};
+    cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
+    return fd;
+}

@@ -1,0 +1,52 @@
+/*
+ * harness.h - what the Criterion tests share: where the build is, running
+ * programs with and without the preload in a private ring directory,
+ * waiting for conditions instead of sleeping, and finding ring files.
+ */
+#ifndef CW_TEST_HARNESS_H
+#define CW_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "../common/shm_reader.h"
+
+/* Absolute path of build/ (from $CW_BUILD, set by `make test`). */
+const char *h_build(void);
+/* build/<rel>, in a static rotating buffer. */
+const char *h_path(const char *rel);
+
+/* A fresh private directory for ring files; removed by h_rmdir. */
+char *h_mkdtemp(const char *tag);
+void h_rmdir(const char *dir);
+
+struct h_proc {
+    pid_t pid;
+    int out_fd; /* read end of the child's stdout, or -1 */
+};
+
+/*
+ * Starts argv[0] (a path) with extra environment entries ("K=V", NULL-ended).
+ * With preload != 0, LD_PRELOAD is build/libclosewatch.so and CLOSEWATCH_DIR
+ * is ring_dir. stdout is captured when capture != 0.
+ */
+struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const char *ring_dir,
+                      int capture);
+/* Waits up to timeout_ms; returns the wait status, or -1 on timeout (child killed). */
+int h_wait(struct h_proc *p, int timeout_ms);
+/* Reads one line from the child's stdout (without '\n'); 0 on EOF/timeout. */
+int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms);
+
+/* Polls cond(arg) every millisecond until it holds or timeout_ms passes. */
+int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms);
+
+/* Paths of ring files in dir for pid (pid 0: all), sorted; returns count. */
+int h_rings(const char *dir, pid_t pid, char paths[][512], int max);
+/* Opens the only/first ring of pid in dir, failing the test if absent. */
+void h_open_ring(struct cw_ring *r, const char *dir, pid_t pid);
+
+/* A TCP listener on 127.0.0.1 with an ephemeral port; returns fd, sets *port. */
+int h_listen(int *port);
+int h_connect(int port);
+
+#endif
