@@ -1,26 +1,529 @@
 /*
- * main.c - the closewatch command line: dispatches to the subcommands.
+ * main.c - the closewatch command line: option parsing, the run/report/
+ * watch/dump commands, and exit statuses (0 clean, 1 or --error-exitcode
+ * findings, 2 usage or input errors).
  */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "dump.h"
+#include "kernel.h"
+#include "model.h"
+#include "report.h"
 
-static int usage(FILE *out, int status)
+#define EXIT_USAGE 2
+
+static const char usage_text[] =
+    "usage: closewatch run    [OPTIONS] -- PROGRAM [ARGS...]\n"
+    "       closewatch report [OPTIONS] [PID | RING-FILE]...\n"
+    "       closewatch watch  PID [--interval=SEC] [--count=N]\n"
+    "       closewatch dump   RING-FILE\n"
+    "\n"
+    "Finds TCP sockets stuck in CLOSE_WAIT (the peer closed, the program never called\n"
+    "close()) and shows the code that opened them and the code that saw the EOF.\n"
+    "\n"
+    "commands:\n"
+    "  run       run PROGRAM under libclosewatch.so (children too), report when it ends;\n"
+    "            exits with the program's status, or --error-exitcode if findings exist\n"
+    "  report    report on running processes (PID) or recorded ones (RING-FILE);\n"
+    "            with no argument, every ring of yours in the ring directory\n"
+    "  watch     live view of a process: TCP state counts and its CLOSE_WAIT sockets\n"
+    "  dump      print a ring file's raw contents (debugging)\n"
+    "\n"
+    "options (run, report):\n"
+    "  --grace=SEC            time a socket may sit in CLOSE_WAIT before it is a finding\n"
+    "                         (default 5; fractions allowed)\n"
+    "  --format=FMT           text (default), json, markdown or sarif\n"
+    "  -o, --output=FILE      write the report to FILE ('%p' becomes the pid);\n"
+    "                         default: stdout for report, stderr for run\n"
+    "  --error-exitcode=N     exit status when something is flagged (report default 1)\n"
+    "  --suppressions=FILE    hide findings matching KIND:PATTERN rules in FILE\n"
+    "  --spin-threshold=N     read()==0 this many times on one socket is eof_spin (default 100)\n"
+    "  --info                 also list sockets still open at exit (open_at_exit)\n"
+    "  --dir=DIR              ring directory (default $CLOSEWATCH_DIR, else /dev/shm)\n"
+    "  --keep                 run: keep the ring files even when the report is clean\n"
+    "  -h, --help             this text;  --version  the version\n"
+    "\n"
+    "finding kinds: close_wait, late_close, eof_spin, double_close, emfile, untracked,\n"
+    "open_at_exit (info). See `man closewatch` and README.md.\n";
+
+struct cli {
+    struct cw_options opt;
+    const char *format;
+    const char *output;
+    const char *suppressions;
+    const char *dir;
+    int error_exitcode; /* -1: not given */
+    int keep;
+    double interval;
+    int count;
+};
+
+__attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
-    fprintf(out, "usage: closewatch dump RING-FILE\n");
-    return status;
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("closewatch: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\n(try 'closewatch --help')\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static int parse_double(const char *s, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || v < 0 || v != v)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static int parse_int(const char *s, int lo, int hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+enum { OPT_GRACE = 256, OPT_FORMAT, OPT_EXIT, OPT_SUPP, OPT_KEEP, OPT_DIR, OPT_INFO, OPT_SPIN,
+       OPT_INTERVAL, OPT_COUNT, OPT_VERSION };
+
+/* Parses options up to the first non-option (or "--"); returns its index or
+ * -1 after printing a usage error. */
+static int parse_options(int argc, char **argv, struct cli *c)
+{
+    static const struct option longopts[] = {
+        {"grace", required_argument, 0, OPT_GRACE},
+        {"format", required_argument, 0, OPT_FORMAT},
+        {"output", required_argument, 0, 'o'},
+        {"error-exitcode", required_argument, 0, OPT_EXIT},
+        {"suppressions", required_argument, 0, OPT_SUPP},
+        {"keep", no_argument, 0, OPT_KEEP},
+        {"dir", required_argument, 0, OPT_DIR},
+        {"info", no_argument, 0, OPT_INFO},
+        {"spin-threshold", required_argument, 0, OPT_SPIN},
+        {"interval", required_argument, 0, OPT_INTERVAL},
+        {"count", required_argument, 0, OPT_COUNT},
+        {"help", no_argument, 0, 'h'},
+        {"version", no_argument, 0, OPT_VERSION},
+        {0, 0, 0, 0},
+    };
+    int spin = 100;
+    optind = 1;
+    opterr = 0;
+    int ch;
+    while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case OPT_GRACE:
+            if (parse_double(optarg, &c->opt.grace_s))
+                return usage_error("--grace: expected seconds (e.g. 5 or 0.5), got '%s'", optarg), -1;
+            break;
+        case OPT_FORMAT:
+            if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "markdown") &&
+                strcmp(optarg, "sarif"))
+                return usage_error("--format: expected text, json, markdown or sarif, got '%s'", optarg), -1;
+            c->format = optarg;
+            break;
+        case 'o':
+            c->output = optarg;
+            break;
+        case OPT_EXIT:
+            if (parse_int(optarg, 0, 255, &c->error_exitcode))
+                return usage_error("--error-exitcode: expected 0..255, got '%s'", optarg), -1;
+            break;
+        case OPT_SUPP:
+            c->suppressions = optarg;
+            break;
+        case OPT_KEEP:
+            c->keep = 1;
+            break;
+        case OPT_DIR:
+            c->dir = optarg;
+            break;
+        case OPT_INFO:
+            c->opt.include_info = 1;
+            break;
+        case OPT_SPIN:
+            if (parse_int(optarg, 1, INT_MAX, &spin))
+                return usage_error("--spin-threshold: expected a positive count, got '%s'", optarg), -1;
+            break;
+        case OPT_INTERVAL:
+            if (parse_double(optarg, &c->interval) || c->interval <= 0)
+                return usage_error("--interval: expected seconds > 0, got '%s'", optarg), -1;
+            break;
+        case OPT_COUNT:
+            if (parse_int(optarg, 1, INT_MAX, &c->count))
+                return usage_error("--count: expected a positive count, got '%s'", optarg), -1;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            exit(0);
+        case OPT_VERSION:
+            printf("closewatch %s\n", CW_VERSION);
+            exit(0);
+        default:
+            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]), -1;
+        }
+    }
+    c->opt.spin_threshold = (uint32_t)spin;
+    return optind;
+}
+
+/* -o FILE with %p replaced by pid. */
+static FILE *open_output(const char *pattern, int pid, FILE *dflt)
+{
+    if (!pattern)
+        return dflt;
+    char path[PATH_MAX];
+    size_t n = 0;
+    for (const char *p = pattern; *p && n + 16 < sizeof path; p++) {
+        if (p[0] == '%' && p[1] == 'p') {
+            n += (size_t)snprintf(path + n, sizeof path - n, "%d", pid);
+            p++;
+        } else {
+            path[n++] = *p;
+        }
+    }
+    path[n] = 0;
+    FILE *f = fopen(path, "w");
+    if (!f)
+        fprintf(stderr, "closewatch: %s: cannot write the report: %s\n", path, strerror(errno));
+    return f;
+}
+
+/* Symbolizes, applies suppressions, writes the report; returns the number
+ * of error findings, or -1 if the report could not be written. */
+static int write_report(struct cli *c, struct cw_analysis *a, int pid, FILE *dflt)
+{
+    struct cw_symbolizer *sym = cw_symbolizer_new();
+    struct cw_suppressions sup = {0};
+    char err[512];
+    if (c->suppressions) {
+        if (cw_suppressions_load(&sup, c->suppressions, err, sizeof err)) {
+            fprintf(stderr, "closewatch: %s\n", err);
+            cw_symbolizer_free(sym);
+            return -1;
+        }
+        cw_suppressions_apply(&sup, a, sym);
+    }
+    cw_analysis_count(a);
+    struct cw_report r = {.a = a, .sym = sym, .sup = c->suppressions ? &sup : NULL};
+    FILE *out = open_output(c->output, pid, dflt);
+    int errors = -1;
+    if (out) {
+        const char *f = c->format ? c->format : "text";
+        if (!strcmp(f, "json"))
+            cw_report_json(out, &r);
+        else if (!strcmp(f, "markdown"))
+            cw_report_markdown(out, &r);
+        else if (!strcmp(f, "sarif"))
+            cw_report_sarif(out, &r);
+        else
+            cw_report_text(out, &r);
+        if (out != dflt)
+            fclose(out);
+        else
+            fflush(out);
+        errors = 0;
+        for (int k = 0; k < CW_K_COUNT; k++)
+            errors += cw_kind_is_error((enum cw_kind)k) ? a->counts[k] : 0;
+    }
+    cw_suppressions_free(&sup);
+    cw_symbolizer_free(sym);
+    return errors;
+}
+
+static const char *ring_dir(const struct cli *c)
+{
+    if (c->dir)
+        return c->dir;
+    const char *d = getenv("CLOSEWATCH_DIR");
+    return d && *d ? d : "/dev/shm";
+}
+
+static int is_pid(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return 0;
+    return 1;
+}
+
+static int cmd_report(int argc, char **argv, struct cli *c)
+{
+    int first = parse_options(argc, argv, c);
+    if (first < 0)
+        return EXIT_USAGE;
+    struct cw_analysis a;
+    cw_analysis_init(&a, &c->opt);
+    char err[1024];
+    int input_errors = 0, report_pid = 0;
+    if (first == argc) {
+        char **paths;
+        int n = cw_find_rings(ring_dir(c), 0, &paths);
+        for (int i = 0; i < n; i++) {
+            int rc = cw_analyze_ring(&a, paths[i], err, sizeof err);
+            /* Scanning a shared directory: other users' rings are not ours to read. */
+            if (rc != CW_RING_OK && rc != CW_RING_EOWNER)
+                fprintf(stderr, "closewatch: skipping %s\n", err);
+        }
+        cw_free_paths(paths, n);
+    }
+    for (int i = first; i < argc; i++) {
+        int rc;
+        if (is_pid(argv[i])) {
+            int pid = atoi(argv[i]);
+            rc = cw_analyze_pid(&a, pid, ring_dir(c), err, sizeof err);
+            report_pid = report_pid ? report_pid : pid;
+        } else {
+            rc = cw_analyze_ring(&a, argv[i], err, sizeof err);
+        }
+        if (rc != 0) {
+            fprintf(stderr, "closewatch: %s\n", err);
+            input_errors++;
+        }
+    }
+    if (!report_pid && a.nprocs)
+        report_pid = a.procs[0]->pid;
+    int errors = input_errors && !a.nprocs ? -1 : write_report(c, &a, report_pid, stdout);
+    cw_analysis_free(&a);
+    if (errors < 0 || input_errors)
+        return EXIT_USAGE;
+    if (errors > 0)
+        return c->error_exitcode >= 0 ? c->error_exitcode : 1;
+    return 0;
+}
+
+/* libclosewatch.so next to this binary (build tree) or in ../lib (installed). */
+static int find_library(char *out, size_t len)
+{
+    const char *env = getenv("CLOSEWATCH_LIB");
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return access(out, R_OK) == 0 ? 0 : -1;
+    }
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0)
+        return -1;
+    self[n] = 0;
+    char *slash = strrchr(self, '/');
+    *slash = 0;
+    static const char *const candidates[] = {"%s/libclosewatch.so", "%s/../lib/libclosewatch.so",
+                                             "%s/../lib/closewatch/libclosewatch.so"};
+    for (size_t i = 0; i < sizeof candidates / sizeof *candidates; i++) {
+        snprintf(out, len, candidates[i], self);
+        if (access(out, R_OK) == 0) {
+            char *real = realpath(out, NULL);
+            if (real) {
+                snprintf(out, len, "%s", real);
+                free(real);
+            }
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static pid_t run_child;
+
+static void forward_signal(int sig)
+{
+    if (run_child > 0)
+        kill(run_child, sig);
+}
+
+static void remove_dir(const char *dir)
+{
+    char **paths;
+    int n = cw_find_rings(dir, 0, &paths);
+    for (int i = 0; i < n; i++)
+        unlink(paths[i]);
+    cw_free_paths(paths, n);
+    rmdir(dir);
+}
+
+static int cmd_run(int argc, char **argv, struct cli *c)
+{
+    int first = parse_options(argc, argv, c);
+    if (first < 0)
+        return EXIT_USAGE;
+    if (first == argc)
+        return usage_error("run: no program given (closewatch run [OPTIONS] -- PROGRAM [ARGS...])");
+    char lib[PATH_MAX];
+    if (find_library(lib, sizeof lib))
+        return usage_error("run: cannot find libclosewatch.so (set CLOSEWATCH_LIB)"), 127;
+
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s/closewatch-run-XXXXXX", c->dir ? c->dir : "/dev/shm");
+    if (!mkdtemp(dir)) {
+        fprintf(stderr, "closewatch: cannot create a ring directory %s: %s\n", dir, strerror(errno));
+        return EXIT_USAGE;
+    }
+
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) {
+        fprintf(stderr, "closewatch: fork: %s\n", strerror(errno));
+        rmdir(dir);
+        return EXIT_USAGE;
+    }
+    if (pid == 0) {
+        const char *old = getenv("LD_PRELOAD");
+        char preload[2 * PATH_MAX + 2];
+        snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
+        setenv("LD_PRELOAD", preload, 1);
+        setenv("CLOSEWATCH_DIR", dir, 1);
+        execvp(argv[first], argv + first);
+        fprintf(stderr, "closewatch: cannot run %s: %s\n", argv[first], strerror(errno));
+        _exit(127);
+    }
+    run_child = pid;
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    sigaction(SIGQUIT, &sa, NULL);
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    int program_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+
+    struct cw_analysis a;
+    cw_analysis_init(&a, &c->opt);
+    char **paths;
+    char err[1024];
+    int n = cw_find_rings(dir, 0, &paths), input_errors = 0;
+    for (int i = 0; i < n; i++)
+        if (cw_analyze_ring(&a, paths[i], err, sizeof err) != 0) {
+            fprintf(stderr, "closewatch: %s\n", err);
+            input_errors++;
+        }
+    cw_free_paths(paths, n);
+    int errors = write_report(c, &a, pid, stderr);
+    cw_analysis_free(&a);
+
+    if (errors == 0 && !input_errors && !c->keep)
+        remove_dir(dir);
+    else
+        fprintf(stderr, "closewatch: ring files kept in %s (closewatch report %s/*.ring)\n", dir, dir);
+    if (errors > 0 && c->error_exitcode >= 0)
+        return c->error_exitcode;
+    return program_status;
+}
+
+static void print_watch(const struct cli *c, int pid)
+{
+    struct cw_kview kv;
+    char err[512];
+    if (cw_kernel_view(pid, &kv, err, sizeof err)) {
+        printf("%s\n", err);
+        return;
+    }
+    int counts[CW_TCP_CLOSING + 1] = {0}, other = 0;
+    for (int i = 0; i < kv.n; i++) {
+        if (kv.socks[i].is_tcp && kv.socks[i].state <= CW_TCP_CLOSING)
+            counts[kv.socks[i].state]++;
+        else
+            other++;
+    }
+    time_t now = time(NULL);
+    char stamp[32];
+    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
+    printf("%s pid %d: %d sockets:", stamp, pid, kv.n);
+    for (int s = 1; s <= CW_TCP_CLOSING; s++)
+        if (counts[s])
+            printf(" %s %d", cw_tcp_state_name((unsigned)s), counts[s]);
+    printf(" non-TCP %d\n", other);
+    cw_kview_free(&kv);
+
+    struct cw_options opt = c->opt;
+    opt.grace_s = 0;
+    struct cw_analysis a;
+    cw_analysis_init(&a, &opt);
+    if (cw_analyze_pid(&a, pid, ring_dir(c), err, sizeof err) == 0) {
+        struct cw_symbolizer *sym = cw_symbolizer_new();
+        for (int i = 0; i < a.nfindings; i++) {
+            const struct cw_finding *f = &a.findings[i];
+            if (f->kind != CW_K_CLOSE_WAIT && f->kind != CW_K_UNTRACKED)
+                continue;
+            char local[80], peer[80];
+            cw_format_addr(&f->local, local, sizeof local);
+            cw_format_addr(&f->peer, peer, sizeof peer);
+            struct cw_sym_frame fr[CW_FRAMES_MAX];
+            int nf = cw_stack_frames(sym, f->proc, f->open_stack, fr, CW_FRAMES_MAX);
+            const struct cw_sym_frame *at = cw_first_source_frame(fr, nf);
+            printf("  CLOSE_WAIT fd %d %s <-> %s %.1f s recv-q %u eof %s", f->fd, local, peer,
+                   f->seconds_in_close_wait, f->recv_q, cw_eof_name(f->eof));
+            if (at && at->function)
+                printf(" opened in %s", at->function);
+            if (at && at->file)
+                printf(" %s:%d", at->file, at->line);
+            putchar('\n');
+        }
+        cw_symbolizer_free(sym);
+    }
+    cw_analysis_free(&a);
+    fflush(stdout);
+}
+
+static int cmd_watch(int argc, char **argv, struct cli *c)
+{
+    c->interval = 2;
+    int first = parse_options(argc, argv, c);
+    if (first < 0)
+        return EXIT_USAGE;
+    if (argc - first != 1 || !is_pid(argv[first]))
+        return usage_error("watch: expected one PID (closewatch watch PID [--interval=SEC])");
+    int pid = atoi(argv[first]);
+    if (!cw_pid_alive(pid, NULL)) {
+        fprintf(stderr, "closewatch: pid %d: no such process\n", pid);
+        return EXIT_USAGE;
+    }
+    for (int i = 0; !c->count || i < c->count; i++) {
+        if (!cw_pid_alive(pid, NULL)) {
+            printf("pid %d exited\n", pid);
+            return 0;
+        }
+        print_watch(c, pid);
+        if (c->count && i + 1 == c->count)
+            break;
+        struct timespec ts = {(time_t)c->interval, (long)((c->interval - (time_t)c->interval) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
 }
 
 static int cmd_dump(int argc, char **argv)
 {
     if (argc != 2)
-        return usage(stderr, 2);
+        return usage_error("dump: expected one RING-FILE");
     struct cw_ring r;
-    char err[512];
+    char err[1024];
     if (cw_ring_open(&r, argv[1], err, sizeof err) != CW_RING_OK) {
         fprintf(stderr, "closewatch: %s\n", err);
-        return 2;
+        return EXIT_USAGE;
     }
     cw_dump(stdout, &r);
     cw_ring_close(&r);
@@ -29,12 +532,27 @@ static int cmd_dump(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2)
-        return usage(stderr, 2);
-    if (!strcmp(argv[1], "dump"))
+    struct cli c = {.opt = {.grace_s = 5, .spin_threshold = 100}, .error_exitcode = -1};
+    if (argc < 2) {
+        fputs(usage_text, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        fputs(usage_text, stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "--version")) {
+        printf("closewatch %s\n", CW_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 1, argv + 1, &c);
+    if (!strcmp(cmd, "report"))
+        return cmd_report(argc - 1, argv + 1, &c);
+    if (!strcmp(cmd, "watch"))
+        return cmd_watch(argc - 1, argv + 1, &c);
+    if (!strcmp(cmd, "dump"))
         return cmd_dump(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))
-        return usage(stdout, 0);
-    fprintf(stderr, "closewatch: unknown command '%s'\n", argv[1]);
-    return usage(stderr, 2);
+    return usage_error("unknown command '%s'", cmd);
 }

@@ -1,0 +1,768 @@
+/*
+ * model.c - rebuilds socket lives from a ring (events for history, the fd
+ * table for what is open now), joins the kernel's view for live processes,
+ * and decides what is a finding.
+ *
+ * Times are CLOCK_MONOTONIC throughout: the recorder and a live analyzer
+ * share the clock, and a dead process is judged up to its own end.
+ */
+#include "model.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kernel.h"
+
+/* ---- names --------------------------------------------------------------- */
+
+const char *cw_kind_name(enum cw_kind k)
+{
+    static const char *const names[] = {"close_wait", "late_close", "eof_spin", "double_close",
+                                        "emfile",     "untracked",  "open_at_exit"};
+    return (unsigned)k < CW_K_COUNT ? names[k] : "unknown";
+}
+
+const char *cw_eof_name(enum cw_eof e)
+{
+    static const char *const names[] = {"none", "observed", "unread", "unknown"};
+    return (unsigned)e <= CW_EOF_UNKNOWN ? names[e] : "unknown";
+}
+
+const char *cw_end_name(enum cw_end e)
+{
+    static const char *const names[] = {"running", "exited", "execed", "died", "no ring"};
+    return (unsigned)e <= CW_END_NO_RING ? names[e] : "unknown";
+}
+
+int cw_kind_is_error(enum cw_kind k) { return k != CW_K_OPEN_AT_EXIT; }
+
+/* ---- analysis lifetime ---------------------------------------------------- */
+
+void cw_analysis_init(struct cw_analysis *a, const struct cw_options *opt)
+{
+    memset(a, 0, sizeof *a);
+    a->opt = *opt;
+    a->now_mono_ns = cw_mono_now();
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    a->now_realtime_ns = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+void cw_analysis_free(struct cw_analysis *a)
+{
+    for (int i = 0; i < a->nprocs; i++) {
+        cw_ring_close(&a->procs[i]->ring);
+        free(a->procs[i]->modules);
+        free(a->procs[i]);
+    }
+    free(a->procs);
+    free(a->findings);
+    memset(a, 0, sizeof *a);
+}
+
+static struct cw_process *add_process(struct cw_analysis *a)
+{
+    struct cw_process **v = realloc(a->procs, (size_t)(a->nprocs + 1) * sizeof *v);
+    struct cw_process *p = calloc(1, sizeof *p);
+    if (!v || !p) {
+        free(p);
+        if (v)
+            a->procs = v;
+        return NULL;
+    }
+    a->procs = v;
+    a->procs[a->nprocs++] = p;
+    return p;
+}
+
+static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind, struct cw_process *p)
+{
+    if (a->nfindings == a->cap) {
+        int cap = a->cap ? a->cap * 2 : 64;
+        struct cw_finding *v = realloc(a->findings, (size_t)cap * sizeof *v);
+        if (!v)
+            return NULL;
+        a->findings = v;
+        a->cap = cap;
+    }
+    struct cw_finding *f = &a->findings[a->nfindings++];
+    memset(f, 0, sizeof *f);
+    f->kind = kind;
+    f->proc = p;
+    f->fd = -1;
+    return f;
+}
+
+/* ---- socket reconstruction ------------------------------------------------ */
+
+struct sock {
+    uint64_t sid;
+    int fd, origin, family, type, tcp_state, eof_how, closed, close_how;
+    uint32_t flags, eof_count, open_stack, eof_stack, close_stack;
+    uint64_t inode, open_ns, eof_ns, close_ns, close_wait_ns, shut_wr_ns;
+    struct cw_addr local, peer;
+    uint32_t recv_q;
+    struct cw_timeline_entry timeline[CW_TIMELINE_MAX];
+    int ntimeline;
+};
+
+/* Open-addressing map sid -> struct sock. */
+struct sockmap {
+    struct sock *v;
+    size_t cap, n;
+};
+
+static uint64_t mix(uint64_t k)
+{
+    k ^= k >> 33;
+    k *= 0xff51afd7ed558ccdull;
+    k ^= k >> 33;
+    return k;
+}
+
+static struct sock *sock_get(struct sockmap *m, uint64_t sid)
+{
+    if (m->n * 2 >= m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        struct sock *v = calloc(cap, sizeof *v);
+        if (!v)
+            return NULL;
+        for (size_t i = 0; i < m->cap; i++) {
+            if (!m->v[i].sid)
+                continue;
+            size_t j = mix(m->v[i].sid) & (cap - 1);
+            while (v[j].sid)
+                j = (j + 1) & (cap - 1);
+            v[j] = m->v[i];
+        }
+        free(m->v);
+        m->v = v;
+        m->cap = cap;
+    }
+    size_t j = mix(sid) & (m->cap - 1);
+    while (m->v[j].sid && m->v[j].sid != sid)
+        j = (j + 1) & (m->cap - 1);
+    if (!m->v[j].sid) {
+        memset(&m->v[j], 0, sizeof m->v[j]);
+        m->v[j].sid = sid;
+        m->v[j].fd = -1;
+        m->n++;
+    }
+    return &m->v[j];
+}
+
+static void timeline_add(struct sock *s, const struct cw_event *ev)
+{
+    /* Keep the first entries and always the last one: a life's shape. */
+    int i = s->ntimeline < CW_TIMELINE_MAX ? s->ntimeline++ : CW_TIMELINE_MAX - 1;
+    s->timeline[i] = (struct cw_timeline_entry){ev->time_ns, ev->type, ev->arg0, ev->stack};
+}
+
+static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
+                        const struct cw_event *ev)
+{
+    if (ev->type == CW_EV_ERROR) {
+        struct cw_finding *f = add_finding(a, CW_K_EMFILE, p);
+        if (f) {
+            f->err = (int)ev->arg0;
+            f->sockets_open = (uint32_t)ev->arg2;
+            f->open_stack = ev->stack;
+            f->open_ns = ev->time_ns;
+        }
+        return;
+    }
+    if (ev->type == CW_EV_DOUBLE_CLOSE) {
+        struct cw_finding *f = add_finding(a, CW_K_DOUBLE_CLOSE, p);
+        if (f) {
+            f->fd = ev->fd;
+            f->sid = ev->sid;
+            f->err = EBADF;
+            f->close_stack = ev->stack;
+            f->close_ns = ev->time_ns;
+        }
+        /* fall through to the socket's own timeline below */
+    }
+    if (!ev->sid)
+        return;
+    struct sock *s = sock_get(m, ev->sid);
+    if (!s)
+        return;
+    timeline_add(s, ev);
+    switch (ev->type) {
+    case CW_EV_OPEN:
+        s->fd = ev->fd;
+        s->origin = (int)(ev->arg0 & 0xff);
+        s->family = (int)((ev->arg0 >> 8) & 0xffff);
+        s->type = (int)((ev->arg0 >> 24) & 0xffff);
+        s->inode = (uint64_t)ev->arg2;
+        s->open_ns = ev->time_ns;
+        s->open_stack = ev->stack;
+        break;
+    case CW_EV_EOF:
+        if (!s->eof_ns) {
+            s->eof_ns = ev->time_ns;
+            s->eof_stack = ev->stack;
+            s->eof_how = (int)ev->arg0;
+        }
+        break;
+    case CW_EV_SHUTDOWN:
+        if (ev->arg1 == 0 && (ev->arg0 == SHUT_WR || ev->arg0 == SHUT_RDWR) && !s->shut_wr_ns)
+            s->shut_wr_ns = ev->time_ns;
+        break;
+    case CW_EV_CLOSE:
+        /* A real close beats a "vanished" guess made by a racing opener. */
+        if (!s->closed || (s->close_how == CW_CLOSE_VANISHED && ev->arg0 != CW_CLOSE_VANISHED)) {
+            s->closed = 1;
+            s->close_ns = ev->time_ns;
+            s->close_how = (int)ev->arg0;
+            s->close_stack = ev->stack;
+        }
+        if ((uint64_t)ev->arg1 > s->eof_count)
+            s->eof_count = (uint32_t)ev->arg1;
+        break;
+    case CW_EV_STATE:
+        s->tcp_state = (int)ev->arg0;
+        if (ev->arg0 == CW_TCP_CLOSE_WAIT && !s->close_wait_ns)
+            s->close_wait_ns = ev->time_ns;
+        break;
+    default:
+        break;
+    }
+}
+
+/* The fd table is the truth about sockets open now, and about the last
+ * socket of each fd number even when its events were overwritten. */
+static void apply_fd_table(struct cw_process *p, struct sockmap *m)
+{
+    const struct cw_ring *r = &p->ring;
+    for (uint32_t fd = 0; fd < r->hdr.fd_cap; fd++) {
+        struct cw_fd_entry e;
+        if (!cw_ring_fd(r, fd, &e) || !e.sid)
+            continue;
+        struct sock *s = sock_get(m, e.sid & ~CW_SID_OPEN);
+        if (!s)
+            return;
+        s->fd = (int)fd;
+        s->origin = e.origin;
+        s->family = e.family;
+        s->type = e.type;
+        s->inode = e.inode;
+        s->local = e.local;
+        s->peer = e.peer;
+        s->flags = e.flags;
+        if (!s->open_ns) {
+            s->open_ns = e.open_ns;
+            s->open_stack = e.open_stack;
+        }
+        if (e.eof_ns && !s->eof_ns) {
+            s->eof_ns = e.eof_ns;
+            s->eof_stack = e.eof_stack;
+            s->eof_how = (e.flags & CW_FD_EOF_POLLED) ? CW_EOF_RDHUP : CW_EOF_READ;
+        }
+        if (e.eof_count > s->eof_count)
+            s->eof_count = e.eof_count;
+        if (e.tcp_state)
+            s->tcp_state = e.tcp_state;
+        if (e.close_wait_ns && (!s->close_wait_ns || e.close_wait_ns < s->close_wait_ns))
+            s->close_wait_ns = e.close_wait_ns;
+        if ((e.flags & CW_FD_SHUT_WR) && !s->shut_wr_ns)
+            s->shut_wr_ns = e.state_ns ? e.state_ns : e.open_ns;
+        if (!(e.sid & CW_SID_OPEN) && !s->closed && e.close_ns) {
+            s->closed = 1;
+            s->close_ns = e.close_ns;
+            s->close_stack = e.close_stack;
+            s->close_how = CW_CLOSE_CLOSE;
+        }
+        if (e.sid & CW_SID_OPEN)
+            p->sockets_open++;
+    }
+}
+
+static int is_tcp(const struct sock *s)
+{
+    return (s->family == AF_INET || s->family == AF_INET6) && s->type == SOCK_STREAM;
+}
+
+static double secs(uint64_t from, uint64_t to) { return to > from ? (double)(to - from) / 1e9 : 0.0; }
+
+static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t end)
+{
+    f->fd = s->fd;
+    f->sid = s->sid;
+    f->inode = s->inode;
+    f->family = s->family;
+    f->type = s->type;
+    f->origin = s->origin;
+    f->local = s->local;
+    f->peer = s->peer;
+    f->eof_how = s->eof_how;
+    f->eof_count = s->eof_count;
+    f->closed = s->closed;
+    f->close_how = s->close_how;
+    f->tcp_state = s->tcp_state;
+    f->recv_q = s->recv_q;
+    f->open_ns = s->open_ns;
+    f->eof_ns = s->eof_ns;
+    f->close_ns = s->close_ns;
+    f->close_wait_ns = s->close_wait_ns;
+    f->open_stack = s->open_stack;
+    f->eof_stack = s->eof_stack;
+    f->close_stack = s->close_stack;
+    f->age_seconds = secs(s->open_ns, s->closed ? s->close_ns : end);
+    f->eof = s->eof_ns ? CW_EOF_OBSERVED : (s->close_wait_ns ? CW_EOF_UNREAD : CW_EOF_NONE);
+    memcpy(f->timeline, s->timeline, sizeof f->timeline);
+    f->ntimeline = s->ntimeline;
+}
+
+/* When the peer's FIN arrived, as far as we know: the first EOF the program
+ * saw, or the first sample that found the socket in CLOSE_WAIT. */
+static uint64_t peer_closed_at(const struct sock *s)
+{
+    if (s->eof_ns && s->close_wait_ns)
+        return s->eof_ns < s->close_wait_ns ? s->eof_ns : s->close_wait_ns;
+    return s->eof_ns ? s->eof_ns : s->close_wait_ns;
+}
+
+static void classify(struct cw_analysis *a, struct cw_process *p, const struct sock *s)
+{
+    uint64_t end = p->end_mono_ns;
+    uint64_t grace_ns = (uint64_t)(a->opt.grace_s * 1e9);
+
+    if (s->eof_count >= a->opt.spin_threshold && s->type == SOCK_STREAM) {
+        struct cw_finding *f = add_finding(a, CW_K_EOF_SPIN, p);
+        if (f)
+            fill_finding(f, s, end);
+    }
+    if (!is_tcp(s))
+        return;
+
+    uint64_t fin = peer_closed_at(s);
+    /* We sent our FIN too (shutdown): the connection left CLOSE_WAIT. A
+     * known kernel state other than CLOSE_WAIT settles it as well. */
+    int half_closed_by_us = s->shut_wr_ns != 0;
+    int kernel_disagrees = s->tcp_state && s->tcp_state != CW_TCP_CLOSE_WAIT;
+    enum cw_kind kind;
+    if (s->closed) {
+        if (!fin || half_closed_by_us || s->close_ns <= fin || s->close_ns - fin <= grace_ns)
+            return;
+        kind = CW_K_LATE_CLOSE;
+    } else if (fin && !half_closed_by_us && !kernel_disagrees) {
+        if (end <= fin || end - fin < grace_ns)
+            return;
+        kind = s->origin == CW_ORIGIN_UNTRACKED ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT;
+    } else if (s->origin == CW_ORIGIN_UNTRACKED && s->tcp_state == CW_TCP_CLOSE_WAIT) {
+        kind = CW_K_UNTRACKED;
+    } else {
+        if (!a->opt.include_info || p->end == CW_END_RUNNING || (s->flags & CW_FD_LISTENING) ||
+            s->tcp_state == CW_TCP_LISTEN)
+            return;
+        kind = CW_K_OPEN_AT_EXIT;
+    }
+    struct cw_finding *f = add_finding(a, kind, p);
+    if (!f)
+        return;
+    fill_finding(f, s, end);
+    uint64_t stop = s->closed ? s->close_ns : end;
+    f->seconds_in_close_wait = fin ? secs(fin, stop) : 0.0;
+}
+
+/* ---- processes ------------------------------------------------------------ */
+
+static void copy_identity(struct cw_process *p)
+{
+    const struct cw_header *h = &p->ring.hdr;
+    p->pid = h->pid;
+    p->ppid = h->ppid;
+    memcpy(p->exe, h->exe, sizeof p->exe);
+    size_t n = 0;
+    for (uint32_t i = 0; i < h->argv_len && n + 1 < sizeof p->cmdline; i++)
+        p->cmdline[n++] = h->argv[i] ? h->argv[i] : ' ';
+    while (n && p->cmdline[n - 1] == ' ')
+        n--;
+    p->cmdline[n] = 0;
+    p->start_realtime_ns = h->start_realtime_ns;
+    p->start_mono_ns = h->start_mono_ns;
+
+    uint32_t nm = cw_ring_module_count(&p->ring);
+    p->modules = calloc(nm ? nm : 1, sizeof *p->modules);
+    for (uint32_t i = 0; p->modules && i < nm; i++)
+        if (cw_ring_module(&p->ring, i, &p->modules[p->nmodules]))
+            p->nmodules++;
+}
+
+/* How the recorded life ended, from the header and whether the pid lives. */
+static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t last_event_ns)
+{
+    const struct cw_header *live = (const void *)p->ring.base;
+    uint32_t state = live->exit_state;
+    if (state == CW_EXITED || state == CW_EXECED) {
+        p->end = state == CW_EXITED ? CW_END_EXITED : CW_END_EXECED;
+        p->end_mono_ns = live->exit_mono_ns;
+        return;
+    }
+    uint64_t start = 0;
+    if (cw_pid_alive(p->pid, &start) && start == p->ring.hdr.proc_starttime) {
+        p->end = CW_END_RUNNING;
+        p->end_mono_ns = a->now_mono_ns;
+        return;
+    }
+    /* Killed or crashed: judge up to the last sign of life we have. */
+    p->end = CW_END_DIED;
+    p->end_mono_ns = live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
+}
+
+/* For a live process, the kernel knows better than the last sample. */
+static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
+                        const struct cw_kview *kv)
+{
+    for (size_t i = 0; i < m->cap; i++) {
+        struct sock *s = &m->v[i];
+        if (!s->sid || s->closed || !s->inode)
+            continue;
+        const struct cw_ksock *k = cw_kview_find(kv, s->inode);
+        if (!k || !k->is_tcp)
+            continue;
+        s->tcp_state = k->state;
+        s->recv_q = k->recv_q;
+        if (k->state == CW_TCP_CLOSE_WAIT && !s->close_wait_ns)
+            s->close_wait_ns = s->eof_ns ? s->eof_ns : a->now_mono_ns;
+        if (!s->local.family)
+            s->local = k->local;
+        if (!s->peer.family)
+            s->peer = k->peer;
+    }
+    /* Sockets the library never saw: CLOSE_WAIT ones are findings. */
+    for (int i = 0; i < kv->n; i++) {
+        const struct cw_ksock *k = &kv->socks[i];
+        if (!k->is_tcp || k->state != CW_TCP_CLOSE_WAIT)
+            continue;
+        int known = 0;
+        for (size_t j = 0; j < m->cap && !known; j++)
+            known = m->v[j].sid && !m->v[j].closed && m->v[j].inode == k->inode;
+        if (known)
+            continue;
+        struct cw_finding *f = add_finding(a, CW_K_UNTRACKED, p);
+        if (!f)
+            return;
+        f->fd = k->fd;
+        f->inode = k->inode;
+        f->family = k->local.family;
+        f->type = SOCK_STREAM;
+        f->origin = CW_ORIGIN_UNTRACKED;
+        f->local = k->local;
+        f->peer = k->peer;
+        f->tcp_state = k->state;
+        f->recv_q = k->recv_q;
+        f->eof = CW_EOF_UNKNOWN;
+    }
+}
+
+static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const struct cw_kview *kv)
+{
+    copy_identity(p);
+    struct sockmap m = {0};
+    struct cw_ring_iter it;
+    struct cw_event ev;
+    uint64_t last = p->ring.hdr.start_mono_ns;
+    cw_ring_iter_begin(&p->ring, &it);
+    while (cw_ring_iter_next(&p->ring, &it, &ev)) {
+        apply_event(a, p, &m, &ev);
+        if (ev.time_ns > last)
+            last = ev.time_ns;
+    }
+    const struct cw_header *live = (const void *)p->ring.base;
+    p->events = it.end;
+    p->overwritten = it.overwritten;
+    p->torn = it.torn;
+    p->dropped = live->events_dropped;
+    p->stacks_dropped = live->stacks_dropped;
+    p->fds_beyond_table = live->fds_beyond_table;
+    apply_fd_table(p, &m);
+    decide_end(a, p, last);
+
+    struct cw_kview own = {0};
+    if (p->end == CW_END_RUNNING && !kv) {
+        char err[256];
+        if (cw_kernel_view(p->pid, &own, err, sizeof err) == 0)
+            kv = &own;
+    }
+    if (p->end == CW_END_RUNNING && kv)
+        join_kernel(a, p, &m, kv);
+    cw_kview_free(&own);
+
+    for (size_t i = 0; i < m.cap; i++) {
+        struct sock *s = &m.v[i];
+        if (!s->sid)
+            continue;
+        p->sockets_seen++;
+        /* An exec ended this image: what it still held was closed by the
+         * exec (close-on-exec) or lives on in the next image, judged there. */
+        if (p->end == CW_END_EXECED && !s->closed) {
+            s->closed = 1;
+            s->close_ns = p->end_mono_ns;
+            s->close_how = 0;
+        }
+        classify(a, p, s);
+    }
+    free(m.v);
+    return 0;
+}
+
+int cw_analyze_ring(struct cw_analysis *a, const char *path, char *err, size_t errlen)
+{
+    struct cw_process *p = add_process(a);
+    if (!p) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return CW_RING_EIO;
+    }
+    int rc = cw_ring_open(&p->ring, path, err, errlen);
+    if (rc != CW_RING_OK) {
+        free(p);
+        a->nprocs--;
+        return rc;
+    }
+    p->has_ring = 1;
+    snprintf(p->ring_path, sizeof p->ring_path, "%s", path);
+    return analyze_open_ring(a, p, NULL);
+}
+
+/* ---- ring discovery ------------------------------------------------------- */
+
+static int cmp_path(const void *x, const void *y)
+{
+    return strcmp(*(char *const *)x, *(char *const *)y);
+}
+
+int cw_find_rings(const char *dir, int pid, char ***paths)
+{
+    *paths = NULL;
+    DIR *d = opendir(dir);
+    if (!d)
+        return 0;
+    char prefix[64];
+    int plen = snprintf(prefix, sizeof prefix, CW_FILE_PREFIX "%d.", pid);
+    if (!pid)
+        plen = (int)strlen(CW_FILE_PREFIX);
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, prefix, (size_t)plen) || len < sizeof CW_FILE_SUFFIX ||
+            strcmp(e->d_name + len - (sizeof CW_FILE_SUFFIX - 1), CW_FILE_SUFFIX))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            char **v = realloc(*paths, (size_t)cap * sizeof *v);
+            if (!v)
+                break;
+            *paths = v;
+        }
+        size_t sz = strlen(dir) + len + 2;
+        (*paths)[n] = malloc(sz);
+        if (!(*paths)[n])
+            break;
+        snprintf((*paths)[n++], sz, "%s/%s", dir, e->d_name);
+    }
+    closedir(d);
+    if (n)
+        qsort(*paths, (size_t)n, sizeof **paths, cmp_path);
+    return n;
+}
+
+void cw_free_paths(char **paths, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, size_t errlen)
+{
+    uint64_t start;
+    if (!cw_pid_alive(pid, &start)) {
+        snprintf(err, errlen, "pid %d: no such process (it may have exited; pass its ring file "
+                              "from %s instead)", pid, dir);
+        return -1;
+    }
+    struct cw_kview kv;
+    if (cw_kernel_view(pid, &kv, err, errlen) != 0)
+        return -1;
+
+    char **paths;
+    int n = cw_find_rings(dir, pid, &paths), used = 0;
+    for (int i = 0; i < n; i++) {
+        struct cw_process *p = add_process(a);
+        if (!p)
+            break;
+        char rerr[512];
+        if (cw_ring_open(&p->ring, paths[i], rerr, sizeof rerr) != CW_RING_OK ||
+            p->ring.hdr.proc_starttime != start) {
+            /* A stale ring of an earlier process with the same pid. */
+            cw_ring_close(&p->ring);
+            free(p);
+            a->nprocs--;
+            continue;
+        }
+        p->has_ring = 1;
+        snprintf(p->ring_path, sizeof p->ring_path, "%s", paths[i]);
+        analyze_open_ring(a, p, &kv);
+        used++;
+    }
+    cw_free_paths(paths, n);
+
+    if (!used) {
+        /* No ring: the kernel's view is all there is, without stacks. */
+        struct cw_process *p = add_process(a);
+        if (p) {
+            p->pid = pid;
+            p->end = CW_END_NO_RING;
+            p->end_mono_ns = a->now_mono_ns;
+            char path[64];
+            snprintf(path, sizeof path, "/proc/%d/exe", pid);
+            ssize_t l = readlink(path, p->exe, sizeof p->exe - 1);
+            p->exe[l > 0 ? l : 0] = 0;
+            struct sockmap empty = {0};
+            join_kernel(a, p, &empty, &kv);
+            for (int i = 0; i < a->nfindings; i++)
+                if (a->findings[i].proc == p)
+                    a->findings[i].kind = CW_K_CLOSE_WAIT;
+            p->sockets_seen = kv.n;
+        }
+    }
+    cw_kview_free(&kv);
+    return 0;
+}
+
+/* ---- counting and grouping ------------------------------------------------ */
+
+void cw_analysis_count(struct cw_analysis *a)
+{
+    memset(a->counts, 0, sizeof a->counts);
+    a->suppressed_total = 0;
+    for (int i = 0; i < a->nfindings; i++) {
+        if (a->findings[i].suppressed)
+            a->suppressed_total++;
+        else
+            a->counts[a->findings[i].kind]++;
+    }
+}
+
+/* Two findings belong together if they share kind and open stack, compared
+ * as module-relative addresses so forked children and reruns group too. */
+static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
+{
+    if (x->kind != y->kind)
+        return 0;
+    uint32_t sx = x->kind == CW_K_DOUBLE_CLOSE ? x->close_stack : x->open_stack;
+    uint32_t sy = y->kind == CW_K_DOUBLE_CLOSE ? y->close_stack : y->open_stack;
+    if (!sx || !sy || !x->proc->has_ring || !y->proc->has_ring)
+        return !sx && !sy && x->proc == y->proc;
+    if (x->proc == y->proc)
+        return sx == sy;
+    uint64_t px[CW_MAX_DEPTH], py[CW_MAX_DEPTH];
+    int nx = cw_ring_stack(&x->proc->ring, sx, px, CW_MAX_DEPTH);
+    int ny = cw_ring_stack(&y->proc->ring, sy, py, CW_MAX_DEPTH);
+    if (nx != ny)
+        return 0;
+    for (int i = 0; i < nx; i++) {
+        const struct cw_module *mx = NULL, *my = NULL;
+        for (uint32_t j = 0; j < x->proc->nmodules && !mx; j++)
+            if (px[i] >= x->proc->modules[j].start && px[i] < x->proc->modules[j].end)
+                mx = &x->proc->modules[j];
+        for (uint32_t j = 0; j < y->proc->nmodules && !my; j++)
+            if (py[i] >= y->proc->modules[j].start && py[i] < y->proc->modules[j].end)
+                my = &y->proc->modules[j];
+        if (!mx || !my) {
+            if (px[i] != py[i])
+                return 0;
+        } else if (strcmp(mx->path, my->path) || px[i] - mx->bias != py[i] - my->bias) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static const struct cw_analysis *sort_ctx;
+
+static double worst_seconds(const struct cw_group *g)
+{
+    double w = 0;
+    for (int i = 0; i < g->n; i++) {
+        double s = sort_ctx->findings[g->members[i]].seconds_in_close_wait;
+        w = s > w ? s : w;
+    }
+    return w;
+}
+
+static int kind_rank(enum cw_kind k)
+{
+    static const int rank[CW_K_COUNT] = {
+        [CW_K_CLOSE_WAIT] = 0, [CW_K_EOF_SPIN] = 1,  [CW_K_EMFILE] = 2,      [CW_K_DOUBLE_CLOSE] = 3,
+        [CW_K_LATE_CLOSE] = 4, [CW_K_UNTRACKED] = 5, [CW_K_OPEN_AT_EXIT] = 6,
+    };
+    return rank[k];
+}
+
+static int cmp_group(const void *x, const void *y)
+{
+    const struct cw_group *a = x, *b = y;
+    if (kind_rank(a->kind) != kind_rank(b->kind))
+        return kind_rank(a->kind) - kind_rank(b->kind);
+    if (a->n != b->n)
+        return b->n - a->n;
+    double wa = worst_seconds(a), wb = worst_seconds(b);
+    if (wa != wb)
+        return wa < wb ? 1 : -1;
+    return a->members[0] - b->members[0];
+}
+
+int cw_group_findings(const struct cw_analysis *a, struct cw_group **groups)
+{
+    struct cw_group *g = NULL;
+    int ng = 0, gcap = 0;
+    int *caps = NULL; /* capacity of each group's member array */
+    for (int i = 0; i < a->nfindings; i++) {
+        const struct cw_finding *f = &a->findings[i];
+        if (f->suppressed)
+            continue;
+        int k = 0;
+        while (k < ng && !same_stack(&a->findings[g[k].members[0]], f))
+            k++;
+        if (k == ng) {
+            if (ng == gcap) {
+                gcap = gcap ? gcap * 2 : 16;
+                g = realloc(g, (size_t)gcap * sizeof *g);
+                caps = realloc(caps, (size_t)gcap * sizeof *caps);
+                if (!g || !caps)
+                    abort(); /* the analyzer has no way on without memory */
+            }
+            g[ng] = (struct cw_group){.members = NULL, .n = 0, .kind = f->kind};
+            caps[ng++] = 0;
+        }
+        if (g[k].n == caps[k]) {
+            caps[k] = caps[k] ? caps[k] * 2 : 4;
+            g[k].members = realloc(g[k].members, (size_t)caps[k] * sizeof(int));
+            if (!g[k].members)
+                abort();
+        }
+        g[k].members[g[k].n++] = i;
+    }
+    free(caps);
+    sort_ctx = a;
+    if (ng)
+        qsort(g, (size_t)ng, sizeof *g, cmp_group);
+    *groups = g;
+    return ng;
+}
+
+void cw_free_groups(struct cw_group *g, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(g[i].members);
+    free(g);
+}

@@ -1,0 +1,135 @@
+/*
+ * model.h - what the analyzer knows: processes (one per ring file or live
+ * pid), the sockets they held, and the findings drawn from them. Every
+ * report format reads this and nothing else.
+ */
+#ifndef CW_MODEL_H
+#define CW_MODEL_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "../common/shm_reader.h"
+
+enum cw_kind {
+    CW_K_CLOSE_WAIT,   /* peer closed, no close() for >= grace, still open */
+    CW_K_LATE_CLOSE,   /* closed, but only after > grace in CLOSE_WAIT */
+    CW_K_EOF_SPIN,     /* read()==0 again and again on one socket */
+    CW_K_DOUBLE_CLOSE, /* close() of an fd already closed */
+    CW_K_EMFILE,       /* accept/socket failed: out of fds */
+    CW_K_UNTRACKED,    /* in CLOSE_WAIT, never seen by the library */
+    CW_K_OPEN_AT_EXIT, /* info: still open when the process ended */
+    CW_K_COUNT,
+};
+
+/* How the program learned (or not) that the peer closed. */
+enum cw_eof { CW_EOF_NONE, CW_EOF_OBSERVED, CW_EOF_UNREAD, CW_EOF_UNKNOWN };
+
+/* How the recorded life of a process ended. */
+enum cw_end { CW_END_RUNNING, CW_END_EXITED, CW_END_EXECED, CW_END_DIED, CW_END_NO_RING };
+
+struct cw_process {
+    char ring_path[4096];   /* "" when there is no ring (kernel view only) */
+    struct cw_ring ring;    /* kept mapped for stacks and modules */
+    int has_ring;
+    int pid, ppid;
+    char exe[CW_EXE_MAX];
+    char cmdline[CW_ARGV_MAX]; /* argv joined with spaces */
+    uint64_t start_realtime_ns, start_mono_ns;
+    uint64_t end_mono_ns;   /* now (live), exit/exec time, or last sign of life */
+    enum cw_end end;
+    uint64_t events, overwritten, torn, dropped, stacks_dropped, fds_beyond_table;
+    struct cw_module *modules; /* copied out of the ring */
+    uint32_t nmodules;
+    int sockets_seen, sockets_open;
+};
+
+struct cw_timeline_entry {
+    uint64_t mono_ns;
+    uint16_t type;   /* enum cw_event_type */
+    int64_t arg0;
+    uint32_t stack;
+};
+
+#define CW_TIMELINE_MAX 12
+
+struct cw_finding {
+    enum cw_kind kind;
+    struct cw_process *proc;
+    int fd;
+    uint64_t sid, inode;
+    int family, type, origin;
+    struct cw_addr local, peer;
+    enum cw_eof eof;
+    int eof_how;            /* enum cw_eof_how when observed */
+    uint32_t eof_count;
+    int closed;             /* 1 if close() (or a relative) was called */
+    int close_how;
+    int tcp_state;          /* last known kernel state */
+    uint32_t recv_q;        /* bytes unread, live kernel view only */
+    uint64_t open_ns, eof_ns, close_ns, close_wait_ns; /* CLOCK_MONOTONIC, 0 = unknown */
+    double seconds_in_close_wait;
+    double age_seconds;     /* open to end (or close) */
+    uint32_t open_stack, eof_stack, close_stack; /* ids in proc's ring, 0 = none */
+    int err;                /* emfile: the errno; double_close: EBADF */
+    uint32_t sockets_open;  /* emfile: tracked sockets open at the failure */
+    int suppressed;         /* index+1 of the suppression that hid it */
+    struct cw_timeline_entry timeline[CW_TIMELINE_MAX];
+    int ntimeline;
+};
+
+struct cw_options {
+    double grace_s;          /* --grace, default 5 */
+    uint32_t spin_threshold; /* eof_spin from this many read()==0, default 100 */
+    int include_info;        /* report open_at_exit */
+};
+
+struct cw_analysis {
+    struct cw_options opt;
+    uint64_t now_mono_ns, now_realtime_ns;
+    struct cw_process **procs;
+    int nprocs;
+    struct cw_finding *findings;
+    int nfindings, cap;
+    int counts[CW_K_COUNT];      /* unsuppressed findings per kind */
+    int suppressed_total;
+};
+
+void cw_analysis_init(struct cw_analysis *a, const struct cw_options *opt);
+void cw_analysis_free(struct cw_analysis *a);
+
+/*
+ * Adds the process recorded in ring file `path` (live or dead). Returns 0,
+ * or an enum cw_ring_err with a one-line message in err.
+ */
+int cw_analyze_ring(struct cw_analysis *a, const char *path, char *err, size_t errlen);
+
+/*
+ * Adds pid, live: its rings in dir (if any) plus the kernel's view. Returns
+ * 0, or -1 with a message (no such process, not ours).
+ */
+int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, size_t errlen);
+
+/* Ring files in dir (pid 0: all of this user's); returns a malloc'd array. */
+int cw_find_rings(const char *dir, int pid, char ***paths);
+void cw_free_paths(char **paths, int n);
+
+/* Counts unsuppressed findings per kind, after suppressions were applied. */
+void cw_analysis_count(struct cw_analysis *a);
+
+/* Whether kind counts as an error for the exit status. */
+int cw_kind_is_error(enum cw_kind k);
+const char *cw_kind_name(enum cw_kind k);
+const char *cw_eof_name(enum cw_eof e);
+const char *cw_end_name(enum cw_end e);
+
+/* Groups of unsuppressed findings that share kind and open stack, worst first. */
+struct cw_group {
+    int *members; /* indices into a->findings */
+    int n;
+    enum cw_kind kind;
+};
+int cw_group_findings(const struct cw_analysis *a, struct cw_group **groups);
+void cw_free_groups(struct cw_group *g, int n);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * suppress.h - suppression files in the manner of LeakSanitizer: one rule a
+ * line, `KIND:PATTERN`, where KIND is a finding kind or `socket` (any kind),
+ * and PATTERN (with * and ? wildcards) is matched against the function,
+ * module path and source file of every frame of the stack that opened the
+ * socket. `#` starts a comment.
+ */
+#ifndef CW_SUPPRESS_H
+#define CW_SUPPRESS_H
+
+#include <stddef.h>
+
+#include "model.h"
+#include "symbolize.h"
+
+struct cw_suppression {
+    int kind; /* enum cw_kind, or -1 for any */
+    char *pattern;
+    int line;
+    int hits;
+};
+
+struct cw_suppressions {
+    char path[4096];
+    struct cw_suppression *v;
+    int n;
+};
+
+/* Returns 0, or -1 with "FILE:LINE: what was expected" in err. */
+int cw_suppressions_load(struct cw_suppressions *s, const char *path, char *err, size_t errlen);
+void cw_suppressions_free(struct cw_suppressions *s);
+/* Marks matching findings suppressed (index+1 of the rule) and counts hits. */
+void cw_suppressions_apply(struct cw_suppressions *s, struct cw_analysis *a,
+                           struct cw_symbolizer *sym);
+
+#endif

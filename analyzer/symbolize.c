@@ -1,0 +1,908 @@
+/*
+ * symbolize.c - recorded addresses to function, file and line, offline,
+ * after the process that recorded them may be gone.
+ *
+ * Each module file is opened once with libdwfl, in a Dwfl of its own at
+ * file-relative addresses (recorded address - bias), so a library mapped by
+ * many processes at different places is read once. Separate debug info is
+ * found the standard way (build-id and .gnu_debuglink under /usr/lib/debug).
+ * Every (file, relative address) is resolved once and cached.
+ *
+ * Inlined frames come from the concrete DIE tree: the innermost
+ * DW_TAG_inlined_subroutine containing the address and its ancestors up to
+ * the DW_TAG_subprogram, each inlined DIE giving the call site of the frame
+ * outside it (DW_AT_call_file/line/column), as eu-addr2line -i does. The
+ * subprogram is found through a per-CU sorted index of function ranges
+ * rather than dwarf_getscopes, whose cost grows with the size of the CU;
+ * dwarf_getscopes remains the fallback for functions the index misses.
+ */
+#include "symbolize.h"
+
+#include <dlfcn.h>
+#include <dwarf.h>
+#include <elfutils/libdw.h>
+#include <elfutils/libdwfl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define CHAIN_MAX 32        /* inline nesting we follow */
+#define SCOPE_DEPTH_MAX 64  /* namespace/block nesting we walk: bounds hostile DWARF */
+#define SRC_PATH_MAX 8192
+
+/* The signature of libstdc++'s __cxa_demangle. */
+typedef char *(*cw_demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
+
+/* Open-addressing map from a pair of integers to an integer. */
+struct map_slot {
+    uint64_t a, b, val;
+    int used;
+};
+
+struct u64map {
+    struct map_slot *slots;
+    size_t cap, n; /* cap is a power of two, at most half full */
+};
+
+struct strset {
+    char **slots;
+    size_t cap, n;
+};
+
+/* One address range of a function, in DWARF addresses. */
+struct fn_range {
+    Dwarf_Addr lo, hi;
+    Dwarf_Die die;
+};
+
+struct fn_index {
+    struct fn_range *r;
+    size_t n, cap;
+};
+
+struct sym_alias {
+    Dwarf_Addr addr;
+    const char *name;
+};
+
+struct sym_file {
+    const char *path; /* as recorded, interned */
+    Dwfl *dwfl;       /* NULL when the file cannot be used */
+    Dwfl_Module *mod;
+    struct u64map cus; /* CU DIE offset -> struct fn_index * */
+    struct sym_alias *aliases;
+    size_t naliases;
+    int aliases_built;
+};
+
+struct cw_symbolizer {
+    struct strset strings;
+    struct u64map files; /* interned "buildid:path" -> index in file[] */
+    struct sym_file **file;
+    size_t nfiles, capfiles;
+    struct u64map addrs; /* (file index, relative pc) -> first frame << 8 | count */
+    struct cw_sym_frame *frames;
+    size_t nframes, capframes;
+    const char **warnings; /* NULL-terminated */
+    size_t nwarnings, capwarnings;
+    cw_demangle_fn demangle;
+    Dwfl_Callbacks callbacks; /* a Dwfl keeps a pointer to it */
+    char *debuginfo_path;     /* NULL: the default ":.debug:/usr/lib/debug" */
+};
+
+/* ---- containers ---- */
+
+static uint64_t mix64(uint64_t x)
+{
+    x ^= x >> 33;
+    x *= 0xff51afd7ed558ccdULL;
+    x ^= x >> 33;
+    x *= 0xc4ceb9fe1a85ec53ULL;
+    x ^= x >> 33;
+    return x;
+}
+
+static uint64_t hash_string(const char *s)
+{
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (; *s; s++) {
+        h ^= (unsigned char)*s;
+        h *= 0x100000001b3ULL;
+    }
+    return mix64(h);
+}
+
+static struct map_slot *map_slot_for(struct map_slot *slots, size_t cap, uint64_t a, uint64_t b)
+{
+    size_t mask = cap - 1;
+    for (size_t i = mix64(a * 0x9e3779b97f4a7c15ULL ^ b) & mask;; i = (i + 1) & mask)
+        if (!slots[i].used || (slots[i].a == a && slots[i].b == b))
+            return &slots[i];
+}
+
+static int map_get(const struct u64map *m, uint64_t a, uint64_t b, uint64_t *val)
+{
+    if (!m->cap)
+        return 0;
+    const struct map_slot *s = map_slot_for(m->slots, m->cap, a, b);
+    if (!s->used)
+        return 0;
+    *val = s->val;
+    return 1;
+}
+
+static int map_grow(struct u64map *m)
+{
+    size_t cap = m->cap ? m->cap * 2 : 64;
+    struct map_slot *slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].used)
+            *map_slot_for(slots, cap, m->slots[i].a, m->slots[i].b) = m->slots[i];
+    free(m->slots);
+    m->slots = slots;
+    m->cap = cap;
+    return 0;
+}
+
+static int map_put(struct u64map *m, uint64_t a, uint64_t b, uint64_t val)
+{
+    if ((m->n + 1) * 2 > m->cap && map_grow(m) < 0)
+        return -1;
+    struct map_slot *s = map_slot_for(m->slots, m->cap, a, b);
+    if (!s->used) {
+        s->used = 1;
+        s->a = a;
+        s->b = b;
+        m->n++;
+    }
+    s->val = val;
+    return 0;
+}
+
+static char **strset_slot(char **slots, size_t cap, const char *str)
+{
+    size_t mask = cap - 1;
+    for (size_t i = hash_string(str) & mask;; i = (i + 1) & mask)
+        if (!slots[i] || !strcmp(slots[i], str))
+            return &slots[i];
+}
+
+static int strset_grow(struct strset *set)
+{
+    size_t cap = set->cap ? set->cap * 2 : 256;
+    char **slots = calloc(cap, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (size_t i = 0; i < set->cap; i++)
+        if (set->slots[i])
+            *strset_slot(slots, cap, set->slots[i]) = set->slots[i];
+    free(set->slots);
+    set->slots = slots;
+    set->cap = cap;
+    return 0;
+}
+
+/* Equal strings share one copy: the same names and files recur in every
+ * stack, and callers may compare them by pointer. NULL on NULL or OOM. */
+static const char *intern(struct cw_symbolizer *s, const char *str)
+{
+    if (!str)
+        return NULL;
+    if ((s->strings.n + 1) * 2 > s->strings.cap && strset_grow(&s->strings) < 0)
+        return NULL;
+    char **slot = strset_slot(s->strings.slots, s->strings.cap, str);
+    if (!*slot) {
+        if (!(*slot = strdup(str)))
+            return NULL;
+        s->strings.n++;
+    }
+    return *slot;
+}
+
+static int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*arr, ncap * elem);
+    if (!p)
+        return -1;
+    *arr = p;
+    *cap = ncap;
+    return 0;
+}
+
+/* ---- warnings ---- */
+
+static void warn(struct cw_symbolizer *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void warn(struct cw_symbolizer *s, const char *fmt, ...)
+{
+    char buf[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    const char *w = intern(s, buf);
+    if (!w)
+        return;
+    for (size_t i = 0; i < s->nwarnings; i++)
+        if (s->warnings[i] == w)
+            return;
+    if (grow_array((void **)&s->warnings, &s->capwarnings, s->nwarnings + 2, sizeof *s->warnings) < 0)
+        return;
+    s->warnings[s->nwarnings++] = w;
+    s->warnings[s->nwarnings] = NULL;
+}
+
+const char *const *cw_symbolizer_warnings(struct cw_symbolizer *s)
+{
+    static const char *const none[] = {NULL};
+    return s && s->warnings ? s->warnings : none;
+}
+
+/* ---- names and paths ---- */
+
+/*
+ * Looked up at run time rather than linked: the analyzer stays a C program
+ * with no libstdc++ dependency, and demangles wherever libstdc++ is
+ * installed, which is wherever C++ programs run. The library is never
+ * closed: libstdc++ does not unload cleanly.
+ */
+static cw_demangle_fn find_demangler(void)
+{
+    void *fn = dlsym(RTLD_DEFAULT, "__cxa_demangle");
+    if (!fn) {
+        void *lib = dlopen("libstdc++.so.6", RTLD_LAZY | RTLD_LOCAL);
+        if (lib)
+            fn = dlsym(lib, "__cxa_demangle");
+    }
+    return (cw_demangle_fn)fn;
+}
+
+/* The demangled form of a C++ name, or NULL if it is not one. */
+static const char *demangled(struct cw_symbolizer *s, const char *name)
+{
+    if (!s->demangle || strncmp(name, "_Z", 2))
+        return NULL;
+    int status = -1;
+    char *plain = s->demangle(name, NULL, NULL, &status);
+    const char *r = status == 0 && plain ? intern(s, plain) : NULL;
+    free(plain);
+    return r;
+}
+
+static const char *die_string(Dwarf_Die *die, unsigned attr)
+{
+    Dwarf_Attribute mem;
+    /* _integrate follows DW_AT_abstract_origin and DW_AT_specification:
+     * inlined and out-of-line instances carry their names there. */
+    return dwarf_formstring(dwarf_attr_integrate(die, attr, &mem));
+}
+
+static const char *die_function_name(struct cw_symbolizer *s, Dwarf_Die *die)
+{
+    const char *linkage = die_string(die, DW_AT_linkage_name);
+    if (!linkage)
+        linkage = die_string(die, DW_AT_MIPS_linkage_name);
+    const char *pretty = linkage ? demangled(s, linkage) : NULL;
+    if (pretty)
+        return pretty;
+    const char *name = die_string(die, DW_AT_name);
+    return intern(s, name ? name : linkage);
+}
+
+/* Lexically, since the sources need not exist on this machine. `in` is
+ * absolute; out holds at least strlen(in) + 2 bytes. */
+static void normalize_path(const char *in, char *out)
+{
+    size_t w = 0;
+    while (*in) {
+        while (*in == '/')
+            in++;
+        size_t len = strcspn(in, "/");
+        if (len == 0)
+            break;
+        if (len == 2 && in[0] == '.' && in[1] == '.') {
+            while (w > 0 && out[--w] != '/')
+                ;
+        } else if (!(len == 1 && in[0] == '.')) {
+            out[w++] = '/';
+            memcpy(out + w, in, len);
+            w += len;
+        }
+        in += len;
+    }
+    if (w == 0)
+        out[w++] = '/';
+    out[w] = '\0';
+}
+
+static const char *source_path(struct cw_symbolizer *s, const char *src, const char *comp_dir)
+{
+    char joined[SRC_PATH_MAX], clean[SRC_PATH_MAX + 2];
+    if (src[0] != '/') {
+        if (!comp_dir || comp_dir[0] != '/' ||
+            snprintf(joined, sizeof joined, "%s/%s", comp_dir, src) >= (int)sizeof joined)
+            return intern(s, src);
+        src = joined;
+    } else if (strlen(src) >= SRC_PATH_MAX) {
+        return intern(s, src);
+    }
+    normalize_path(src, clean);
+    return intern(s, clean);
+}
+
+/* ---- module files ---- */
+
+/* Names the kernel gives mappings that have no file behind them. */
+static int is_fileless(const char *path)
+{
+    return !*path || !strncmp(path, "linux-vdso", 10) || !strncmp(path, "linux-gate", 10) ||
+           (path[0] == '[' && strchr(path, ']'));
+}
+
+/*
+ * Opens the file without blocking (a path now naming a FIFO must not hang
+ * the analyzer). An executable deleted while running was recorded from
+ * /proc/self/exe with " (deleted)" appended: its replacement, if any, is
+ * tried, and the build-id check tells whether it is the same file.
+ */
+static int open_module_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    static const char deleted[] = " (deleted)";
+    size_t n = strlen(path), dl = sizeof deleted - 1;
+    if (fd < 0 && errno == ENOENT && n > dl && !strcmp(path + n - dl, deleted)) {
+        char live[CW_PATH_MAX + 1];
+        snprintf(live, sizeof live, "%.*s", (int)(n - dl), path);
+        fd = open(live, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            errno = ENOENT;
+    }
+    return fd;
+}
+
+static int attach_elf(struct cw_symbolizer *s, struct sym_file *f)
+{
+    int fd = open_module_file(f->path);
+    if (fd < 0) {
+        warn(s, "%s: cannot open: %s; its frames show the module only", f->path, strerror(errno));
+        return -1;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        warn(s, "%s: not a regular file; its frames show the module only", f->path);
+        close(fd);
+        return -1;
+    }
+    f->dwfl = dwfl_begin(&s->callbacks);
+    if (!f->dwfl) {
+        close(fd);
+        return -1;
+    }
+    dwfl_report_begin(f->dwfl);
+    /* Base 0 with add_p_vaddr places an ET_DYN file at its link addresses,
+     * where an ET_EXEC file always is: dwfl addresses are then recorded
+     * address - dlpi_addr for both. */
+    f->mod = dwfl_report_elf(f->dwfl, f->path, f->path, fd, 0, true);
+    if (!f->mod) {
+        warn(s, "%s: cannot read as ELF: %s; its frames show the module only", f->path,
+             dwfl_errmsg(-1));
+        close(fd); /* only consumed on success */
+        dwfl_end(f->dwfl);
+        f->dwfl = NULL;
+        return -1;
+    }
+    dwfl_report_end(f->dwfl, NULL, NULL);
+    return 0;
+}
+
+static void check_build_id(struct cw_symbolizer *s, struct sym_file *f, const uint8_t *id,
+                           uint32_t idlen)
+{
+    const unsigned char *bits = NULL;
+    GElf_Addr vaddr;
+    if (idlen == 0)
+        return; /* the recorder found none: nothing to compare */
+    int len = dwfl_module_build_id(f->mod, &bits, &vaddr);
+    /* The recorder keeps at most CW_BUILD_ID_MAX bytes. */
+    uint32_t have = len > 0 ? (uint32_t)len : 0;
+    if (have > CW_BUILD_ID_MAX)
+        have = CW_BUILD_ID_MAX;
+    if (have != idlen || memcmp(bits, id, idlen))
+        warn(s,
+             "%s: build-id differs from the recorded one: the binary changed since it ran; "
+             "source lines may be wrong",
+             f->path);
+}
+
+static void check_debug_info(struct cw_symbolizer *s, struct sym_file *f)
+{
+    Dwarf_Addr bias;
+    if (!dwfl_module_getdwarf(f->mod, &bias))
+        warn(s,
+             "cannot read debug info for %s (install its debug symbols under /usr/lib/debug); "
+             "its frames show symbol names without source lines",
+             f->path);
+}
+
+static struct sym_file *file_open(struct cw_symbolizer *s, const char *path, const uint8_t *id,
+                                  uint32_t idlen)
+{
+    struct sym_file *f = calloc(1, sizeof *f);
+    if (!f)
+        return NULL;
+    if (!(f->path = intern(s, path))) {
+        free(f);
+        return NULL;
+    }
+    if (!is_fileless(path) && attach_elf(s, f) == 0) {
+        check_build_id(s, f, id, idlen);
+        check_debug_info(s, f);
+    }
+    return f;
+}
+
+static void file_free(struct sym_file *f)
+{
+    for (size_t i = 0; i < f->cus.cap; i++) {
+        if (f->cus.slots[i].used) {
+            struct fn_index *ix = (struct fn_index *)(uintptr_t)f->cus.slots[i].val;
+            free(ix->r);
+            free(ix);
+        }
+    }
+    free(f->cus.slots);
+    free(f->aliases);
+    if (f->dwfl)
+        dwfl_end(f->dwfl);
+    free(f);
+}
+
+/* The file of module m, opened on first use; the key is (build-id, path),
+ * so processes that mapped the same file share it. */
+static struct sym_file *file_for(struct cw_symbolizer *s, const struct cw_module *m, size_t *idx)
+{
+    char path[CW_PATH_MAX + 1], key[2 * CW_BUILD_ID_MAX + 1 + CW_PATH_MAX + 1];
+    size_t plen = strnlen(m->path, CW_PATH_MAX);
+    memcpy(path, m->path, plen);
+    path[plen] = '\0';
+    uint32_t idlen = m->build_id_len < CW_BUILD_ID_MAX ? m->build_id_len : CW_BUILD_ID_MAX;
+    for (uint32_t i = 0; i < idlen; i++)
+        snprintf(key + 2 * i, 3, "%02x", m->build_id[i]);
+    /* Hex digits never contain ':', so the key is unambiguous. */
+    snprintf(key + 2 * idlen, sizeof key - 2 * idlen, ":%s", path);
+
+    const char *k = intern(s, key);
+    uint64_t v;
+    if (!k)
+        return NULL;
+    if (map_get(&s->files, (uintptr_t)k, 0, &v)) {
+        *idx = v;
+        return s->file[v];
+    }
+    if (grow_array((void **)&s->file, &s->capfiles, s->nfiles + 1, sizeof *s->file) < 0)
+        return NULL;
+    struct sym_file *f = file_open(s, path, m->build_id, idlen);
+    if (!f)
+        return NULL;
+    if (map_put(&s->files, (uintptr_t)k, 0, s->nfiles) < 0) {
+        file_free(f);
+        return NULL;
+    }
+    *idx = s->nfiles;
+    s->file[s->nfiles++] = f;
+    return f;
+}
+
+/* ---- symbol table fallback ---- */
+
+static int alias_cmp(const void *a, const void *b)
+{
+    const struct sym_alias *x = a, *y = b;
+    return x->addr < y->addr ? -1 : x->addr > y->addr;
+}
+
+/* Public function names by address: libc's getpid is the weak alias of the
+ * global __getpid, and the name the program called is the one to show. */
+static void build_aliases(struct sym_file *f)
+{
+    f->aliases_built = 1;
+    int n = dwfl_module_getsymtab(f->mod);
+    size_t cap = 0;
+    for (int i = 1; i < n; i++) {
+        GElf_Sym sym;
+        GElf_Addr addr;
+        GElf_Word shndx;
+        const char *name = dwfl_module_getsym_info(f->mod, i, &sym, &addr, &shndx, NULL, NULL);
+        if (!name || !name[0] || name[0] == '_' || shndx == SHN_UNDEF)
+            continue;
+        int type = GELF_ST_TYPE(sym.st_info), bind = GELF_ST_BIND(sym.st_info);
+        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || (bind != STB_GLOBAL && bind != STB_WEAK))
+            continue;
+        if (grow_array((void **)&f->aliases, &cap, f->naliases + 1, sizeof *f->aliases) < 0)
+            break;
+        f->aliases[f->naliases++] = (struct sym_alias){addr, name};
+    }
+    if (f->naliases)
+        qsort(f->aliases, f->naliases, sizeof *f->aliases, alias_cmp);
+}
+
+static const char *public_alias(struct sym_file *f, GElf_Addr addr)
+{
+    if (!f->aliases_built)
+        build_aliases(f);
+    size_t lo = 0, hi = f->naliases;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (f->aliases[mid].addr < addr)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < f->naliases && f->aliases[lo].addr == addr ? f->aliases[lo].name : NULL;
+}
+
+static const char *symtab_name(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc)
+{
+    GElf_Off off;
+    GElf_Sym sym;
+    const char *name = dwfl_module_addrinfo(f->mod, pc, &off, &sym, NULL, NULL, NULL);
+    if (!name)
+        return NULL;
+    if (name[0] == '_' && name[1] != 'Z') {
+        const char *alias = public_alias(f, pc - off);
+        if (alias)
+            name = alias;
+    }
+    const char *pretty = demangled(s, name);
+    return pretty ? pretty : intern(s, name);
+}
+
+/* ---- DWARF: the chain of functions containing a pc ---- */
+
+static int is_function(int tag)
+{
+    return tag == DW_TAG_subprogram || tag == DW_TAG_inlined_subroutine ||
+           tag == DW_TAG_entry_point;
+}
+
+/* DIEs that hold code inside a function: the only ones worth descending. */
+static int holds_code(int tag)
+{
+    switch (tag) {
+    case DW_TAG_lexical_block:
+    case DW_TAG_inlined_subroutine:
+    case DW_TAG_try_block:
+    case DW_TAG_catch_block:
+    case DW_TAG_with_stmt:
+    case DW_TAG_subprogram:
+    case DW_TAG_entry_point:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* DIEs that may hold function definitions without holding code themselves. */
+static int holds_functions(int tag)
+{
+    switch (tag) {
+    case DW_TAG_namespace:
+    case DW_TAG_class_type:
+    case DW_TAG_structure_type:
+    case DW_TAG_union_type:
+    case DW_TAG_module:
+    case DW_TAG_interface_type:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+static void index_ranges(struct fn_index *ix, Dwarf_Die *fn)
+{
+    Dwarf_Addr base, lo, hi;
+    ptrdiff_t off = 0;
+    while ((off = dwarf_ranges(fn, off, &base, &lo, &hi)) > 0) {
+        if (lo >= hi)
+            continue;
+        if (grow_array((void **)&ix->r, &ix->cap, ix->n + 1, sizeof *ix->r) < 0)
+            return;
+        ix->r[ix->n++] = (struct fn_range){lo, hi, *fn};
+    }
+}
+
+static void index_scope(struct fn_index *ix, Dwarf_Die *parent, int depth)
+{
+    Dwarf_Die child;
+    if (depth > SCOPE_DEPTH_MAX || dwarf_child(parent, &child) != 0)
+        return;
+    do {
+        int tag = dwarf_tag(&child);
+        if (tag == DW_TAG_subprogram)
+            index_ranges(ix, &child);
+        else if (holds_functions(tag))
+            index_scope(ix, &child, depth + 1);
+    } while (dwarf_siblingof(&child, &child) == 0);
+}
+
+static int range_cmp(const void *a, const void *b)
+{
+    const struct fn_range *x = a, *y = b;
+    return x->lo < y->lo ? -1 : x->lo > y->lo;
+}
+
+static struct fn_index *cu_index(struct sym_file *f, Dwarf_Die *cu)
+{
+    Dwarf_Off off = dwarf_dieoffset(cu);
+    uint64_t v;
+    if (map_get(&f->cus, off, 0, &v))
+        return (struct fn_index *)(uintptr_t)v;
+    struct fn_index *ix = calloc(1, sizeof *ix);
+    if (!ix)
+        return NULL;
+    index_scope(ix, cu, 0);
+    if (ix->n)
+        qsort(ix->r, ix->n, sizeof *ix->r, range_cmp);
+    if (map_put(&f->cus, off, 0, (uintptr_t)ix) < 0) {
+        free(ix->r);
+        free(ix);
+        return NULL;
+    }
+    return ix;
+}
+
+static int find_subprogram(struct sym_file *f, Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die *out)
+{
+    struct fn_index *ix = cu_index(f, cu);
+    if (!ix)
+        return 0;
+    size_t lo = 0, hi = ix->n; /* first range with lo > pc */
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (ix->r[mid].lo <= pc)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0 || pc >= ix->r[lo - 1].hi)
+        return 0;
+    *out = ix->r[lo - 1].die;
+    return 1;
+}
+
+static int child_containing(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *out)
+{
+    if (dwarf_child(parent, out) != 0)
+        return 0;
+    do {
+        if (holds_code(dwarf_tag(out)) && dwarf_haspc(out, pc) > 0)
+            return 1;
+    } while (dwarf_siblingof(out, out) == 0);
+    return 0;
+}
+
+/* Fills chain with the function-like DIEs from fn inwards; returns how many. */
+static int descend(Dwarf_Die *fn, Dwarf_Addr pc, Dwarf_Die *chain, int max)
+{
+    int n = 0;
+    Dwarf_Die cur = *fn, next;
+    chain[n++] = cur;
+    for (int depth = 0; depth < SCOPE_DEPTH_MAX && n < max && child_containing(&cur, pc, &next);
+         depth++) {
+        cur = next;
+        if (is_function(dwarf_tag(&cur)))
+            chain[n++] = cur;
+    }
+    return n;
+}
+
+/* As eu-addr2line -i: dwarf_getscopes continues past an inlined instance
+ * into its abstract definition, so the concrete nesting is taken from the
+ * innermost scope's own ancestors. Outermost first, like descend(). */
+static int chain_via_getscopes(Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die *chain, int max)
+{
+    Dwarf_Die *scopes = NULL;
+    int n = dwarf_getscopes(cu, pc, &scopes);
+    if (n <= 0) {
+        free(scopes);
+        return 0;
+    }
+    Dwarf_Die innermost = scopes[0];
+    free(scopes);
+    scopes = NULL;
+    n = dwarf_getscopes_die(&innermost, &scopes);
+    int k = 0;
+    for (int i = n - 1; i >= 0 && k < max; i--)
+        if (is_function(dwarf_tag(&scopes[i])))
+            chain[k++] = scopes[i];
+    free(scopes);
+    return k;
+}
+
+static const char *cu_comp_dir(Dwarf_Die *cu)
+{
+    Dwarf_Attribute mem;
+    return dwarf_formstring(dwarf_attr(cu, DW_AT_comp_dir, &mem));
+}
+
+static int small_int(Dwarf_Word v)
+{
+    return v > INT_MAX ? 0 : (int)v;
+}
+
+/* Where the inlined DIE was called from: the location of the frame outside it. */
+static void set_call_site(struct cw_symbolizer *s, Dwarf_Die *inlined, struct cw_sym_frame *fr)
+{
+    Dwarf_Attribute mem;
+    Dwarf_Word file, line = 0, col = 0;
+    if (dwarf_formudata(dwarf_attr(inlined, DW_AT_call_file, &mem), &file) != 0)
+        return;
+    dwarf_formudata(dwarf_attr(inlined, DW_AT_call_line, &mem), &line);
+    dwarf_formudata(dwarf_attr(inlined, DW_AT_call_column, &mem), &col);
+    Dwarf_Die cu;
+    Dwarf_Files *files;
+    size_t nfiles;
+    if (!dwarf_diecu(inlined, &cu, NULL, NULL) || dwarf_getsrcfiles(&cu, &files, &nfiles) != 0 ||
+        file >= nfiles)
+        return;
+    const char *src = dwarf_filesrc(files, file, NULL, NULL);
+    if (!src)
+        return;
+    fr->file = source_path(s, src, cu_comp_dir(&cu));
+    fr->line = small_int(line);
+    fr->column = small_int(col);
+}
+
+static void set_line(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
+                     struct cw_sym_frame *fr)
+{
+    Dwfl_Line *line = dwfl_module_getsrc(f->mod, pc);
+    int lineno = 0, col = 0;
+    const char *src = line ? dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL) : NULL;
+    if (!src)
+        return;
+    fr->file = source_path(s, src, dwfl_line_comp_dir(line));
+    fr->line = lineno;
+    fr->column = col;
+}
+
+/* Fills fr[0..] innermost first from the DWARF of the CU; 0 if no function
+ * there covers pc. */
+static int dwarf_frames(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Die *cu, Dwarf_Addr pc,
+                        struct cw_sym_frame *fr)
+{
+    Dwarf_Die chain[CHAIN_MAX], fn;
+    int n = find_subprogram(f, cu, pc, &fn) ? descend(&fn, pc, chain, CHAIN_MAX)
+                                             : chain_via_getscopes(cu, pc, chain, CHAIN_MAX);
+    for (int i = 0; i < n; i++) {
+        fr[i] = (struct cw_sym_frame){.module = f->path, .inlined = i < n - 1};
+        fr[i].function = die_function_name(s, &chain[n - 1 - i]);
+        if (i > 0)
+            set_call_site(s, &chain[n - i], &fr[i]);
+    }
+    return n;
+}
+
+/* Resolves a dwfl address into fr (CHAIN_MAX entries); returns >= 1. */
+static int resolve(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
+                   struct cw_sym_frame *fr)
+{
+    Dwarf_Addr bias = 0;
+    Dwarf_Die *cu = dwfl_module_addrdie(f->mod, pc, &bias);
+    int n = cu ? dwarf_frames(s, f, cu, pc - bias, fr) : 0;
+    if (n == 0)
+        fr[n++] = (struct cw_sym_frame){.module = f->path};
+    /* The symbol covering pc is the containing function, never an inlined one. */
+    if (!fr[n - 1].function)
+        fr[n - 1].function = symtab_name(s, f, pc);
+    set_line(s, f, pc, &fr[0]);
+    return n;
+}
+
+/* The frames of (file, pc), resolved on first use; *frames points into the
+ * arena and is valid until the next resolution. */
+static int cached_frames(struct cw_symbolizer *s, size_t idx, Dwarf_Addr pc,
+                         const struct cw_sym_frame **frames)
+{
+    uint64_t v;
+    if (map_get(&s->addrs, idx, pc, &v)) {
+        *frames = s->frames + (v >> 8);
+        return (int)(v & 0xff);
+    }
+    struct cw_sym_frame fr[CHAIN_MAX];
+    int n = resolve(s, s->file[idx], pc, fr);
+    size_t first = s->nframes;
+    if (grow_array((void **)&s->frames, &s->capframes, first + (size_t)n, sizeof *s->frames) < 0 ||
+        map_put(&s->addrs, idx, pc, (uint64_t)first << 8 | (uint64_t)n) < 0)
+        return 0;
+    memcpy(s->frames + first, fr, (size_t)n * sizeof *fr);
+    s->nframes += (size_t)n;
+    *frames = s->frames + first;
+    return n;
+}
+
+/* ---- public ---- */
+
+struct cw_symbolizer *cw_symbolizer_new(void)
+{
+    struct cw_symbolizer *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->callbacks.find_elf = dwfl_build_id_find_elf;
+    s->callbacks.find_debuginfo = dwfl_standard_find_debuginfo;
+    s->callbacks.section_address = dwfl_offline_section_address;
+    s->callbacks.debuginfo_path = &s->debuginfo_path;
+    s->demangle = find_demangler();
+    return s;
+}
+
+void cw_symbolizer_free(struct cw_symbolizer *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nfiles; i++)
+        file_free(s->file[i]);
+    free(s->file);
+    free(s->files.slots);
+    free(s->addrs.slots);
+    free(s->frames);
+    free(s->warnings);
+    for (size_t i = 0; i < s->strings.cap; i++)
+        free(s->strings.slots[i]);
+    free(s->strings.slots);
+    free(s);
+}
+
+static const struct cw_module *module_at(const struct cw_module *mods, uint32_t n, uint64_t pc)
+{
+    for (uint32_t i = n; mods && i-- > 0;)
+        if (pc >= mods[i].start && pc < mods[i].end)
+            return &mods[i];
+    return NULL;
+}
+
+int cw_symbolize(struct cw_symbolizer *s, const struct cw_module *mods, uint32_t nmods,
+                 uint64_t address, int is_return_address, struct cw_sym_frame *out, int max)
+{
+    if (!out || max <= 0)
+        return 0;
+    out[0] = (struct cw_sym_frame){.address = address};
+    uint64_t pc = is_return_address && address ? address - 1 : address;
+    const struct cw_module *m = module_at(mods, nmods, pc);
+    size_t idx;
+    struct sym_file *f = s && m ? file_for(s, m, &idx) : NULL;
+    if (!f)
+        return 1;
+    out[0].module = f->path;
+    const struct cw_sym_frame *frames;
+    int n = f->mod ? cached_frames(s, idx, pc - m->bias, &frames) : 0;
+    if (n > max)
+        n = max;
+    for (int i = 0; i < n; i++) {
+        out[i] = frames[i];
+        out[i].address = address;
+    }
+    return n ? n : 1;
+}
+
+int cw_sym_is_own_module(const char *path)
+{
+    if (!path)
+        return 0;
+    const char *base = strrchr(path, '/');
+    return !strncmp(base ? base + 1 : path, "libclosewatch", 13);
+}
