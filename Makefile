@@ -52,11 +52,14 @@ $(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
 	$(CC) $(BASE_CFLAGS) -DCW_IN_PRELOAD -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
 		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) $(UNWIND_LIBS) -ldl -pthread -Wl,-z,defs
 
-$(B)/analyzer.a: $(ANALYZER_SRC) $(wildcard analyzer/*.h common/*.h) | $(B)
-	rm -rf $(B)/aobj && mkdir -p $(B)/aobj
-	cd $(B)/aobj && for f in $(ANALYZER_SRC); do \
-		$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -c ../../$$f -o $$(echo $$f | tr / _).o || exit 1; done
-	ar rcs $@ $(B)/aobj/*.o
+ANALYZER_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(ANALYZER_SRC))
+
+$(B)/obj/%.o: %.c $(wildcard analyzer/*.h common/*.h) | $(B)
+	@mkdir -p $(dir $@)
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -c $< -o $@
+
+$(B)/analyzer.a: $(ANALYZER_OBJ)
+	ar rcs $@ $^
 
 $(BIN): analyzer/main.c $(B)/analyzer.a | $(B)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -o $@ $^ $(DW_LIBS) -lm
@@ -70,10 +73,12 @@ $(B)/fixtures/fortified_client: tests/fixtures/fortified_client.c tests/fixtures
 	@mkdir -p $(B)/fixtures
 	$(CC) -std=gnu11 -g -O2 -D_FORTIFY_SOURCE=2 -Wall -Wextra -Werror -o $@ $< -pthread
 
-$(TESTS): $(TEST_SRC) tests/harness.c tests/harness.h $(B)/analyzer.a | $(B)
+TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
+
+$(TESTS): $(TEST_SRC) $(TEST_SUPPORT) $(wildcard tests/*.h) $(B)/analyzer.a | $(B)
 	@mkdir -p $(B)/tests
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -Wno-missing-field-initializers -o $@ \
-		$(TEST_SRC) tests/harness.c $(B)/analyzer.a $(CRITERION_LIBS) $(DW_LIBS) -lm -pthread
+		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(DW_LIBS) -lm -pthread
 
 $(B):
 	mkdir -p $(B)

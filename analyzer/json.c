@@ -5,6 +5,16 @@
 
 #include <time.h>
 
+/* Length of the valid UTF-8 sequence at p, or 0 if it is not one. */
+static int utf8_len(const unsigned char *p)
+{
+    int n = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] < 0xe0 ? 2 : 0;
+    for (int i = 1; i < n; i++)
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+    return n;
+}
+
 void cw_json_str(FILE *out, const char *s)
 {
     if (!s) {
@@ -20,10 +30,20 @@ void cw_json_str(FILE *out, const char *s)
         case '\r': fputs("\\r", out); break;
         case '\t': fputs("\\t", out); break;
         default:
-            if (*p < 0x20)
+            if (*p < 0x20) {
                 fprintf(out, "\\u%04x", *p);
-            else
+            } else if (*p < 0x80) {
                 fputc(*p, out);
+            } else {
+                /* Paths and argv are bytes, JSON is UTF-8: replace what is not. */
+                int n = utf8_len(p);
+                if (n) {
+                    fwrite(p, 1, (size_t)n, out);
+                    p += n - 1;
+                } else {
+                    fputs("\\ufffd", out);
+                }
+            }
         }
     }
     fputc('"', out);

@@ -74,6 +74,13 @@ static int join_diag(void *ctx, const struct inet_diag_msg *m)
     s->is_tcp = 1;
     s->state = m->idiag_state;
     s->recv_q = m->idiag_rqueue;
+    /* idiag_rqueue is rcv_nxt - copied_seq, and the peer's FIN takes a
+     * sequence number until the program reads it: in the states after a
+     * received FIN a non-zero queue holds that FIN, which is not a byte (an
+     * idle keep-alive socket in CLOSE_WAIT would show "1 unread byte"). */
+    if (s->recv_q && (s->state == CW_TCP_CLOSE_WAIT || s->state == CW_TCP_LAST_ACK ||
+                      s->state == CW_TCP_CLOSING))
+        s->recv_q--;
     s->send_q = m->idiag_wqueue;
     diag_addr(&s->local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
     diag_addr(&s->peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);

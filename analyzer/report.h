@@ -30,6 +30,8 @@ const struct cw_sym_frame *cw_first_source_frame(const struct cw_sym_frame *f, i
 void cw_group_title(char *buf, size_t len, enum cw_kind kind, int n);
 /* One sentence saying what a kind means and what to do about it. */
 const char *cw_kind_advice(enum cw_kind kind);
+/* What the eof field means for this finding, as a sentence; NULL for none. */
+const char *cw_eof_sentence(const struct cw_finding *f);
 /* "SUMMARY: closewatch: ..." without the newline. */
 void cw_summary_line(char *buf, size_t len, const struct cw_analysis *a);
 

@@ -87,6 +87,20 @@ const char *cw_kind_advice(enum cw_kind kind)
     }
 }
 
+const char *cw_eof_sentence(const struct cw_finding *f)
+{
+    switch (f->eof) {
+    case CW_EOF_OBSERVED:
+        return "eof: observed (the program saw the peer's FIN and went on without close())";
+    case CW_EOF_UNREAD:
+        return "eof: unread (the program never looked at the socket again after the peer closed it)";
+    case CW_EOF_UNKNOWN:
+        return "eof: unknown (no ring: kernel view only, no backtraces exist for this process)";
+    default:
+        return NULL;
+    }
+}
+
 void cw_summary_line(char *buf, size_t len, const struct cw_analysis *a)
 {
     int errors = 0;

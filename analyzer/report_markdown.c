@@ -16,7 +16,7 @@
 #include "report.h"
 
 #define SOCKETS_SHOWN 10
-#define FENCE "````````````````````````````````" /* the longest fence used */
+#define FENCE         "````````````````````````````````" /* the longest fence used */
 
 /* ---- escaping -------------------------------------------------------------- */
 
@@ -70,8 +70,8 @@ static void fenced(FILE *out, const char *body)
     }
     int n = longest < 3 ? 3 : longest + 1 > 32 ? 32 : longest + 1;
     size_t len = strlen(body);
-    fprintf(out, "%.*s\n%s%s%.*s\n\n", n, FENCE, body, len && body[len - 1] == '\n' ? "" : "\n",
-            n, FENCE);
+    fprintf(out, "%.*s\n%s%s%.*s\n\n", n, FENCE, body, len && body[len - 1] == '\n' ? "" : "\n", n,
+            FENCE);
 }
 
 /* ---- stacks ---------------------------------------------------------------- */
@@ -207,20 +207,6 @@ static void summary_table(FILE *out, const struct cw_analysis *a)
 
 /* ---- one group ------------------------------------------------------------- */
 
-static const char *eof_sentence(const struct cw_finding *f)
-{
-    switch (f->eof) {
-    case CW_EOF_OBSERVED:
-        return "eof: observed (the program saw the peer's FIN and went on without close())";
-    case CW_EOF_UNREAD:
-        return "eof: unread (the program never looked at the socket again after the peer closed it)";
-    case CW_EOF_UNKNOWN:
-        return "eof: unknown (no ring: kernel view only, no backtraces exist for this process)";
-    default:
-        return NULL;
-    }
-}
-
 static void socket_row(FILE *out, const struct cw_finding *f)
 {
     char local[80], peer[80];
@@ -248,30 +234,31 @@ static void socket_table(FILE *out, const struct cw_analysis *a, const struct cw
     fputc('\n', out);
 }
 
+/* A double close has no socket left to describe (the one closed first is
+ * gone, its fd number maybe reused): only which fds. */
+static void fd_list(FILE *out, const struct cw_analysis *a, const struct cw_group *g)
+{
+    fputs("File descriptors closed twice:", out);
+    for (int i = 0; i < g->n && i < SOCKETS_SHOWN; i++) {
+        const struct cw_finding *f = &a->findings[g->members[i]];
+        fprintf(out, "%s fd %d in pid %d", i ? "," : "", f->fd, f->proc->pid);
+    }
+    if (g->n > SOCKETS_SHOWN)
+        fprintf(out, " and %d more", g->n - SOCKETS_SHOWN);
+    fputs(".\n\n", out);
+}
+
 /* What an event's arg0 says, in words, where it says something. */
 static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *e)
 {
     switch (e->type) {
-    case CW_EV_OPEN:
-        snprintf(buf, len, "%s", cw_origin_name((unsigned)(e->arg0 & 0xff)));
-        break;
-    case CW_EV_EOF:
-        snprintf(buf, len, "%s", cw_eof_how_name((unsigned)e->arg0));
-        break;
-    case CW_EV_CLOSE:
-        snprintf(buf, len, "%s", cw_close_how_name((unsigned)e->arg0));
-        break;
-    case CW_EV_STATE:
-        snprintf(buf, len, "%s", cw_tcp_state_name((unsigned)e->arg0));
-        break;
-    case CW_EV_CONNECT:
-        snprintf(buf, len, "returned %" PRId64, e->arg0);
-        break;
-    case CW_EV_ERROR:
-        snprintf(buf, len, "errno %" PRId64, e->arg0);
-        break;
-    default:
-        buf[0] = '\0';
+    case CW_EV_OPEN: snprintf(buf, len, "%s", cw_origin_name((unsigned)(e->arg0 & 0xff))); break;
+    case CW_EV_EOF: snprintf(buf, len, "%s", cw_eof_how_name((unsigned)e->arg0)); break;
+    case CW_EV_CLOSE: snprintf(buf, len, "%s", cw_close_how_name((unsigned)e->arg0)); break;
+    case CW_EV_STATE: snprintf(buf, len, "%s", cw_tcp_state_name((unsigned)e->arg0)); break;
+    case CW_EV_CONNECT: snprintf(buf, len, "returned %" PRId64, e->arg0); break;
+    case CW_EV_ERROR: snprintf(buf, len, "errno %" PRId64, e->arg0); break;
+    default: buf[0] = '\0';
     }
 }
 
@@ -296,12 +283,14 @@ static void no_backtrace_note(FILE *out, const struct cw_finding *f)
 {
     const struct cw_process *p = f->proc;
     if (f->origin == CW_ORIGIN_INHERITED)
-        fprintf(out, "Inherited from the parent process (pid %d): see its report for where it "
-                     "was opened.\n\n", p->ppid);
+        fprintf(out,
+                "Inherited from the parent process (pid %d): see its report for where it "
+                "was opened.\n\n",
+                p->ppid);
     else if (f->kind == CW_K_UNTRACKED || !p->has_ring)
-        fprintf(out, "No backtrace: %s.\n\n", p->has_ring
-                                                 ? "the socket was created behind libc's back"
-                                                 : "this process did not run under libclosewatch.so");
+        fprintf(out, "No backtrace: %s.\n\n",
+                p->has_ring ? "the socket was created behind libc's back"
+                            : "this process did not run under libclosewatch.so");
 }
 
 static void group_stacks(FILE *out, struct cw_report *r, const struct cw_finding *f)
@@ -340,11 +329,13 @@ static void group_section(FILE *out, struct cw_report *r, const struct cw_group 
     fprintf(out, "Kind `%s`, process %d: ", cw_kind_name(g->kind), first->proc->pid);
     md_text(out, program_of(first->proc));
     fputs("\n\n", out);
-    const char *eof = eof_sentence(first);
+    const char *eof = cw_eof_sentence(first);
     if (eof && (g->kind == CW_K_CLOSE_WAIT || g->kind == CW_K_LATE_CLOSE))
         fprintf(out, "%s\n\n", eof);
     group_stacks(out, r, first);
-    if (g->kind != CW_K_EMFILE)
+    if (g->kind == CW_K_DOUBLE_CLOSE)
+        fd_list(out, r->a, g);
+    else if (g->kind != CW_K_EMFILE)
         socket_table(out, r->a, g);
     timeline(out, first);
     fprintf(out, "**What to do:** %s\n\n", cw_kind_advice(g->kind));
@@ -385,8 +376,10 @@ static void warnings(FILE *out, struct cw_symbolizer *sym)
 
 static void no_findings(FILE *out, const struct cw_analysis *a)
 {
-    fprintf(out, "**No findings:** no socket stayed in CLOSE_WAIT longer than the grace of "
-                 "%.1f s, and nothing else was wrong", a->opt.grace_s);
+    fprintf(out,
+            "**No findings:** no socket stayed in CLOSE_WAIT longer than the grace of "
+            "%.1f s, and nothing else was wrong",
+            a->opt.grace_s);
     if (a->suppressed_total)
         fprintf(out, " (%d finding%s suppressed)", a->suppressed_total,
                 a->suppressed_total == 1 ? " was" : "s were");

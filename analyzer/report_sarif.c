@@ -16,7 +16,7 @@
 #include "report.h"
 
 #define SARIF_SCHEMA "https://json.schemastore.org/sarif-2.1.0.json"
-#define INFO_URI "https://github.com/closewatch/closewatch"
+#define INFO_URI     "https://github.com/closewatch/closewatch"
 
 /* ---- rules ----------------------------------------------------------------- */
 
@@ -74,30 +74,38 @@ static void file_uri(char *buf, size_t len, const char *path)
                                    : snprintf(buf + n, len - n, "%%%02X", *p));
 }
 
-static void physical_location(FILE *out, const struct cw_sym_frame *f)
+/* Where f is in a file (if known) and, for stack frames, at which runtime
+ * address: SARIF wants a physical location to name at least one of them. */
+static void physical_location(FILE *out, const struct cw_sym_frame *f, int with_address)
 {
-    char uri[3 * 4096 + 16];
-    file_uri(uri, sizeof uri, f->file);
-    fputs("\"physicalLocation\":{\"artifactLocation\":{\"uri\":", out);
-    cw_json_str(out, uri);
-    fputc('}', out);
-    if (f->line > 0) {
-        fprintf(out, ",\"region\":{\"startLine\":%d", f->line);
-        if (f->column > 0)
-            fprintf(out, ",\"startColumn\":%d", f->column);
+    fputs("\"physicalLocation\":{", out);
+    if (f->file) {
+        char uri[3 * 4096 + 16];
+        file_uri(uri, sizeof uri, f->file);
+        fputs("\"artifactLocation\":{\"uri\":", out);
+        cw_json_str(out, uri);
         fputc('}', out);
+        if (f->line > 0) {
+            fprintf(out, ",\"region\":{\"startLine\":%d", f->line);
+            if (f->column > 0)
+                fprintf(out, ",\"startColumn\":%d", f->column);
+            fputc('}', out);
+        }
     }
+    if (with_address)
+        fprintf(out, "%s\"address\":{\"absoluteAddress\":%" PRIu64 "}", f->file ? "," : "",
+                f->address);
     fputc('}', out);
 }
 
 /* The body of a SARIF location object (without braces) for frame f: a file
  * and line where known, and the function (or module) as a logical location.
- * Writes nothing when f knows neither, which the caller must allow for. */
-static int location_body(FILE *out, const struct cw_sym_frame *f)
+ * Returns 0 having written nothing when there is nothing to say. */
+static int location_body(FILE *out, const struct cw_sym_frame *f, int with_address)
 {
     int any = 0;
-    if (f->file) {
-        physical_location(out, f);
+    if (f->file || with_address) {
+        physical_location(out, f, with_address);
         any = 1;
     }
     const char *name = f->function ? f->function : f->module;
@@ -139,10 +147,10 @@ static void stack_json(FILE *out, const struct stack *s, const char *message)
     for (int i = 0; i < s->n; i++) {
         const struct cw_sym_frame *f = &s->f[i];
         fputs(i ? ",{\"location\":{" : "{\"location\":{", out);
-        if (location_body(out, f))
-            fputc(',', out);
-        fprintf(out, "\"properties\":{\"address\":\"0x%" PRIx64 "\",\"inlined\":%s}}", f->address,
-                f->inlined ? "true" : "false");
+        location_body(out, f, 1);
+        if (f->inlined)
+            fputs(",\"properties\":{\"inlined\":true}", out);
+        fputc('}', out);
         if (f->module) {
             fputs(",\"module\":", out);
             cw_json_str(out, f->module);
@@ -173,7 +181,8 @@ static uint64_t fingerprint(const struct cw_finding *f, const struct stack *s)
     uint64_t h = fnv1a(0xcbf29ce484222325ull, cw_kind_name(f->kind));
     for (int i = 0; i < s->n; i++)
         h = fnv1a(h, s->f[i].function ? s->f[i].function
-                     : s->f[i].module ? base_name(s->f[i].module) : "?");
+                     : s->f[i].module ? base_name(s->f[i].module)
+                                      : "?");
     if (!s->n)
         h = fnv1a(h, base_name(f->proc->exe));
     return h;
@@ -194,7 +203,8 @@ static void message_text(char *buf, size_t len, const struct cw_finding *f)
                  cw_eof_name(f->eof));
         break;
     case CW_K_UNTRACKED:
-        snprintf(buf, len, "%s in CLOSE_WAIT for %.1f s, created outside libc: no backtrace", sock, s);
+        snprintf(buf, len, "%s in CLOSE_WAIT for %.1f s, created outside libc: no backtrace", sock,
+                 s);
         break;
     case CW_K_LATE_CLOSE:
         snprintf(buf, len, "%s closed only after %.1f s in CLOSE_WAIT; eof: %s", sock, s,
@@ -210,8 +220,7 @@ static void message_text(char *buf, size_t len, const struct cw_finding *f)
         snprintf(buf, len, "creating a socket failed with %s while %u tracked sockets were open",
                  f->err == 23 ? "ENFILE" : "EMFILE", f->sockets_open);
         break;
-    default:
-        snprintf(buf, len, "%s still open at exit, after %.1f s", sock, f->age_seconds);
+    default: snprintf(buf, len, "%s still open at exit, after %.1f s", sock, f->age_seconds);
     }
 }
 
@@ -232,7 +241,7 @@ static void primary_location(FILE *out, const struct cw_finding *f, const struct
     const struct cw_sym_frame *at = cw_first_source_frame(s->f, s->n);
     if (at && (at->file || at->function || at->module)) {
         fputc('{', out);
-        location_body(out, at);
+        location_body(out, at, 0);
         fputc('}', out);
     } else {
         process_location(out, f->proc);
@@ -250,7 +259,8 @@ static void related_locations(FILE *out, struct cw_report *r, const struct cw_fi
     } sites[] = {
         {f->eof_stack, "the peer's close (EOF) was seen here"},
         {f->kind == CW_K_DOUBLE_CLOSE ? f->open_stack : f->close_stack,
-         f->kind == CW_K_DOUBLE_CLOSE ? "the socket was opened here" : "the socket was closed here"},
+         f->kind == CW_K_DOUBLE_CLOSE ? "the socket was opened here"
+                                      : "the socket was closed here"},
     };
     int written = 0;
     struct cw_sym_frame frames[CW_FRAMES_MAX];
@@ -259,11 +269,12 @@ static void related_locations(FILE *out, struct cw_report *r, const struct cw_fi
         const struct cw_sym_frame *at = cw_first_source_frame(frames, n);
         if (!at || (!at->file && !at->function && !at->module))
             continue;
-        fprintf(out, "%s{\"id\":%zu,\"message\":{\"text\":", written++ ? "," : ",\"relatedLocations\":[",
+        fprintf(out,
+                "%s{\"id\":%zu,\"message\":{\"text\":", written++ ? "," : ",\"relatedLocations\":[",
                 i + 1);
         cw_json_str(out, sites[i].what);
         fputs("},", out);
-        location_body(out, at);
+        location_body(out, at, 0);
         fputc('}', out);
     }
     if (written)
@@ -332,7 +343,9 @@ void cw_report_sarif(FILE *out, struct cw_report *r)
     struct cw_analysis *a = r->a;
     fputs("{\"$schema\":", out);
     cw_json_str(out, SARIF_SCHEMA);
-    fputs(",\"version\":\"2.1.0\",\"runs\":[{\"tool\":{\"driver\":{\"name\":\"closewatch\",\"version\":", out);
+    fputs(",\"version\":\"2.1.0\",\"runs\":[{\"tool\":{\"driver\":{\"name\":\"closewatch\","
+          "\"version\":",
+          out);
     cw_json_str(out, CW_VERSION);
     fputs(",\"informationUri\":", out);
     cw_json_str(out, INFO_URI);

@@ -65,20 +65,6 @@ static void print_socket(FILE *out, const struct cw_finding *f)
     fputc('\n', out);
 }
 
-static const char *eof_sentence(const struct cw_finding *f)
-{
-    switch (f->eof) {
-    case CW_EOF_OBSERVED:
-        return "eof: observed (the program saw the peer's FIN and went on without close())";
-    case CW_EOF_UNREAD:
-        return "eof: unread (the program never looked at the socket again after the peer closed it)";
-    case CW_EOF_UNKNOWN:
-        return "eof: unknown (no ring: kernel view only, no backtraces exist for this process)";
-    default:
-        return NULL;
-    }
-}
-
 static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g)
 {
     const struct cw_finding *first = &r->a->findings[g->members[0]];
@@ -88,7 +74,7 @@ static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g
     fprintf(out, "closewatch: %s%s\n", cw_kind_is_error(g->kind) ? "ERROR: " : "", title);
     fprintf(out, "  process: pid %d %s\n", first->proc->pid,
             first->proc->cmdline[0] ? first->proc->cmdline : first->proc->exe);
-    const char *eof = eof_sentence(first);
+    const char *eof = cw_eof_sentence(first);
     if (eof && (g->kind == CW_K_CLOSE_WAIT || g->kind == CW_K_LATE_CLOSE))
         fprintf(out, "  %s\n", eof);
 

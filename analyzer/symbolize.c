@@ -12,9 +12,13 @@
  * DW_TAG_inlined_subroutine containing the address and its ancestors up to
  * the DW_TAG_subprogram, each inlined DIE giving the call site of the frame
  * outside it (DW_AT_call_file/line/column), as eu-addr2line -i does. The
- * subprogram is found through a per-CU sorted index of function ranges
- * rather than dwarf_getscopes, whose cost grows with the size of the CU;
- * dwarf_getscopes remains the fallback for functions the index misses.
+ * subprogram is found through a per-CU sorted index of function ranges,
+ * built by one walk of the CU: dwarf_getscopes scans the CU on every call,
+ * ~1 ms an address in a large CU. It remains the fallback for a CU that
+ * describes code without any function ranges.
+ *
+ * Without DWARF, names come from the ELF symbol table, through a sorted
+ * index too (dwfl_module_addrinfo scans the table on every call).
  */
 #include "symbolize.h"
 
@@ -36,6 +40,7 @@
 #define CHAIN_MAX 32        /* inline nesting we follow */
 #define SCOPE_DEPTH_MAX 64  /* namespace/block nesting we walk: bounds hostile DWARF */
 #define SRC_PATH_MAX 8192
+#define FN_NESTING_MAX 8    /* function ranges inside another's we look past */
 
 /* The signature of libstdc++'s __cxa_demangle. */
 typedef char *(*cw_demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
@@ -67,9 +72,11 @@ struct fn_index {
     size_t n, cap;
 };
 
-struct sym_alias {
-    Dwarf_Addr addr;
-    const char *name;
+struct sym_entry {
+    Dwarf_Addr addr, size;
+    const char *name; /* in the ELF file's string table */
+    int rank;
+    int sizeless; /* size runs to the section end: valid up to the next symbol only */
 };
 
 struct sym_file {
@@ -77,9 +84,9 @@ struct sym_file {
     Dwfl *dwfl;       /* NULL when the file cannot be used */
     Dwfl_Module *mod;
     struct u64map cus; /* CU DIE offset -> struct fn_index * */
-    struct sym_alias *aliases;
-    size_t naliases;
-    int aliases_built;
+    struct sym_entry *syms; /* function symbols by address */
+    size_t nsyms;
+    int syms_built;
 };
 
 struct cw_symbolizer {
@@ -465,7 +472,7 @@ static void file_free(struct sym_file *f)
         }
     }
     free(f->cus.slots);
-    free(f->aliases);
+    free(f->syms);
     if (f->dwfl)
         dwfl_end(f->dwfl);
     free(f);
@@ -509,66 +516,119 @@ static struct sym_file *file_for(struct cw_symbolizer *s, const struct cw_module
 
 /* ---- symbol table fallback ---- */
 
-static int alias_cmp(const void *a, const void *b)
+/* Aliases at one address: the name a program calls (getpid) before
+ * reserved ones (__getpid, __GI_getpid), then global, weak, local, as
+ * libdwfl ranks them. C++ names are reserved-looking but public. */
+static int symbol_rank(const char *name, int bind)
 {
-    const struct sym_alias *x = a, *y = b;
-    return x->addr < y->addr ? -1 : x->addr > y->addr;
+    int reserved = name[0] == '_' && name[1] != 'Z';
+    int global = bind == STB_GLOBAL || bind == STB_GNU_UNIQUE;
+    if (!reserved && (global || bind == STB_WEAK))
+        return 3;
+    return global ? 2 : bind == STB_WEAK ? 1 : 0;
 }
 
-/* Public function names by address: libc's getpid is the weak alias of the
- * global __getpid, and the name the program called is the one to show. */
-static void build_aliases(struct sym_file *f)
+static int symbol_cmp(const void *a, const void *b)
 {
-    f->aliases_built = 1;
+    const struct sym_entry *x = a, *y = b;
+    if (x->addr != y->addr)
+        return x->addr < y->addr ? -1 : 1;
+    if (x->rank != y->rank)
+        return y->rank - x->rank;
+    return x->sizeless - y->sizeless;
+}
+
+/* A sizeless symbol (hand-written assembly) is taken to run to the end of
+ * its section, and symbol_at() stops it at the next symbol. */
+static GElf_Xword size_to_section_end(Elf *elf, GElf_Word shndx, GElf_Addr addr, Dwarf_Addr bias)
+{
+    GElf_Shdr mem, *sh = gelf_getshdr(elf_getscn(elf, shndx), &mem);
+    if (!sh || addr < sh->sh_addr + bias || addr >= sh->sh_addr + bias + sh->sh_size)
+        return 0;
+    return sh->sh_addr + bias + sh->sh_size - addr;
+}
+
+static void add_symbol(struct sym_file *f, size_t *cap, int ndx)
+{
+    GElf_Sym sym;
+    GElf_Addr addr;
+    GElf_Word shndx;
+    Elf *elf;
+    Dwarf_Addr bias;
+    const char *name = dwfl_module_getsym_info(f->mod, ndx, &sym, &addr, &shndx, &elf, &bias);
+    if (!name || !name[0] || shndx == SHN_UNDEF || shndx == (GElf_Word)-1)
+        return;
+    int type = GELF_ST_TYPE(sym.st_info);
+    if (type != STT_FUNC && type != STT_GNU_IFUNC)
+        return;
+    GElf_Xword size = sym.st_size ? sym.st_size : size_to_section_end(elf, shndx, addr, bias);
+    if (size == 0 || grow_array((void **)&f->syms, cap, f->nsyms + 1, sizeof *f->syms) < 0)
+        return;
+    f->syms[f->nsyms++] = (struct sym_entry){addr, size, name,
+                                             symbol_rank(name, GELF_ST_BIND(sym.st_info)),
+                                             sym.st_size == 0};
+}
+
+/*
+ * Function symbols sorted by address, one per address (the best-ranked
+ * alias). Built once per file: dwfl_module_addrinfo scans the whole symbol
+ * table on every call, which for libc costs ~100us an address.
+ */
+static void build_symbols(struct sym_file *f)
+{
+    size_t cap = 0, kept = 0;
+    f->syms_built = 1;
     int n = dwfl_module_getsymtab(f->mod);
-    size_t cap = 0;
-    for (int i = 1; i < n; i++) {
-        GElf_Sym sym;
-        GElf_Addr addr;
-        GElf_Word shndx;
-        const char *name = dwfl_module_getsym_info(f->mod, i, &sym, &addr, &shndx, NULL, NULL);
-        if (!name || !name[0] || name[0] == '_' || shndx == SHN_UNDEF)
-            continue;
-        int type = GELF_ST_TYPE(sym.st_info), bind = GELF_ST_BIND(sym.st_info);
-        if ((type != STT_FUNC && type != STT_GNU_IFUNC) || (bind != STB_GLOBAL && bind != STB_WEAK))
-            continue;
-        if (grow_array((void **)&f->aliases, &cap, f->naliases + 1, sizeof *f->aliases) < 0)
-            break;
-        f->aliases[f->naliases++] = (struct sym_alias){addr, name};
-    }
-    if (f->naliases)
-        qsort(f->aliases, f->naliases, sizeof *f->aliases, alias_cmp);
+    for (int i = 1; i < n; i++)
+        add_symbol(f, &cap, i);
+    if (!f->nsyms)
+        return;
+    qsort(f->syms, f->nsyms, sizeof *f->syms, symbol_cmp);
+    for (size_t i = 0; i < f->nsyms; i++)
+        if (!kept || f->syms[kept - 1].addr != f->syms[i].addr)
+            f->syms[kept++] = f->syms[i];
+    f->nsyms = kept;
 }
 
-static const char *public_alias(struct sym_file *f, GElf_Addr addr)
+static const struct sym_entry *symbol_at(struct sym_file *f, Dwarf_Addr pc)
 {
-    if (!f->aliases_built)
-        build_aliases(f);
-    size_t lo = 0, hi = f->naliases;
+    if (!f->syms_built)
+        build_symbols(f);
+    size_t lo = 0, hi = f->nsyms; /* first symbol above pc */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (f->aliases[mid].addr < addr)
+        if (f->syms[mid].addr <= pc)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < f->naliases && f->aliases[lo].addr == addr ? f->aliases[lo].name : NULL;
+    for (size_t i = lo; i > 0 && lo - i < FN_NESTING_MAX; i--) {
+        const struct sym_entry *e = &f->syms[i - 1];
+        if (pc - e->addr < e->size && (!e->sizeless || i == lo))
+            return e;
+    }
+    return NULL;
 }
 
 static const char *symtab_name(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc)
 {
-    GElf_Off off;
-    GElf_Sym sym;
-    const char *name = dwfl_module_addrinfo(f->mod, pc, &off, &sym, NULL, NULL, NULL);
-    if (!name)
+    const struct sym_entry *e = symbol_at(f, pc);
+    if (!e)
         return NULL;
-    if (name[0] == '_' && name[1] != 'Z') {
-        const char *alias = public_alias(f, pc - off);
-        if (alias)
-            name = alias;
-    }
-    const char *pretty = demangled(s, name);
-    return pretty ? pretty : intern(s, name);
+    const char *pretty = demangled(s, e->name);
+    return pretty ? pretty : intern(s, e->name);
+}
+
+/* A reserved name (libc's getpid is known to DWARF as __GI_getpid) gives
+ * way to the public alias of the function containing pc: the name the
+ * program called. */
+static const char *public_name(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
+                               const char *name)
+{
+    if (!name || name[0] != '_' || name[1] == 'Z')
+        return name;
+    const struct sym_entry *e = symbol_at(f, pc);
+    return e && e->rank == 3 && e->name[0] != '_' ? intern(s, e->name) : name;
 }
 
 /* ---- DWARF: the chain of functions containing a pc ---- */
@@ -596,7 +656,9 @@ static int holds_code(int tag)
     }
 }
 
-/* DIEs that may hold function definitions without holding code themselves. */
+/* DIEs under which function definitions may sit: C++ methods in classes
+ * and namespaces, GNU C nested functions and local classes' methods inside
+ * other functions. */
 static int holds_functions(int tag)
 {
     switch (tag) {
@@ -606,6 +668,8 @@ static int holds_functions(int tag)
     case DW_TAG_union_type:
     case DW_TAG_module:
     case DW_TAG_interface_type:
+    case DW_TAG_subprogram:
+    case DW_TAG_lexical_block:
         return 1;
     default:
         return 0;
@@ -634,7 +698,7 @@ static void index_scope(struct fn_index *ix, Dwarf_Die *parent, int depth)
         int tag = dwarf_tag(&child);
         if (tag == DW_TAG_subprogram)
             index_ranges(ix, &child);
-        else if (holds_functions(tag))
+        if (holds_functions(tag))
             index_scope(ix, &child, depth + 1);
     } while (dwarf_siblingof(&child, &child) == 0);
 }
@@ -665,11 +729,16 @@ static struct fn_index *cu_index(struct sym_file *f, Dwarf_Die *cu)
     return ix;
 }
 
+/*
+ * The innermost function whose ranges hold pc: the last range starting at
+ * or below pc, or one shortly before it when functions nest. Returns -1
+ * when the CU has no function ranges at all (the index cannot answer).
+ */
 static int find_subprogram(struct sym_file *f, Dwarf_Die *cu, Dwarf_Addr pc, Dwarf_Die *out)
 {
     struct fn_index *ix = cu_index(f, cu);
-    if (!ix)
-        return 0;
+    if (!ix || !ix->n)
+        return -1;
     size_t lo = 0, hi = ix->n; /* first range with lo > pc */
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -678,10 +747,13 @@ static int find_subprogram(struct sym_file *f, Dwarf_Die *cu, Dwarf_Addr pc, Dwa
         else
             hi = mid;
     }
-    if (lo == 0 || pc >= ix->r[lo - 1].hi)
-        return 0;
-    *out = ix->r[lo - 1].die;
-    return 1;
+    for (size_t i = lo; i > 0 && lo - i < FN_NESTING_MAX; i--) {
+        if (pc < ix->r[i - 1].hi) {
+            *out = ix->r[i - 1].die;
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int child_containing(Dwarf_Die *parent, Dwarf_Addr pc, Dwarf_Die *out)
@@ -786,8 +858,11 @@ static int dwarf_frames(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Die *
                         struct cw_sym_frame *fr)
 {
     Dwarf_Die chain[CHAIN_MAX], fn;
-    int n = find_subprogram(f, cu, pc, &fn) ? descend(&fn, pc, chain, CHAIN_MAX)
-                                             : chain_via_getscopes(cu, pc, chain, CHAIN_MAX);
+    int found = find_subprogram(f, cu, pc, &fn), n = 0;
+    if (found > 0)
+        n = descend(&fn, pc, chain, CHAIN_MAX);
+    else if (found < 0)
+        n = chain_via_getscopes(cu, pc, chain, CHAIN_MAX);
     for (int i = 0; i < n; i++) {
         fr[i] = (struct cw_sym_frame){.module = f->path, .inlined = i < n - 1};
         fr[i].function = die_function_name(s, &chain[n - 1 - i]);
@@ -809,6 +884,7 @@ static int resolve(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
     /* The symbol covering pc is the containing function, never an inlined one. */
     if (!fr[n - 1].function)
         fr[n - 1].function = symtab_name(s, f, pc);
+    fr[n - 1].function = public_name(s, f, pc, fr[n - 1].function);
     set_line(s, f, pc, &fr[0]);
     return n;
 }
