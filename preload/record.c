@@ -172,7 +172,11 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
     if (!cw_enter())
         return;
     int saved = errno;
-    record_open(fd, origin, family, type & 0xfff, protocol, src_fd, cw_stack());
+    /* socket() and socketpair() types carry SOCK_NONBLOCK (04000) and
+     * SOCK_CLOEXEC (02000000) (libuv, nginx, Go's netpoll all pass them):
+     * keep only the type, the kernel's SOCK_TYPE_MASK, or a non-blocking
+     * TCP socket would not count as SOCK_STREAM anywhere. */
+    record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack());
     errno = saved;
     cw_sampler_start();
     cw_leave();
@@ -211,13 +215,14 @@ void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, 
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter())
         return;
+    int saved = errno;
     if (ret == 0 || err == EINPROGRESS || err == EAGAIN) {
         e->flags |= CW_FD_CONNECTED;
         cw_addr_from_sockaddr(&e->peer, peer, len);
         fill_addr(fd, &e->local, SYS_getsockname);
     }
     cw_event(CW_EV_CONNECT, fd, e->sid & ~CW_SID_OPEN, cw_stack(), ret, ret ? err : 0, 0);
-    errno = err;
+    errno = saved;
     cw_leave();
 }
 
@@ -237,7 +242,7 @@ void cw_on_open_failed(int call, int err)
     if ((err != EMFILE && err != ENFILE) || !cw_enter())
         return;
     cw_event(CW_EV_ERROR, -1, 0, cw_stack(), err, call, cw.hdr->sockets_open);
-    errno = err;
+    errno = err; /* the failed call's errno, which is what errno held */
     cw_leave();
 }
 
@@ -257,6 +262,7 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
 {
     if (!cw_fd(fd) || !cw_enter())
         return;
+    int saved = errno;
     if (ret == -1 && err == EBADF) {
         if (!(sid_before & CW_SID_OPEN))
             cw_event(CW_EV_DOUBLE_CLOSE, fd, sid_before, cw_stack(), ret, err, -1);
@@ -264,7 +270,7 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
         /* Any result but EBADF means the fd is gone (Linux closes even on EINTR). */
         record_close(fd, sid_before, how, cw_stack(), other);
     }
-    errno = err;
+    errno = saved;
     cw_leave();
 }
 
@@ -293,7 +299,7 @@ void cw_on_dup(int oldfd, int newfd, uint64_t newfd_sid_before)
 {
     int saved = errno;
     if (newfd_sid_before & CW_SID_OPEN) /* dup2 over a socket closes it */
-        cw_on_close(newfd, newfd_sid_before, CW_CLOSE_DUP2, 0, saved, oldfd);
+        cw_on_close(newfd, newfd_sid_before, CW_CLOSE_DUP2, 0, 0, oldfd);
     struct cw_fd_entry *src = cw_fd(oldfd);
     if (src && (src->sid & CW_SID_OPEN))
         cw_on_open(newfd, CW_ORIGIN_DUP, src->family, src->type, src->protocol, oldfd);
