@@ -37,10 +37,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHAIN_MAX 32        /* inline nesting we follow */
-#define SCOPE_DEPTH_MAX 64  /* namespace/block nesting we walk: bounds hostile DWARF */
-#define SRC_PATH_MAX 8192
-#define FN_NESTING_MAX 8    /* function ranges inside another's we look past */
+#define CHAIN_MAX       32 /* inline nesting we follow */
+#define SCOPE_DEPTH_MAX 64 /* namespace/block nesting we walk: bounds hostile DWARF */
+#define SRC_PATH_MAX    8192
+#define FN_NESTING_MAX  8 /* function ranges inside another's we look past */
 
 /* The signature of libstdc++'s __cxa_demangle. */
 typedef char *(*cw_demangle_fn)(const char *mangled, char *buf, size_t *len, int *status);
@@ -83,7 +83,7 @@ struct sym_file {
     const char *path; /* as recorded, interned */
     Dwfl *dwfl;       /* NULL when the file cannot be used */
     Dwfl_Module *mod;
-    struct u64map cus; /* CU DIE offset -> struct fn_index * */
+    struct u64map cus;      /* CU DIE offset -> struct fn_index * */
     struct sym_entry *syms; /* function symbols by address */
     size_t nsyms;
     int syms_built;
@@ -232,7 +232,8 @@ static int grow_array(void **arr, size_t *cap, size_t need, size_t elem)
 
 /* ---- warnings ---- */
 
-static void warn(struct cw_symbolizer *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void warn(struct cw_symbolizer *s, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 static void warn(struct cw_symbolizer *s, const char *fmt, ...)
 {
@@ -247,7 +248,8 @@ static void warn(struct cw_symbolizer *s, const char *fmt, ...)
     for (size_t i = 0; i < s->nwarnings; i++)
         if (s->warnings[i] == w)
             return;
-    if (grow_array((void **)&s->warnings, &s->capwarnings, s->nwarnings + 2, sizeof *s->warnings) < 0)
+    size_t need = s->nwarnings + 2; /* and the NULL */
+    if (grow_array((void **)&s->warnings, &s->capwarnings, need, sizeof *s->warnings) < 0)
         return;
     s->warnings[s->nwarnings++] = w;
     s->warnings[s->nwarnings] = NULL;
@@ -564,9 +566,8 @@ static void add_symbol(struct sym_file *f, size_t *cap, int ndx)
     GElf_Xword size = sym.st_size ? sym.st_size : size_to_section_end(elf, shndx, addr, bias);
     if (size == 0 || grow_array((void **)&f->syms, cap, f->nsyms + 1, sizeof *f->syms) < 0)
         return;
-    f->syms[f->nsyms++] = (struct sym_entry){addr, size, name,
-                                             symbol_rank(name, GELF_ST_BIND(sym.st_info)),
-                                             sym.st_size == 0};
+    f->syms[f->nsyms++] = (struct sym_entry){
+        addr, size, name, symbol_rank(name, GELF_ST_BIND(sym.st_info)), sym.st_size == 0};
 }
 
 /*
@@ -649,10 +650,8 @@ static int holds_code(int tag)
     case DW_TAG_catch_block:
     case DW_TAG_with_stmt:
     case DW_TAG_subprogram:
-    case DW_TAG_entry_point:
-        return 1;
-    default:
-        return 0;
+    case DW_TAG_entry_point: return 1;
+    default: return 0;
     }
 }
 
@@ -669,10 +668,8 @@ static int holds_functions(int tag)
     case DW_TAG_module:
     case DW_TAG_interface_type:
     case DW_TAG_subprogram:
-    case DW_TAG_lexical_block:
-        return 1;
-    default:
-        return 0;
+    case DW_TAG_lexical_block: return 1;
+    default: return 0;
     }
 }
 

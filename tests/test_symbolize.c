@@ -25,7 +25,7 @@
  * leave no return address inside the caller. */
 #define NO_TAIL_CALL() __asm__ volatile("" ::: "memory")
 
-#define MAX_MODS 512
+#define MAX_MODS   512
 #define MAX_FRAMES 16
 
 struct mod_list {
@@ -299,12 +299,15 @@ Test(symbolize, address_outside_every_module)
 
 Test(symbolize, missing_file_warns_once)
 {
-    struct cw_module gone = {.bias = 0x7f0000000000ULL, .start = 0x7f0000001000ULL,
-                             .end = 0x7f0000009000ULL, .build_id_len = 3, .build_id = {1, 2, 3},
+    struct cw_module gone = {.bias = 0x7f0000000000ULL,
+                             .start = 0x7f0000001000ULL,
+                             .end = 0x7f0000009000ULL,
+                             .build_id_len = 3,
+                             .build_id = {1, 2, 3},
                              .path = "/nonexistent/closewatch-test/libgone.so"};
     struct cw_symbolizer *s = cw_symbolizer_new();
     struct cw_sym_frame fr[MAX_FRAMES];
-    for (uint64_t a = gone.start; a < gone.start + 0x40; a += 8) {
+    for (uint64_t a = gone.start + 1; a < gone.start + 0x40; a += 8) {
         cr_assert_eq(cw_symbolize(s, &gone, 1, a, 1, fr, MAX_FRAMES), 1);
         cr_assert_str_eq(fr[0].module, gone.path);
         cr_assert_null(fr[0].function);
@@ -340,8 +343,10 @@ Test(symbolize, build_id_mismatch_warns_and_still_names)
 
 Test(symbolize, vdso_is_named_without_warning)
 {
-    struct cw_module vdso = {.bias = 0x7ffff7fc1000ULL, .start = 0x7ffff7fc1000ULL,
-                             .end = 0x7ffff7fc3000ULL, .path = "linux-vdso.so.1"};
+    struct cw_module vdso = {.bias = 0x7ffff7fc1000ULL,
+                             .start = 0x7ffff7fc1000ULL,
+                             .end = 0x7ffff7fc3000ULL,
+                             .path = "linux-vdso.so.1"};
     struct cw_symbolizer *s = cw_symbolizer_new();
     struct cw_sym_frame fr[MAX_FRAMES];
     cr_assert_eq(cw_symbolize(s, &vdso, 1, vdso.start + 0x10, 1, fr, MAX_FRAMES), 1);
@@ -379,6 +384,41 @@ Test(symbolize, every_address_of_the_text_resolves_to_its_module)
             cr_assert_eq(fr[n - 1].inlined, 0);
         }
     }
+    cw_symbolizer_free(s);
+}
+
+Test(symbolize, relative_source_paths_are_made_absolute)
+{
+    /* The analyzer objects are compiled from build/aobj as ../../analyzer/x.c. */
+    struct mod_list *l = self_modules();
+    struct cw_symbolizer *s = cw_symbolizer_new();
+    struct cw_sym_frame fr[MAX_FRAMES];
+    int n = cw_symbolize(s, l->m, l->n, (uintptr_t)cw_sym_is_own_module, 0, fr, MAX_FRAMES);
+    cr_assert_str_eq(fr[n - 1].function, "cw_sym_is_own_module");
+    cr_assert_not_null(fr[0].file);
+    cr_assert(fr[0].file[0] == '/', "%s", fr[0].file);
+    cr_assert_null(strstr(fr[0].file, "/../"), "%s", fr[0].file);
+    cr_assert_null(strstr(fr[0].file, "/./"), "%s", fr[0].file);
+    size_t len = strlen(fr[0].file), tail = strlen("/analyzer/symbolize.c");
+    cr_assert(len > tail && !strcmp(fr[0].file + len - tail, "/analyzer/symbolize.c"), "%s",
+              fr[0].file);
+    cw_symbolizer_free(s);
+}
+
+Test(symbolize, deleted_executable_is_read_from_its_live_path)
+{
+    /* /proc/PID/exe of a replaced binary reads "PATH (deleted)". */
+    struct mod_list *l = self_modules();
+    struct cw_module exe = *module_of(l, (void *)target_function);
+    size_t len = strlen(exe.path);
+    cr_assert_lt(len + sizeof " (deleted)", sizeof exe.path);
+    strcat(exe.path, " (deleted)");
+    struct cw_symbolizer *s = cw_symbolizer_new();
+    struct cw_sym_frame fr[MAX_FRAMES];
+    cr_assert_eq(cw_symbolize(s, &exe, 1, (uintptr_t)target_function, 0, fr, MAX_FRAMES), 1);
+    cr_assert_str_eq(fr[0].module, exe.path);
+    cr_assert_str_eq(fr[0].function, "target_function");
+    cr_assert_null(cw_symbolizer_warnings(s)[0], "%s", cw_symbolizer_warnings(s)[0]);
     cw_symbolizer_free(s);
 }
 
