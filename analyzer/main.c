@@ -85,7 +85,9 @@ static int parse_double(const char *s, double *out)
     char *end;
     errno = 0;
     double v = strtod(s, &end);
-    if (errno || end == s || *end || v < 0 || v != v)
+    /* Above 1e9 s (31 years, and inf) seconds no longer convert to the
+     * uint64_t nanoseconds the model uses: --grace=1e20 became 0. */
+    if (errno || end == s || *end || v < 0 || v != v || v > 1e9)
         return -1;
     *out = v;
     return 0;
@@ -106,8 +108,10 @@ enum { OPT_GRACE = 256, OPT_FORMAT, OPT_EXIT, OPT_SUPP, OPT_KEEP, OPT_DIR, OPT_I
        OPT_INTERVAL, OPT_COUNT, OPT_VERSION };
 
 /* Parses options up to the first non-option (or "--"); returns its index or
- * -1 after printing a usage error. */
-static int parse_options(int argc, char **argv, struct cli *c)
+ * -1 after printing a usage error. With permute (report, watch), options may
+ * also follow the operands, as in `watch PID --count=1`: getopt moves the
+ * operands to the end. run must not permute: PROGRAM's own options follow. */
+static int parse_options(int argc, char **argv, struct cli *c, int permute)
 {
     static const struct option longopts[] = {
         {"grace", required_argument, 0, OPT_GRACE},
@@ -129,7 +133,7 @@ static int parse_options(int argc, char **argv, struct cli *c)
     optind = 1;
     opterr = 0;
     int ch;
-    while ((ch = getopt_long(argc, argv, "+o:h", longopts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, permute ? "o:h" : "+o:h", longopts, NULL)) != -1) {
         switch (ch) {
         case OPT_GRACE:
             if (parse_double(optarg, &c->opt.grace_s))
@@ -270,7 +274,7 @@ static int is_pid(const char *s)
 
 static int cmd_report(int argc, char **argv, struct cli *c)
 {
-    int first = parse_options(argc, argv, c);
+    int first = parse_options(argc, argv, c, 1);
     if (first < 0)
         return EXIT_USAGE;
     struct cw_analysis a;
@@ -364,7 +368,7 @@ static void remove_dir(const char *dir)
 
 static int cmd_run(int argc, char **argv, struct cli *c)
 {
-    int first = parse_options(argc, argv, c);
+    int first = parse_options(argc, argv, c, 0);
     if (first < 0)
         return EXIT_USAGE;
     if (first == argc)
@@ -491,7 +495,7 @@ static void print_watch(const struct cli *c, int pid)
 static int cmd_watch(int argc, char **argv, struct cli *c)
 {
     c->interval = 2;
-    int first = parse_options(argc, argv, c);
+    int first = parse_options(argc, argv, c, 1);
     if (first < 0)
         return EXIT_USAGE;
     if (argc - first != 1 || !is_pid(argv[first]))

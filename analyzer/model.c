@@ -288,6 +288,8 @@ static int is_tcp(const struct sock *s)
     return (s->family == AF_INET || s->family == AF_INET6) && s->type == SOCK_STREAM;
 }
 
+#define CW_PROMPT_CLOSE_NS 10000000ull /* 10 ms */
+
 static double secs(uint64_t from, uint64_t to) { return to > from ? (double)(to - from) / 1e9 : 0.0; }
 
 static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t end)
@@ -315,6 +317,10 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
     f->close_stack = s->close_stack;
     f->age_seconds = secs(s->open_ns, s->closed ? s->close_ns : end);
     f->eof = s->eof_ns ? CW_EOF_OBSERVED : (s->close_wait_ns ? CW_EOF_UNREAD : CW_EOF_NONE);
+    /* A socket created behind libc's back is read behind it too (Go's
+     * runtime): no EOF seen proves nothing, as in the live kernel view. */
+    if (f->eof == CW_EOF_UNREAD && s->origin == CW_ORIGIN_UNTRACKED)
+        f->eof = CW_EOF_UNKNOWN;
     memcpy(f->timeline, s->timeline, sizeof f->timeline);
     f->ntimeline = s->ntimeline;
 }
@@ -348,7 +354,9 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
     int kernel_disagrees = s->tcp_state && s->tcp_state != CW_TCP_CLOSE_WAIT;
     enum cw_kind kind;
     if (s->closed) {
-        if (!fin || half_closed_by_us || s->close_ns <= fin || s->close_ns - fin <= grace_ns)
+        /* Closing within a few ms of the EOF is prompt, even with --grace=0. */
+        uint64_t late_ns = grace_ns > CW_PROMPT_CLOSE_NS ? grace_ns : CW_PROMPT_CLOSE_NS;
+        if (!fin || half_closed_by_us || s->close_ns <= fin || s->close_ns - fin <= late_ns)
             return;
         kind = CW_K_LATE_CLOSE;
     } else if (fin && !half_closed_by_us && !kernel_disagrees) {

@@ -172,14 +172,17 @@ void cw_suppressions_apply(struct cw_suppressions *s, struct cw_analysis *a,
 {
     if (!s || !s->n)
         return;
-    struct cw_sym_frame frames[CW_FRAMES_MAX];
+    struct cw_sym_frame frames[2 * CW_FRAMES_MAX];
     for (int i = 0; i < a->nfindings; i++) {
         struct cw_finding *f = &a->findings[i];
         if (f->suppressed)
             continue;
-        /* A double close is told by where the second close() happened. */
+        /* A double close is told by where the second close() happened; a
+         * leak by where the socket was opened or where its EOF was ignored. */
         uint32_t id = f->kind == CW_K_DOUBLE_CLOSE ? f->close_stack : f->open_stack;
         int n = cw_stack_frames(sym, f->proc, id, frames, CW_FRAMES_MAX);
+        if (f->kind != CW_K_DOUBLE_CLOSE)
+            n += cw_stack_frames(sym, f->proc, f->eof_stack, frames + n, CW_FRAMES_MAX);
         for (int r = 0; r < s->n; r++)
             if (rule_matches(&s->v[r], f, frames, n)) {
                 f->suppressed = r + 1;

@@ -3,7 +3,8 @@
  * line, `KIND:PATTERN`, where KIND is a finding kind or `socket` (any kind),
  * and PATTERN (with * and ? wildcards) is matched against the function,
  * module path and source file of every frame of the stack that opened the
- * socket. `#` starts a comment.
+ * socket and of the stack that saw its EOF (for double_close: the second
+ * close), and against the program's path. `#` starts a comment.
  */
 #ifndef CW_SUPPRESS_H
 #define CW_SUPPRESS_H

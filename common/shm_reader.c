@@ -118,20 +118,26 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     CHECK(h->ring_off >= sizeof *h && in_bounds(h->ring_off, h->ring_cap, h->event_size, size),
           "event ring (ring_off %llu, ring_cap %u) lies outside the file",
           (unsigned long long)h->ring_off, h->ring_cap);
-    CHECK(h->fd_off % 8 == 0 && h->stack_off % 8 == 0 && h->module_off % 8 == 0 &&
-              h->ring_off % 8 == 0,
-          "a section offset is not 8-byte aligned");
-    uint64_t fdl = (uint64_t)h->fd_cap * h->fd_entry_size;
-    uint64_t stl = (uint64_t)h->stack_cap * h->stack_slot_size;
-    uint64_t mol = (uint64_t)h->module_cap * h->module_entry_size;
-    uint64_t rgl = (uint64_t)h->ring_cap * h->event_size;
-    CHECK(!overlaps(h->fd_off, fdl, h->stack_off, stl) &&
-              !overlaps(h->fd_off, fdl, h->module_off, mol) &&
-              !overlaps(h->fd_off, fdl, h->ring_off, rgl) &&
-              !overlaps(h->stack_off, stl, h->module_off, mol) &&
-              !overlaps(h->stack_off, stl, h->ring_off, rgl) &&
-              !overlaps(h->module_off, mol, h->ring_off, rgl),
-          "sections overlap");
+    /* The messages name the offending field, as shm_reader.h promises:
+     * "a section" alone does not tell which writer bug to look for. */
+    const struct {
+        const char *field;
+        uint64_t off, len;
+    } sec[] = {
+        {"fd_off", h->fd_off, (uint64_t)h->fd_cap * h->fd_entry_size},
+        {"stack_off", h->stack_off, (uint64_t)h->stack_cap * h->stack_slot_size},
+        {"module_off", h->module_off, (uint64_t)h->module_cap * h->module_entry_size},
+        {"ring_off", h->ring_off, (uint64_t)h->ring_cap * h->event_size},
+    };
+    for (size_t i = 0; i < sizeof sec / sizeof *sec; i++)
+        CHECK(sec[i].off % 8 == 0, "%s %llu is not 8-byte aligned", sec[i].field,
+              (unsigned long long)sec[i].off);
+    for (size_t i = 0; i < sizeof sec / sizeof *sec; i++)
+        for (size_t j = i + 1; j < sizeof sec / sizeof *sec; j++)
+            CHECK(!overlaps(sec[i].off, sec[i].len, sec[j].off, sec[j].len),
+                  "sections overlap: %s %llu (%llu bytes) and %s %llu (%llu bytes)", sec[i].field,
+                  (unsigned long long)sec[i].off, (unsigned long long)sec[i].len, sec[j].field,
+                  (unsigned long long)sec[j].off, (unsigned long long)sec[j].len);
     CHECK(h->exit_state <= CW_EXECED, "exit_state is %u, expected 0..2", h->exit_state);
 #undef CHECK
     return CW_RING_OK;
@@ -151,7 +157,8 @@ int cw_ring_open(struct cw_ring *r, const char *path, char *err, size_t errlen)
 {
     memset(r, 0, sizeof *r);
     snprintf(r->path, sizeof r->path, "%s", path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    /* O_NONBLOCK: a FIFO planted under a ring's name must not hang us. */
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
     if (fd < 0)
         return fail(err, errlen, CW_RING_EIO, path, "cannot open: %s", strerror(errno));
     struct stat st;

@@ -136,6 +136,7 @@ static inline int64_t cw_open_arg(int origin, int family, int type)
     return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
 }
 CW_HIDDEN uint32_t cw_stack(void);
+CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_modules_refresh(void);
 
 CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);
@@ -187,7 +188,7 @@ CW_HIDDEN void cw_shm_mark_exit(void);
 
 CW_HIDDEN void cw_sampler_start(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
-CW_HIDDEN void cw_scan_inherited(void);
+CW_HIDDEN void cw_scan_inherited(int from_fork);
 CW_HIDDEN void cw_final_snapshot(void);
 
 #endif

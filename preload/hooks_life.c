@@ -54,10 +54,16 @@ CW_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
     return r;
 }
 
-static void after_accept(int lfd, int r, struct sockaddr *addr, socklen_t *len)
+/*
+ * The caller's address buffer is not handed on: after accept, *len is the
+ * peer address's full length, which exceeds the buffer whenever the caller
+ * passed a short one (the kernel truncates), so parsing *len bytes of it
+ * reads past the caller's memory. cw_on_accept asks getpeername instead.
+ */
+static void after_accept(int lfd, int r)
 {
     if (r >= 0)
-        cw_on_accept(lfd, r, addr, len);
+        cw_on_accept(lfd, r, NULL, NULL);
     else
         cw_on_open_failed(CW_CALL_ACCEPT, errno);
 }
@@ -65,14 +71,14 @@ static void after_accept(int lfd, int r, struct sockaddr *addr, socklen_t *len)
 CW_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
     int r = REAL(accept)(fd, addr, len);
-    after_accept(fd, r, addr, len);
+    after_accept(fd, r);
     return r;
 }
 
 CW_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
     int r = REAL(accept4)(fd, addr, len, flags);
-    after_accept(fd, r, addr, len);
+    after_accept(fd, r);
     return r;
 }
 
@@ -239,7 +245,7 @@ CW_EXPORT long syscall(long nr, ...)
         break;
     case SYS_accept:
     case SYS_accept4:
-        after_accept((int)a[0], (int)r, (struct sockaddr *)a[1], (socklen_t *)a[2]);
+        after_accept((int)a[0], (int)r);
         break;
     case SYS_connect:
         cw_on_connect((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2], (int)r,

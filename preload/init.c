@@ -3,11 +3,13 @@
  * destructor that takes the final snapshot, fork handling, and the
  * nesting guard every record path goes through.
  */
-#define UNW_LOCAL_ONLY
 #include "cw.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <libunwind.h>
+#include <link.h>
+#include <string.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/syscall.h>
@@ -45,18 +47,33 @@ int cw_enter(void)
     return 1;
 }
 
-static int refuse_pipes;
-
-CW_EXPORT int pipe2(int fds[2], int flags)
+/* Whether the main program carries Go's build-id note (ELF note named "Go"):
+ * Go makes its socket calls without libc, so only the sampler sees them. */
+static int note_is_go(struct dl_phdr_info *info, size_t size, void *found)
 {
-    static int (*real_pipe2)(int[2], int);
-    if (refuse_pipes) {
-        errno = EMFILE;
-        return -1;
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_NOTE)
+            continue;
+        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
+        const uint8_t *end = p + ph->p_memsz;
+        while (p + sizeof(ElfW(Nhdr)) <= end) {
+            const ElfW(Nhdr) *nh = (const void *)p;
+            const uint8_t *name = p + sizeof *nh;
+            if (nh->n_namesz == 3 && name + 3 <= end && !memcmp(name, "Go", 3))
+                *(int *)found = 1;
+            p = name + ((nh->n_namesz + 3) & ~3u) + ((nh->n_descsz + 3) & ~3u);
+        }
     }
-    if (!real_pipe2)
-        *(void **)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-    return real_pipe2(fds, flags);
+    return 1; /* the main program comes first: stop after it */
+}
+
+static int main_is_go(void)
+{
+    int found = 0;
+    dl_iterate_phdr(note_is_go, &found);
+    return found;
 }
 
 static void atfork_child(void)
@@ -79,16 +96,14 @@ void cw_init(void)
         cw_epoll_init();
         cw_modules_refresh();
         cw_shm_mark_execed_predecessors();
-        /* The first unw_backtrace initializes libunwind; do it now, not
-         * inside the program's first accept(). Its initialization opens a
-         * pipe for memory validation that unw_backtrace never uses; refusing
-         * that pipe keeps two fds of ours out of the program. */
-        void *warm[4];
-        refuse_pipes = 1;
-        unw_backtrace(warm, 4);
-        refuse_pipes = 0;
-        cw_scan_inherited();
+        cw_stacks_warm_up();
+        cw_scan_inherited(0);
         pthread_atfork(NULL, NULL, atfork_child);
+        /* The sampler starts with the first tracked socket, which never
+         * comes in a Go program: only its sampler can find the sockets it
+         * creates with raw syscalls (untracked), so start it now. */
+        if (main_is_go())
+            cw_sampler_start();
     }
     errno = saved;
     cw_nesting--;

@@ -176,7 +176,11 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
      * SOCK_CLOEXEC (02000000) (libuv, nginx, Go's netpoll all pass them):
      * keep only the type, the kernel's SOCK_TYPE_MASK, or a non-blocking
      * TCP socket would not count as SOCK_STREAM anywhere. */
-    record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack());
+    /* A socket adopted from /proc/self/fd (inherited, untracked) was opened
+     * by code we never saw: the stack here is the constructor's or the
+     * sampler thread's, which would be reported as where it was opened. */
+    int adopted = origin == CW_ORIGIN_INHERITED || origin == CW_ORIGIN_UNTRACKED;
+    record_open(fd, origin, family, type & 0xf, protocol, src_fd, adopted ? 0 : cw_stack());
     errno = saved;
     cw_sampler_start();
     cw_leave();

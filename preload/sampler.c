@@ -153,9 +153,10 @@ static void adopt(int fd, int origin)
     if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
         syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
         return;
-    cw_nesting--; /* cw_on_open enters on its own */
+    int nesting = cw_nesting; /* cw_on_open enters on its own */
+    cw_nesting = 0;
     cw_on_open(fd, origin, family, type, 0, -1);
-    cw_nesting++;
+    cw_nesting = nesting;
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e)
         return;
@@ -171,16 +172,20 @@ static void adopt(int fd, int origin)
     }
 }
 
-static void inherit_one(int fd, void *ctx)
+static void inherit_one(int fd, void *from_fork)
 {
-    (void)ctx;
-    if (socket_inode(fd))
-        adopt(fd, CW_ORIGIN_INHERITED);
+    struct cw_fd_entry *e = cw_fd(fd);
+    uint64_t ino = socket_inode(fd);
+    if (!ino || (e && (e->sid & CW_SID_OPEN) && e->inode == ino))
+        return;
+    adopt(fd, CW_ORIGIN_INHERITED);
+    if (e && from_fork)
+        e->flags |= CW_FD_FROM_FORK;
 }
 
-void cw_scan_inherited(void)
+void cw_scan_inherited(int from_fork)
 {
-    for_each_fd(inherit_one, NULL);
+    for_each_fd(inherit_one, from_fork ? (void *)1 : NULL);
 }
 
 /*

@@ -255,8 +255,13 @@ void cw_shm_after_fork_child(void)
         struct cw_fd_entry *fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
         int hwm = atomic_load(&cw.fd_hwm);
         uint32_t open = 0;
+        /* The parent's table is shared memory: by now the parent may already
+         * have closed its copies (fork-per-connection servers do at once).
+         * Our own fd table, copied by the kernel at fork, is the truth. */
         for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++) {
-            if (!(pfds[i].sid & CW_SID_OPEN))
+            struct stat st;
+            if (!pfds[i].sid || syscall(SYS_fstat, i, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+                (uint64_t)st.st_ino != pfds[i].inode)
                 continue;
             fds[i] = pfds[i];
             fds[i].sid = h->next_sid++ | CW_SID_OPEN;
@@ -264,6 +269,7 @@ void cw_shm_after_fork_child(void)
             fds[i].origin = CW_ORIGIN_INHERITED;
             fds[i].open_stack = fds[i].eof_stack = 0; /* ids of the parent's table */
             fds[i].close_stack = 0;
+            fds[i].close_ns = 0;
             open++;
         }
         h->sockets_open = open;
@@ -271,6 +277,7 @@ void cw_shm_after_fork_child(void)
         munmap(parent, psize);
         publish(h);
         cw_modules_refresh();
+        cw_scan_inherited(1); /* sockets the parent's table no longer describes */
         for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
             if (fds[i].sid & CW_SID_OPEN)
                 cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, 0,

@@ -22,8 +22,83 @@
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <fcntl.h>
 
 #define STACK_PROBES 32
+
+/*
+ * libunwind validates stack addresses by writing them to a pipe it opens on
+ * first need (and again after a program's closefrom() closed it). Taken
+ * from the program's lowest free numbers, those two fds would shift every
+ * fd number the program gets afterwards. While we unwind, pipe2 therefore
+ * parks the pipe's ends out of the way: just above the soft RLIMIT_NOFILE
+ * when the hard limit allows it (outside the numbers the program can get,
+ * and not counted against its limit), else near the top of a bounded range.
+ */
+static __thread int unwinding __attribute__((tls_model("initial-exec")));
+
+#define PARK_CEILING 65536 /* a higher fd would grow the kernel's fd table */
+
+static int park_fd(int fd)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return fd;
+    rlim_t soft = rl.rlim_cur, target;
+    if (rl.rlim_max > soft + 2 && soft + 2 <= PARK_CEILING)
+        target = soft;
+    else
+        target = (soft < PARK_CEILING ? soft : PARK_CEILING) - 2;
+    int parked = -1;
+    if (target >= soft) {
+        /* F_DUPFD refuses numbers at or above the soft limit: lift it for
+         * the duration of the dup. */
+        struct rlimit lifted = {target + 2, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &lifted) == 0) {
+            parked = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)target);
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    } else if (target > (rlim_t)fd) {
+        parked = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)target);
+    }
+    if (parked < 0)
+        return fd;
+    syscall(SYS_close, fd);
+    return parked;
+}
+
+CW_EXPORT int pipe2(int fds[2], int flags)
+{
+    static int (*real_pipe2)(int[2], int);
+    if (!real_pipe2)
+        *(void **)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
+    int r = real_pipe2(fds, flags);
+    if (r == 0 && unwinding) {
+        int saved = errno;
+        fds[0] = park_fd(fds[0]);
+        fds[1] = park_fd(fds[1]);
+        errno = saved;
+    }
+    return r;
+}
+
+static int backtrace_pcs(void **pcs, int max)
+{
+    unwinding = 1;
+    int n = unw_backtrace(pcs, max);
+    unwinding = 0;
+    return n;
+}
+
+/* The first unw_backtrace initializes libunwind: do it at start, not inside
+ * the program's first accept(). */
+void cw_stacks_warm_up(void)
+{
+    void *pcs[4];
+    backtrace_pcs(pcs, 4);
+}
 
 static uint64_t hash_pcs(void *const *pcs, int n)
 {
@@ -41,10 +116,39 @@ static struct cw_stack_slot *slot_at(uint32_t i)
     return (struct cw_stack_slot *)(cw.stacks + (size_t)i * cw.hdr->stack_slot_size);
 }
 
+/*
+ * Libraries dlopen()ed since the last refresh (Python's extension modules,
+ * the JVM's libnio) must be in the module map before a stack through them
+ * is recorded, or a live report cannot name those frames until the
+ * sampler's next refresh, and one unloaded before it never. glibc counts
+ * loads and unloads in every dl_phdr_info: reading them costs one step of
+ * dl_iterate_phdr, so each recorded stack can afford the check.
+ */
+static _Atomic unsigned long long modules_seen_adds, modules_seen_subs;
+
+static int read_load_counts(struct dl_phdr_info *info, size_t size, void *out)
+{
+    if (size >= offsetof(struct dl_phdr_info, dlpi_subs) + sizeof info->dlpi_subs) {
+        ((unsigned long long *)out)[0] = info->dlpi_adds;
+        ((unsigned long long *)out)[1] = info->dlpi_subs;
+    }
+    return 1; /* the first object is enough: the counts are global */
+}
+
+static void modules_check(void)
+{
+    unsigned long long c[2] = {0, 0};
+    dl_iterate_phdr(read_load_counts, c);
+    if (c[0] != atomic_load_explicit(&modules_seen_adds, memory_order_relaxed) ||
+        c[1] != atomic_load_explicit(&modules_seen_subs, memory_order_relaxed))
+        cw_modules_refresh();
+}
+
 uint32_t cw_stack(void)
 {
+    modules_check();
     void *pcs[CW_MAX_DEPTH + 8];
-    int n = unw_backtrace(pcs, (int)cw.depth + 8);
+    int n = backtrace_pcs(pcs, (int)cw.depth + 8);
     int skip = 0;
     while (skip < n && (uintptr_t)pcs[skip] >= cw.self_lo && (uintptr_t)pcs[skip] < cw.self_hi)
         skip++;
@@ -174,6 +278,12 @@ void cw_modules_refresh(void)
         return;
     Dl_info self;
     void *self_base = dladdr((void *)cw_modules_refresh, &self) ? self.dli_fbase : NULL;
+    /* Counts first: a load racing with the walk below shows as a change at
+     * the next check instead of being missed. */
+    unsigned long long c[2] = {0, 0};
+    dl_iterate_phdr(read_load_counts, c);
+    atomic_store_explicit(&modules_seen_adds, c[0], memory_order_relaxed);
+    atomic_store_explicit(&modules_seen_subs, c[1], memory_order_relaxed);
     dl_iterate_phdr(add_module_cb, self_base);
     atomic_store(&busy, 0);
 }
