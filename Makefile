@@ -59,7 +59,7 @@ $(B)/obj/%.o: %.c $(wildcard analyzer/*.h common/*.h) | $(B)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -c $< -o $@
 
 $(B)/analyzer.a: $(ANALYZER_OBJ)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 $(BIN): analyzer/main.c $(B)/analyzer.a | $(B)
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -o $@ $^ $(DW_LIBS) -lm

@@ -534,8 +534,21 @@ static int cmd_dump(int argc, char **argv)
     return 0;
 }
 
+/* Rings are mapped: one truncated by someone else while we read it faults
+ * with SIGBUS. Say so instead of dying silently. */
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    static const char msg[] = "closewatch: a ring file shrank while it was being read "
+                              "(truncated by another process?)\n";
+    ssize_t n = write(2, msg, sizeof msg - 1);
+    (void)n;
+    _exit(EXIT_USAGE);
+}
+
 int main(int argc, char **argv)
 {
+    signal(SIGBUS, on_sigbus);
     struct cli c = {.opt = {.grace_s = 5, .spin_threshold = 100}, .error_exitcode = -1};
     if (argc < 2) {
         fputs(usage_text, stderr);

@@ -9,10 +9,18 @@
  * The tables a valid ring declares are bounded by the input size, so the
  * loops are too.
  *
+ * A valid ring is >= 1.5 KB and its interesting numbers are a few dozen
+ * bytes of header, so byte-level mutations alone rarely produce a ring that
+ * is valid yet strange. LLVMFuzzerCustomMutator below therefore also edits
+ * header fields and table entries to boundary values, and makes coherent
+ * changes (a new power-of-two ring_cap, a new depth with its slot size,
+ * file_size following a resize) that keep the ring past validation.
+ *
  * Built with -DCW_FUZZ_STANDALONE it gets a main() that runs the same code
  * on files named on the command line (or stdin): the driver for AFL++ when
  * libFuzzer is unavailable, and a way to replay a crash with any compiler.
  */
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +105,193 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     free(copy);
     return 0;
 }
+
+#ifndef CW_FUZZ_STANDALONE
+size_t LLVMFuzzerMutate(uint8_t *data, size_t size, size_t max_size);
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed);
+
+struct field {
+    size_t off, len;
+};
+#define HF(name) {offsetof(struct cw_header, name), sizeof(((struct cw_header *)0)->name)}
+/* Every header number the reader checks or later trusts. */
+static const struct field hfields[] = {
+    HF(version),    HF(header_size), HF(file_size),       HF(exit_state),   HF(fd_off),
+    HF(fd_cap),     HF(fd_entry_size), HF(stack_off),     HF(stack_cap),    HF(stack_slot_size),
+    HF(stack_depth), HF(module_off), HF(module_cap),      HF(module_entry_size), HF(ring_off),
+    HF(ring_cap),   HF(event_size),  HF(write_idx),       HF(module_count), HF(argv_len),
+};
+enum { NHF = sizeof hfields / sizeof *hfields };
+
+static uint64_t rnd_state;
+static uint64_t rnd(void)
+{
+    /* xorshift64*: deterministic from libFuzzer's seed, so runs replay. */
+    rnd_state ^= rnd_state >> 12;
+    rnd_state ^= rnd_state << 25;
+    rnd_state ^= rnd_state >> 27;
+    return rnd_state * 0x2545f4914f6cdd1dull;
+}
+
+static uint64_t get(const uint8_t *d, size_t off, size_t len)
+{
+    uint64_t v = 0;
+    memcpy(&v, d + off, len); /* little-endian, as the layout is */
+    return v;
+}
+
+static void put(uint8_t *d, size_t off, size_t len, uint64_t v)
+{
+    memcpy(d + off, &v, len);
+}
+
+/* A value near a boundary the reader must get right. */
+static uint64_t interesting(uint64_t old, size_t size)
+{
+    switch (rnd() % 16) {
+    case 0: return 0;
+    case 1: return 1;
+    case 2: return old + 1;
+    case 3: return old - 1;
+    case 4: return old * 2;
+    case 5: return old / 2;
+    case 6: return (uint64_t)1 << (rnd() % 64);
+    case 7: return ((uint64_t)1 << (rnd() % 64)) - 1;
+    case 8: return size;
+    case 9: return size - (rnd() % 64);
+    case 10: return size + (rnd() % 64);
+    case 11: return UINT32_MAX - (rnd() % 8);
+    case 12: return UINT64_MAX - (rnd() % 8);
+    case 13: return CW_MAX_DEPTH + (rnd() % 3) - 1;
+    case 14: return old + (rnd() % 512) - 256;
+    default: return old ^ (rnd() & 0xff);
+    }
+}
+
+/* A pointer to entry i of a section the header declares, if it lies in data. */
+static uint8_t *entry(uint8_t *d, size_t size, size_t off_field, size_t cap_field,
+                      size_t each, uint64_t *count)
+{
+    uint64_t off = get(d, off_field, 8), cap = get(d, cap_field, 4);
+    if (!cap || !each || off > size || (size - off) / each == 0)
+        return NULL;
+    uint64_t n = (size - off) / each;
+    if (cap < n)
+        n = cap;
+    uint64_t i = rnd() % n;
+    if (count)
+        *count = i;
+    return d + off + i * each;
+}
+
+size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsigned int seed)
+{
+    rnd_state = ((uint64_t)seed << 1 | 1) * 0x9e3779b97f4a7c15ull;
+    if (size < sizeof(struct cw_header) || rnd() % 3 == 0)
+        return LLVMFuzzerMutate(data, size, max_size);
+    const size_t hs = sizeof(struct cw_header);
+    switch (rnd() % 8) {
+    case 0:
+    case 1: { /* one header number to a boundary value */
+        const struct field *f = &hfields[rnd() % NHF];
+        put(data, f->off, f->len, interesting(get(data, f->off, f->len), size));
+        break;
+    }
+    case 2: { /* coherent: another power-of-two ring or stack table */
+        size_t f = rnd() & 1 ? offsetof(struct cw_header, ring_cap)
+                             : offsetof(struct cw_header, stack_cap);
+        put(data, f, 4, (uint64_t)1 << (rnd() % 12));
+        break;
+    }
+    case 3: { /* coherent: a new stack depth with its slot size */
+        uint64_t depth = rnd() % (CW_MAX_DEPTH + 2);
+        put(data, offsetof(struct cw_header, stack_depth), 4, depth);
+        put(data, offsetof(struct cw_header, stack_slot_size), 4,
+            sizeof(struct cw_stack_slot) + 8 * depth);
+        break;
+    }
+    case 4: { /* resize the input; file_size usually follows */
+        size_t n = hs + rnd() % (max_size - hs + 1);
+        if (n > size)
+            memset(data + size, (int)(rnd() & 0xff), n - size);
+        size = n;
+        if (rnd() % 4)
+            put(data, offsetof(struct cw_header, file_size), 8, size);
+        break;
+    }
+    case 5: { /* the writer's counters: lapped, far ahead, or just behind */
+        uint64_t cap = get(data, offsetof(struct cw_header, ring_cap), 4);
+        uint64_t w = rnd() % 4 == 0 ? interesting(0, size) : cap * (rnd() % 5) + rnd() % (cap + 2);
+        put(data, offsetof(struct cw_header, write_idx), 8, w);
+        put(data, offsetof(struct cw_header, module_count), 4, interesting(0, size));
+        break;
+    }
+    case 6: { /* a field inside a table entry */
+        uint64_t i = 0;
+        uint8_t *p;
+        switch (rnd() % 4) {
+        case 0:
+            p = entry(data, size, offsetof(struct cw_header, stack_off),
+                      offsetof(struct cw_header, stack_cap),
+                      get(data, offsetof(struct cw_header, stack_slot_size), 4), NULL);
+            if (p) {
+                put(p, offsetof(struct cw_stack_slot, depth), 4, interesting(4, size));
+                put(p, offsetof(struct cw_stack_slot, ready), 4, rnd() % 3);
+            }
+            break;
+        case 1:
+            p = entry(data, size, offsetof(struct cw_header, module_off),
+                      offsetof(struct cw_header, module_cap), sizeof(struct cw_module), NULL);
+            if (p) {
+                put(p, offsetof(struct cw_module, build_id_len), 4, interesting(20, size));
+                put(p, offsetof(struct cw_module, ready), 4, rnd() % 3);
+                memset(p + offsetof(struct cw_module, path), 'p', CW_PATH_MAX); /* no NUL */
+            }
+            break;
+        case 2:
+            p = entry(data, size, offsetof(struct cw_header, ring_off),
+                      offsetof(struct cw_header, ring_cap), sizeof(struct cw_event), &i);
+            if (p) {
+                uint64_t w = get(data, offsetof(struct cw_header, write_idx), 8);
+                put(p, offsetof(struct cw_event, seq), 8, rnd() & 1 ? w - (rnd() % 4) : i + 1);
+                put(p, offsetof(struct cw_event, type), 2, rnd() % (CW_EV_TYPE_MAX + 2));
+                put(p, offsetof(struct cw_event, stack), 4, interesting(1, size));
+            }
+            break;
+        default:
+            p = entry(data, size, offsetof(struct cw_header, fd_off),
+                      offsetof(struct cw_header, fd_cap), sizeof(struct cw_fd_entry), NULL);
+            if (p) {
+                put(p, offsetof(struct cw_fd_entry, sid), 8, rnd() | 1);
+                put(p, offsetof(struct cw_fd_entry, open_stack), 4, interesting(1, size));
+                put(p, offsetof(struct cw_fd_entry, close_stack), 4,
+                    get(data, offsetof(struct cw_header, stack_cap), 4) + rnd() % 3 - 1);
+                put(p, offsetof(struct cw_fd_entry, local.family), 2, rnd() % 12);
+                memset(p + offsetof(struct cw_fd_entry, peer.bytes), (int)(rnd() & 0xff),
+                       sizeof(struct cw_addr) - offsetof(struct cw_addr, bytes));
+            }
+            break;
+        }
+        break;
+    }
+    default: { /* sections moved onto each other, or anywhere 8-aligned */
+        static const size_t offs[] = {
+            offsetof(struct cw_header, fd_off), offsetof(struct cw_header, stack_off),
+            offsetof(struct cw_header, module_off), offsetof(struct cw_header, ring_off)};
+        size_t a = offs[rnd() % 4], b = offs[rnd() % 4];
+        uint64_t v = rnd() & 1 ? get(data, b, 8) + 8 * (rnd() % 8) : (rnd() % (size + 1)) & ~7ull;
+        put(data, a, 8, v);
+        break;
+    }
+    }
+    /* Usually keep magic and version right: those checks are cheap to fail. */
+    if (rnd() % 8) {
+        put(data, 0, 8, CW_MAGIC);
+        put(data, offsetof(struct cw_header, version), 4, CW_LAYOUT_VERSION);
+    }
+    return size;
+}
+#endif
 
 #ifdef CW_FUZZ_STANDALONE
 static int run_file(FILE *f, const char *name)

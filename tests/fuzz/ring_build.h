@@ -180,7 +180,7 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
         e->sid = (k + 1) | (k == 1 ? 0 : CW_SID_OPEN);
         e->type = SOCK_STREAM;
         e->inode = 90000 + fd;
-        e->open_ns = h->start_mono_ns + 1000 * (k + 1);
+        e->open_ns = h->start_mono_ns + 1000000 * (k + 1);
         e->open_stack = s->stack_cap ? (uint32_t)(k % s->stack_cap) + 1 : 0;
         e->open_tid = 4242;
         switch (k) {
@@ -191,10 +191,10 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
             e->tcp_state = CW_TCP_CLOSE_WAIT;
             rb_addr4(&e->local, 1, 40000);
             rb_addr4(&e->peer, 1, 8080);
-            e->eof_ns = e->open_ns + 5000;
+            e->eof_ns = e->open_ns + 5000000;
             e->eof_count = 3;
             e->eof_stack = s->stack_cap; /* the unpublished slot: must print nothing */
-            e->close_wait_ns = e->open_ns + 6000;
+            e->close_wait_ns = e->open_ns + 6000000;
             break;
         case 1:
             e->family = AF_INET6;
@@ -203,7 +203,7 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
             e->local.bytes[15] = 1;
             e->peer.bytes[15] = 1;
             e->peer.port = 5555;
-            e->close_ns = e->open_ns + 9000;
+            e->close_ns = e->open_ns + 9000000;
             e->close_stack = s->stack_cap + 1; /* out of range: must be ignored */
             break;
         case 2:
@@ -227,7 +227,7 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
         struct cw_event *ev =
             (struct cw_event *)(base + l.ring_off + (i & (s->ring_cap - 1)) * sizeof *ev);
         ev->seq = i + 1;
-        ev->time_ns = h->start_mono_ns + 1000 * i;
+        ev->time_ns = h->start_mono_ns + 1000000 * i;
         ev->type = (uint16_t)(i % (CW_EV_TYPE_MAX - 1) + 1);
         ev->fd = 3 + (int32_t)(i % 3);
         ev->sid = i % 3 + 1;
