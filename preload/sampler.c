@@ -196,6 +196,7 @@ void cw_scan_inherited(int from_fork)
 struct reconcile {
     uint8_t *seen;              /* bitmap of fds listed this pass */
     uint64_t *candidate_inode;  /* per fd: unknown socket seen last pass */
+    uint64_t *missing_sid;      /* per fd: tracked socket absent last pass */
 };
 
 static struct reconcile rc;
@@ -226,7 +227,8 @@ static void reconcile(void)
     if (!rc.seen) {
         rc.seen = calloc(cap / 8 + 1, 1);
         rc.candidate_inode = calloc(cap, sizeof *rc.candidate_inode);
-        if (!rc.seen || !rc.candidate_inode)
+        rc.missing_sid = calloc(cap, sizeof *rc.missing_sid);
+        if (!rc.seen || !rc.candidate_inode || !rc.missing_sid)
             return;
     }
     int hwm = atomic_load(&cw.fd_hwm);
@@ -235,9 +237,18 @@ static void reconcile(void)
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
-        if (!(sid & CW_SID_OPEN) || (rc.seen[fd / 8] & (1u << (fd % 8))))
+        if (!(sid & CW_SID_OPEN) || (rc.seen[fd / 8] & (1u << (fd % 8)))) {
+            rc.missing_sid[fd] = 0;
             continue;
-        /* Gone from /proc/self/fd; closed behind our back if still gone now. */
+        }
+        /* Gone from /proc/self/fd. A close() may be between the kernel and
+         * its hook right now: only a socket still missing, with the same
+         * sid, one reconciliation later was closed behind our back. */
+        if (rc.missing_sid[fd] != sid) {
+            rc.missing_sid[fd] = sid;
+            continue;
+        }
+        rc.missing_sid[fd] = 0;
         if (syscall(SYS_fcntl, fd, F_GETFD) == -1 && errno == EBADF &&
             atomic_compare_exchange_strong((_Atomic uint64_t *)&e->sid, &sid, sid & ~CW_SID_OPEN)) {
             atomic_fetch_sub((_Atomic uint32_t *)&cw.hdr->sockets_open, 1);
@@ -294,6 +305,7 @@ void cw_sampler_after_fork(void)
     atomic_store(&cw.sampler_state, 0);
     rc.seen = NULL; /* the parent's buffers, copied: leave them, start fresh */
     rc.candidate_inode = NULL;
+    rc.missing_sid = NULL;
 }
 
 void cw_final_snapshot(void)

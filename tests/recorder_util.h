@@ -25,6 +25,32 @@
 
 #define FIXTURE(name) h_path("fixtures/" name)
 
+/*
+ * The test's private ring directory. Tests declare .fini = drop_test_dir so
+ * it is removed also when an assertion ends the test early; set
+ * CW_TEST_KEEP=1 to keep it for `closewatch dump`.
+ */
+static char *test_ring_dir;
+
+static inline char *test_dir(const char *tag)
+{
+    test_ring_dir = h_mkdtemp(tag);
+    return test_ring_dir;
+}
+
+static inline void drop_test_dir(void)
+{
+    const char *keep = getenv("CW_TEST_KEEP");
+    if (!test_ring_dir)
+        return;
+    if (keep && *keep == '1')
+        cr_log_warn("rings kept in %s", test_ring_dir);
+    else
+        h_rmdir(test_ring_dir);
+    free(test_ring_dir);
+    test_ring_dir = NULL;
+}
+
 /* ---- the event history of a ring ---------------------------------------- */
 
 struct ev_list {
@@ -55,9 +81,18 @@ static inline void ev_free(struct ev_list *l)
 }
 
 /* Decoding CW_EV_OPEN's arg0 (origin | family << 8 | type << 24). */
-static inline int ev_origin(const struct cw_event *e) { return (int)(e->arg0 & 0xff); }
-static inline int ev_family(const struct cw_event *e) { return (int)((e->arg0 >> 8) & 0xffff); }
-static inline int ev_socktype(const struct cw_event *e) { return (int)((e->arg0 >> 24) & 0xfff); }
+static inline int ev_origin(const struct cw_event *e)
+{
+    return (int)(e->arg0 & 0xff);
+}
+static inline int ev_family(const struct cw_event *e)
+{
+    return (int)((e->arg0 >> 8) & 0xffff);
+}
+static inline int ev_socktype(const struct cw_event *e)
+{
+    return (int)((e->arg0 >> 24) & 0xfff);
+}
 
 #define ANY_FD INT_MIN
 
@@ -102,8 +137,14 @@ static inline struct cw_fd_entry fd_entry(const struct cw_ring *r, int fd)
     return e;
 }
 
-static inline int entry_open(const struct cw_fd_entry *e) { return (e->sid & CW_SID_OPEN) != 0; }
-static inline uint64_t entry_sid(const struct cw_fd_entry *e) { return e->sid & ~CW_SID_OPEN; }
+static inline int entry_open(const struct cw_fd_entry *e)
+{
+    return (e->sid & CW_SID_OPEN) != 0;
+}
+static inline uint64_t entry_sid(const struct cw_fd_entry *e)
+{
+    return e->sid & ~CW_SID_OPEN;
+}
 
 /* ---- talking to fixtures ------------------------------------------------- */
 
@@ -177,8 +218,8 @@ static inline void wait_exit_ok(struct h_proc *p, int timeout_ms)
 {
     int status = h_wait(p, timeout_ms);
     cr_assert_neq(status, -1, "fixture pid %d did not exit within %d ms", (int)p->pid, timeout_ms);
-    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-              "fixture pid %d failed: status 0x%x", (int)p->pid, status);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "fixture pid %d failed: status 0x%x",
+              (int)p->pid, status);
 }
 
 /* Opens the ring of pid in dir and checks it is the only one it has. */

@@ -24,9 +24,9 @@ static int event_type_from_name(const char *name)
     return CW_EV_NONE;
 }
 
-Test(ring, round_trip_every_event_in_order, .timeout = 30)
+Test(ring, round_trip_every_event_in_order, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = h_mkdtemp("ring-rt");
+    char *dir = test_dir("ring-rt");
     char *argv[] = {(char *)FIXTURE("socket_churn"), NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
@@ -66,9 +66,11 @@ Test(ring, round_trip_every_event_in_order, .timeout = 30)
                      cw_event_type_name(e->type), cw_event_type_name((unsigned)want[i].type));
         cr_assert_eq(e->fd, want[i].fd, "event %d (%s) on fd %d, expected fd %d", i,
                      cw_event_type_name(e->type), e->fd, want[i].fd);
-        cr_assert_eq(e->seq, (uint64_t)i + 1, "event %d has seq %llu", i, (unsigned long long)e->seq);
+        cr_assert_eq(e->seq, (uint64_t)i + 1, "event %d has seq %llu", i,
+                     (unsigned long long)e->seq);
         cr_assert_geq(e->time_ns, last_time, "event %d goes back in time", i);
-        cr_assert_eq(e->tid, (uint32_t)p.pid, "single-threaded fixture, event %d tid %u", i, e->tid);
+        cr_assert_eq(e->tid, (uint32_t)p.pid, "single-threaded fixture, event %d tid %u", i,
+                     e->tid);
         last_time = e->time_ns;
         cr_assert_lt(e->fd, 1024);
         if (e->type == CW_EV_OPEN) {
@@ -87,9 +89,7 @@ Test(ring, round_trip_every_event_in_order, .timeout = 30)
         case CW_EV_CONNECT:
             cr_assert_eq(e->arg0, 0, "connect returned %lld", (long long)e->arg0);
             break;
-        case CW_EV_EOF:
-            cr_assert_eq(e->arg0, CW_EOF_READ);
-            break;
+        case CW_EV_EOF: cr_assert_eq(e->arg0, CW_EOF_READ); break;
         case CW_EV_SHUTDOWN:
             cr_assert_eq(e->arg0, SHUT_WR);
             cr_assert_eq(e->arg1, 0);
@@ -130,7 +130,6 @@ Test(ring, round_trip_every_event_in_order, .timeout = 30)
     cr_assert_eq(h->events_dropped, 0);
     ev_free(&evs);
     cw_ring_close(&r);
-    h_rmdir(dir);
 }
 
 /* Runs socket_churn with a small ring file and returns its contents. */
@@ -174,14 +173,15 @@ static size_t iterate(const struct cw_ring *r, uint64_t *torn, uint64_t *seqs)
     return n;
 }
 
-Test(ring, torn_record_is_counted_and_skipped, .timeout = 30)
+Test(ring, torn_record_is_counted_and_skipped, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = h_mkdtemp("ring-torn");
+    char *dir = test_dir("ring-torn");
     size_t size;
     uint8_t *buf = small_ring_copy(dir, &size);
     struct cw_ring r;
     char err[256];
-    cr_assert_eq(cw_ring_from_memory(&r, buf, size, "copy", err, sizeof err), CW_RING_OK, "%s", err);
+    cr_assert_eq(cw_ring_from_memory(&r, buf, size, "copy", err, sizeof err), CW_RING_OK, "%s",
+                 err);
     uint64_t *seqs = calloc(r.hdr.ring_cap, sizeof *seqs);
 
     uint64_t torn;
@@ -193,8 +193,8 @@ Test(ring, torn_record_is_counted_and_skipped, .timeout = 30)
     /* Damage the middle event three ways; each time exactly that one is
      * reported torn and the others still come back. */
     uint64_t victim = total / 2;
-    struct cw_event *slot =
-        (struct cw_event *)(buf + r.hdr.ring_off + (victim & (r.hdr.ring_cap - 1)) * r.hdr.event_size);
+    struct cw_event *slot = (struct cw_event *)(buf + r.hdr.ring_off +
+                                                (victim & (r.hdr.ring_cap - 1)) * r.hdr.event_size);
     const struct cw_event saved = *slot;
     const struct {
         const char *what;
@@ -222,12 +222,11 @@ Test(ring, torn_record_is_counted_and_skipped, .timeout = 30)
 
     free(seqs);
     free(buf);
-    h_rmdir(dir);
 }
 
-Test(ring, wrap_around_keeps_the_newest_and_counts_the_rest, .timeout = 30)
+Test(ring, wrap_around_keeps_the_newest_and_counts_the_rest, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = h_mkdtemp("ring-wrap");
+    char *dir = test_dir("ring-wrap");
     const long pairs = 12000; /* 24000 events into a ring of 16384 */
     char count[32];
     snprintf(count, sizeof count, "%ld", pairs);
@@ -266,12 +265,11 @@ Test(ring, wrap_around_keeps_the_newest_and_counts_the_rest, .timeout = 30)
     cr_assert_eq(evs.v[evs.n - 1].sid, (uint64_t)pairs, "the newest event is the last close");
     ev_free(&evs);
     cw_ring_close(&r);
-    h_rmdir(dir);
 }
 
-Test(ring, stacks_interned_once_per_call_site, .timeout = 30)
+Test(ring, stacks_interned_once_per_call_site, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = h_mkdtemp("ring-stacks");
+    char *dir = test_dir("ring-stacks");
     const char *exe = FIXTURE("stack_sites");
     char *argv[] = {(char *)exe, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
@@ -301,8 +299,8 @@ Test(ring, stacks_interned_once_per_call_site, .timeout = 30)
     cr_assert_neq(site_b, 0);
     cr_assert_neq(site_a, site_b, "two call sites share stack id %u", site_a);
     for (int i = 0; i < 100; i++) {
-        cr_assert_eq(open_ids[i], site_a, "open %d from site a got stack %u, not %u", i, open_ids[i],
-                     site_a);
+        cr_assert_eq(open_ids[i], site_a, "open %d from site a got stack %u, not %u", i,
+                     open_ids[i], site_a);
         cr_assert_eq(open_ids[100 + i], site_b, "open %d from site b got stack %u, not %u", i,
                      open_ids[100 + i], site_b);
         cr_assert_eq(close_ids[i], close_ids[0], "the closes of loop a have one call site");
@@ -333,7 +331,6 @@ Test(ring, stacks_interned_once_per_call_site, .timeout = 30)
     cr_assert_neq(top[0], top[1]);
     ev_free(&evs);
     cw_ring_close(&r);
-    h_rmdir(dir);
 }
 
 /* The fixture's "name fd" lines. */
@@ -362,11 +359,14 @@ static const struct cw_event *open_before(const struct ev_list *l, int fd, size_
     return found;
 }
 
-static size_t index_of(const struct ev_list *l, const struct cw_event *e) { return (size_t)(e - l->v); }
-
-Test(ring, fd_generations_through_dup_and_close_family, .timeout = 30)
+static size_t index_of(const struct ev_list *l, const struct cw_event *e)
 {
-    char *dir = h_mkdtemp("ring-dup");
+    return (size_t)(e - l->v);
+}
+
+Test(ring, fd_generations_through_dup_and_close_family, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("ring-dup");
     char *argv[] = {(char *)FIXTURE("dup_matrix"), NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
@@ -410,7 +410,8 @@ Test(ring, fd_generations_through_dup_and_close_family, .timeout = 30)
         cr_assert_gt(new_open->sid, old_open->sid, "%s: no new sid", over[i]);
         cr_assert_eq(ev_origin(new_open), CW_ORIGIN_DUP);
         cr_assert_eq(new_open->arg1, src);
-        cr_assert_eq(new_open->arg2, (int64_t)src_entry.inode, "%s: not the source's inode", over[i]);
+        cr_assert_eq(new_open->arg2, (int64_t)src_entry.inode, "%s: not the source's inode",
+                     over[i]);
         struct cw_fd_entry e = fd_entry(&r, target);
         cr_assert(entry_open(&e), "%s is open at exit", over[i]);
         cr_assert_eq(entry_sid(&e), new_open->sid);
@@ -505,5 +506,4 @@ Test(ring, fd_generations_through_dup_and_close_family, .timeout = 30)
     cr_assert_eq(live_hdr(&r)->sockets_open, 9, "sockets_open %u", live_hdr(&r)->sockets_open);
     ev_free(&evs);
     cw_ring_close(&r);
-    h_rmdir(dir);
 }

@@ -1,0 +1,836 @@
+/*
+ * test_preload.c - libclosewatch.so inside real programs: small servers and
+ * clients (tests/fixtures) run under the preload against a real peer on
+ * 127.0.0.1, and the test checks what their ring recorded. The test is the
+ * peer: it connects, sends and closes when the fixture says it is ready, and
+ * waits for recorded conditions by polling the ring read-only.
+ */
+#include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "harness.h"
+#include "recorder_util.h"
+
+/* Connects to port, sends a few bytes and closes: the peer's FIN. */
+static void connect_send_close(int port)
+{
+    int fd = h_connect(port);
+    cr_assert_eq(write(fd, "hello", 5), 5);
+    close(fd);
+}
+
+static uint16_t local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+static uint64_t open_sid_of_accepted(const struct ev_list *evs, int fd)
+{
+    for (size_t i = evs->n; i-- > 0;) {
+        const struct cw_event *e = &evs->v[i];
+        if (e->type == CW_EV_OPEN && e->fd == fd && ev_origin(e) == CW_ORIGIN_ACCEPT)
+            return e->sid;
+    }
+    cr_assert_fail("no accept recorded for fd %d", fd);
+    return 0;
+}
+
+Test(preload, leaky_server_leaves_socket_in_close_wait, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-leaky");
+    struct ctl ctl;
+    ctl_open(&ctl);
+    const char *exe = FIXTURE("leaky_server");
+    char *argv[] = {(char *)exe, ctl.arg, NULL};
+    /* Sampler off: the CLOSE_WAIT must come from the exit snapshot. */
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&ctl);
+    int port = (int)read_value(&p, "port");
+    int client = h_connect(port);
+    uint16_t client_port = local_port(client);
+    cr_assert_eq(write(client, "hello", 5), 5);
+    close(client);
+    int leaked = (int)read_value(&p, "leaked");
+    ctl_release(&ctl);
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    cr_assert_eq(r.hdr.exit_state, CW_EXITED);
+    struct cw_fd_entry e = fd_entry(&r, leaked);
+    cr_assert(entry_open(&e), "the leaked fd %d is not open at exit", leaked);
+    cr_assert_eq(e.origin, CW_ORIGIN_ACCEPT);
+    cr_assert(e.flags & CW_FD_CONNECTED);
+    cr_assert_eq(e.peer.port, client_port, "peer port %u, the client's was %u", e.peer.port,
+                 client_port);
+    cr_assert_eq(e.local.port, port);
+    cr_assert_neq(e.eof_ns, 0, "the EOF recv() returned was not recorded");
+    cr_assert_geq(e.eof_ns, e.open_ns);
+    cr_assert_eq(e.eof_count, 1);
+    cr_assert_eq(e.close_ns, 0);
+    cr_assert_eq(e.tcp_state, CW_TCP_CLOSE_WAIT, "exit snapshot state %s",
+                 cw_tcp_state_name(e.tcp_state));
+    cr_assert_geq(e.close_wait_ns, e.eof_ns, "the exit snapshot dates CLOSE_WAIT");
+
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    const struct cw_event *eof = ev_last(&evs, CW_EV_EOF, leaked);
+    cr_assert_not_null(eof);
+    cr_assert_eq(eof->arg0, CW_EOF_READ);
+    cr_assert_eq(eof->sid, entry_sid(&e));
+    cr_assert_eq(eof->stack, e.eof_stack);
+    cr_assert_eq(ev_count(&evs, CW_EV_CLOSE, leaked), 0);
+    const struct cw_event *state = ev_last(&evs, CW_EV_STATE, leaked);
+    cr_assert_not_null(state, "the exit snapshot logged no state change");
+    cr_assert_eq(state->arg0, CW_TCP_CLOSE_WAIT);
+
+    /* The EOF backtrace points at the code that dropped the connection. */
+    cr_assert_neq(e.eof_stack, 0);
+    uint64_t pcs[CW_MAX_DEPTH];
+    int depth = cw_ring_stack(&r, e.eof_stack, pcs, CW_MAX_DEPTH);
+    cr_assert_gt(depth, 2);
+    struct cw_module mod;
+    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
+    cr_assert(in_module(&mod, pcs[0]) && in_module(&mod, pcs[1]),
+              "top EOF frames 0x%llx 0x%llx are not in the fixture", (unsigned long long)pcs[0],
+              (unsigned long long)pcs[1]);
+    char name[128];
+    symbolize(&mod, pcs[0], name, sizeof name);
+    cr_assert_str_eq(name, "serve_until_eof");
+    symbolize(&mod, pcs[1], name, sizeof name);
+    cr_assert_str_eq(name, "main");
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+struct fd_watch {
+    const struct cw_ring *r;
+    int fd;
+};
+
+static int fd_in_close_wait(void *arg)
+{
+    const struct fd_watch *w = arg;
+    struct cw_fd_entry e;
+    /* The sampler writes tcp_state first, close_wait_ns just after. */
+    return cw_ring_fd(w->r, (uint32_t)w->fd, &e) && e.tcp_state == CW_TCP_CLOSE_WAIT &&
+           e.close_wait_ns != 0;
+}
+
+static int sampler_beat(void *arg)
+{
+    const struct cw_ring *r = arg;
+    return live_hdr(r)->heartbeat_mono_ns > r->hdr.start_mono_ns;
+}
+
+Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-idle");
+    int port;
+    int listener = h_listen(&port);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    struct ctl ctl;
+    ctl_open(&ctl);
+    char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&ctl);
+    int fd = (int)read_value(&p, "connected");
+
+    /* The server hangs up; the client never reads, so only the sampler can tell. */
+    int served = accept(listener, NULL, NULL);
+    cr_assert_geq(served, 0);
+    close(served);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct fd_watch w = {&r, fd};
+    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000),
+              "the sampler did not mark fd %d CLOSE_WAIT within 10 s", fd);
+    struct cw_fd_entry e = fd_entry(&r, fd);
+    cr_assert(entry_open(&e));
+    cr_assert_eq(e.origin, CW_ORIGIN_SOCKET);
+    cr_assert(e.flags & CW_FD_CONNECTED);
+    cr_assert_neq(e.close_wait_ns, 0);
+    cr_assert_geq(e.close_wait_ns, e.open_ns);
+    cr_assert_eq(e.eof_ns, 0, "no read, so no EOF may be recorded");
+    cr_assert_eq(e.eof_count, 0);
+    cr_assert_eq(live_hdr(&r)->exit_state, CW_RUNNING);
+    /* The round that marked the socket stamps its heartbeat after doing so. */
+    cr_assert(h_wait_for(sampler_beat, &r, 10000), "the sampler left no heartbeat");
+
+    ctl_release(&ctl);
+    wait_exit_ok(&p, 10000);
+    cr_assert_eq(live_hdr(&r)->exit_state, CW_EXITED);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    const struct cw_event *state = ev_last(&evs, CW_EV_STATE, fd);
+    cr_assert_not_null(state);
+    cr_assert_eq(state->arg0, CW_TCP_CLOSE_WAIT);
+    cr_assert_eq(state->sid, entry_sid(&e));
+    cr_assert_eq(ev_count(&evs, CW_EV_EOF, ANY_FD), 0);
+    ev_free(&evs);
+    cw_ring_close(&r);
+    close(listener);
+}
+
+Test(preload, spinning_on_eof_counts_every_read_logs_one_event, .timeout = 30,
+     .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-spin");
+    char *argv[] = {(char *)FIXTURE("spin_server"), "1000", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    connect_send_close((int)read_value(&p, "port"));
+    int fd = (int)read_value(&p, "spun");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct cw_fd_entry e = fd_entry(&r, fd);
+    cr_assert_not(entry_open(&e));
+    cr_assert_geq(e.eof_count, 1000, "eof_count %u after 1000 read()==0", e.eof_count);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    cr_assert_eq(ev_count(&evs, CW_EV_EOF, ANY_FD), 1, "%d EOF events for one connection",
+                 ev_count(&evs, CW_EV_EOF, ANY_FD));
+    const struct cw_event *close_ev = ev_of_sid(&evs, CW_EV_CLOSE, entry_sid(&e));
+    cr_assert_not_null(close_ev);
+    cr_assert_eq(close_ev->arg1, (int64_t)e.eof_count, "the close carries the EOF count");
+    cr_assert_lt(evs.n, 20, "%zu events: the spin leaked into the ring", evs.n);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+Test(preload, good_server_closes_every_connection, .timeout = 30, .fini = drop_test_dir)
+{
+    enum { CONNECTIONS = 20 };
+    char *dir = test_dir("pre-good");
+    char count[16];
+    snprintf(count, sizeof count, "%d", CONNECTIONS);
+    char *argv[] = {(char *)FIXTURE("good_server"), count, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int port = (int)read_value(&p, "port");
+    for (int i = 0; i < CONNECTIONS; i++)
+        connect_send_close(port);
+    cr_assert_eq(read_value(&p, "served"), CONNECTIONS);
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    cr_assert_eq(evs.torn, 0);
+    int accepted = 0;
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *o = &evs.v[i];
+        if (o->type != CW_EV_OPEN || ev_origin(o) != CW_ORIGIN_ACCEPT)
+            continue;
+        accepted++;
+        const struct cw_event *eof = ev_of_sid(&evs, CW_EV_EOF, o->sid);
+        const struct cw_event *c = ev_of_sid(&evs, CW_EV_CLOSE, o->sid);
+        cr_assert_not_null(eof, "connection sid %llu: no EOF", (unsigned long long)o->sid);
+        cr_assert_not_null(c, "connection sid %llu: not closed", (unsigned long long)o->sid);
+        cr_assert_eq(c->arg0, CW_CLOSE_CLOSE);
+        cr_assert_geq(c->time_ns, eof->time_ns);
+        cr_assert_gt(c - evs.v, eof - evs.v, "close logged before the EOF");
+    }
+    cr_assert_eq(accepted, CONNECTIONS);
+
+    /* The table: only the listener open; the connections closed after their EOF. */
+    const struct cw_header *h = live_hdr(&r);
+    cr_assert_eq(h->sockets_open, 1, "sockets_open %u", h->sockets_open);
+    int open = 0, connections = 0;
+    for (uint32_t fd = 0; fd < r.hdr.fd_cap; fd++) {
+        struct cw_fd_entry e;
+        if (!cw_ring_fd(&r, fd, &e) || !e.sid)
+            continue;
+        if (entry_open(&e)) {
+            open++;
+            cr_assert(e.flags & CW_FD_LISTENING, "fd %u open at exit but not the listener", fd);
+            cr_assert_eq(e.tcp_state, CW_TCP_LISTEN);
+        } else if (e.origin == CW_ORIGIN_ACCEPT) {
+            connections++;
+            cr_assert_neq(e.eof_ns, 0);
+            cr_assert_geq(e.close_ns, e.eof_ns, "fd %u closed before its EOF", fd);
+            cr_assert_neq(e.close_stack, 0);
+        }
+    }
+    cr_assert_eq(open, 1);
+    cr_assert_geq(connections, 1);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+Test(preload, forking_server_children_get_their_own_rings, .timeout = 30, .fini = drop_test_dir)
+{
+    enum { CONNECTIONS = 3 };
+    char *dir = test_dir("pre-fork");
+    char count[16];
+    snprintf(count, sizeof count, "%d", CONNECTIONS);
+    char *argv[] = {(char *)FIXTURE("forking_server"), count, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int port = (int)read_value(&p, "port");
+    pid_t child[CONNECTIONS];
+    int child_fd[CONNECTIONS];
+    for (int i = 0; i < CONNECTIONS; i++) {
+        connect_send_close(port);
+        char line[128];
+        read_line(&p, line, sizeof line);
+        int pid;
+        cr_assert(sscanf(line, "child %d %d", &pid, &child_fd[i]) == 2, "bad line \"%s\"", line);
+        child[i] = pid;
+    }
+    cr_assert_eq(read_value(&p, "reaped"), CONNECTIONS);
+    wait_exit_ok(&p, 10000);
+
+    char paths[8][512];
+    cr_assert_eq(h_rings(dir, 0, paths, 8), CONNECTIONS + 1, "one ring per process");
+    for (int i = 0; i < CONNECTIONS; i++) {
+        struct cw_ring r;
+        open_ring(&r, dir, child[i]);
+        cr_assert_eq(r.hdr.ppid, p.pid);
+        cr_assert_eq(r.hdr.exit_state, CW_EXITED);
+        struct cw_fd_entry e = fd_entry(&r, child_fd[i]);
+        cr_assert_eq(e.origin, CW_ORIGIN_INHERITED, "child %d: origin %s", i,
+                     cw_origin_name(e.origin));
+        cr_assert(e.flags & CW_FD_FROM_FORK);
+        cr_assert_not(entry_open(&e), "child %d did not close its connection", i);
+        cr_assert_neq(e.close_ns, 0);
+        cr_assert_neq(e.eof_ns, 0);
+        cr_assert_eq(live_hdr(&r)->sockets_open, 0, "the child closed the listener too");
+
+        struct ev_list evs;
+        ev_collect(&r, &evs);
+        cr_assert_eq(evs.torn, 0);
+        const struct cw_event *o = ev_of_sid(&evs, CW_EV_OPEN, entry_sid(&e));
+        const struct cw_event *eof = ev_of_sid(&evs, CW_EV_EOF, entry_sid(&e));
+        const struct cw_event *c = ev_of_sid(&evs, CW_EV_CLOSE, entry_sid(&e));
+        cr_assert(o && eof && c, "child %d: open %p eof %p close %p", i, (void *)o, (void *)eof,
+                  (void *)c);
+        cr_assert_eq(ev_origin(o), CW_ORIGIN_INHERITED);
+        cr_assert_eq(o->fd, child_fd[i]);
+        cr_assert(o < eof && eof < c, "child %d: events out of order", i);
+        cr_assert_eq(c->arg0, CW_CLOSE_CLOSE);
+        ev_free(&evs);
+        cw_ring_close(&r);
+    }
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    int accepted = 0;
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *o = &evs.v[i];
+        if (o->type != CW_EV_OPEN || ev_origin(o) != CW_ORIGIN_ACCEPT)
+            continue;
+        accepted++;
+        const struct cw_event *c = ev_of_sid(&evs, CW_EV_CLOSE, o->sid);
+        cr_assert_not_null(c, "the parent did not close its copy of sid %llu",
+                           (unsigned long long)o->sid);
+        cr_assert_eq(c->tid, (uint32_t)p.pid);
+    }
+    cr_assert_eq(accepted, CONNECTIONS);
+    cr_assert_eq(ev_count(&evs, CW_EV_EOF, ANY_FD), 0, "the parent never reads");
+    cr_assert_eq(live_hdr(&r)->sockets_open, 1, "only the listener");
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+enum { CLIENT_THREADS = 8, CONNECTS_PER_THREAD = 200 };
+
+struct client_job {
+    int port;
+    int failures;
+};
+
+static void *connect_many(void *arg)
+{
+    struct client_job *job = arg;
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+                            .sin_port = htons((uint16_t)job->port)};
+    for (int i = 0; i < CONNECTS_PER_THREAD; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) || write(fd, "x", 1) != 1)
+            job->failures++;
+        if (fd >= 0)
+            close(fd);
+    }
+    return NULL;
+}
+
+Test(preload, threaded_server_under_concurrent_connects, .timeout = 30, .fini = drop_test_dir)
+{
+    const int total = CLIENT_THREADS * CONNECTS_PER_THREAD;
+    char *dir = test_dir("pre-threads");
+    char count[16];
+    snprintf(count, sizeof count, "%d", total);
+    char *argv[] = {(char *)FIXTURE("threaded_server"), count, NULL};
+    /* A busy sampler, reconciling with /proc/self/fd while fd numbers churn. */
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=2", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int port = (int)read_value(&p, "port");
+
+    pthread_t threads[CLIENT_THREADS];
+    struct client_job jobs[CLIENT_THREADS];
+    for (int i = 0; i < CLIENT_THREADS; i++) {
+        jobs[i] = (struct client_job){.port = port};
+        cr_assert_eq(pthread_create(&threads[i], NULL, connect_many, &jobs[i]), 0);
+    }
+    for (int i = 0; i < CLIENT_THREADS; i++) {
+        pthread_join(threads[i], NULL);
+        cr_assert_eq(jobs[i].failures, 0, "client thread %d: %d failed connections", i,
+                     jobs[i].failures);
+    }
+    cr_assert_eq(read_value(&p, "served"), total);
+    wait_exit_ok(&p, 20000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    const struct cw_header *h = live_hdr(&r);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    cr_assert_eq(evs.torn, 0, "%llu torn records", (unsigned long long)evs.torn);
+    cr_assert_eq(evs.overwritten, 0);
+    cr_assert_eq(h->events_dropped, 0);
+
+    /*
+     * Per accepted socket: exactly one close by the program's close() hook.
+     * A second close event of how "vanished" may precede it when the socket
+     * was seen gone before that hook recorded (the number reused by the next
+     * accept, or missing from /proc/self/fd); never a second hooked close.
+     */
+    uint8_t *opened = calloc(h->next_sid + 1, 1), *hooked = calloc(h->next_sid + 1, 1);
+    uint8_t *vanished_first = calloc(h->next_sid + 1, 1);
+    int accepted = 0, hooked_closes = 0, untracked = 0, vanished = 0;
+    uint32_t close_tids[4] = {0};
+    int distinct_tids = 0;
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *e = &evs.v[i];
+        cr_assert_lt(e->sid, h->next_sid);
+        if (e->type == CW_EV_OPEN && ev_origin(e) == CW_ORIGIN_ACCEPT) {
+            cr_assert_eq(opened[e->sid], 0, "sid %llu opened twice", (unsigned long long)e->sid);
+            opened[e->sid] = 1;
+            accepted++;
+        }
+        if (e->type == CW_EV_OPEN && ev_origin(e) == CW_ORIGIN_UNTRACKED)
+            untracked++;
+        if (e->type != CW_EV_CLOSE || !opened[e->sid])
+            continue;
+        if (e->arg0 == CW_CLOSE_VANISHED) {
+            cr_assert_eq(hooked[e->sid], 0, "sid %llu declared vanished after its close()",
+                         (unsigned long long)e->sid);
+            cr_assert_eq(vanished_first[e->sid], 0, "sid %llu vanished twice",
+                         (unsigned long long)e->sid);
+            vanished_first[e->sid] = 1;
+            vanished++;
+            continue;
+        }
+        cr_assert_eq(e->arg0, CW_CLOSE_CLOSE, "sid %llu closed how %s", (unsigned long long)e->sid,
+                     cw_close_how_name((unsigned)e->arg0));
+        cr_assert_eq(hooked[e->sid], 0, "sid %llu closed twice", (unsigned long long)e->sid);
+        hooked[e->sid] = 1;
+        hooked_closes++;
+        cr_assert_neq(e->tid, (uint32_t)p.pid, "a handler thread closes, not the accept loop");
+        int known = 0;
+        for (int t = 0; t < distinct_tids; t++)
+            known |= close_tids[t] == e->tid;
+        if (!known && distinct_tids < 4)
+            close_tids[distinct_tids++] = e->tid;
+    }
+    cr_assert_eq(accepted, total, "%d accepts recorded for %d connections", accepted, total);
+    cr_assert_eq(hooked_closes, total, "%d of %d connections recorded closed by close()",
+                 hooked_closes, total);
+    cr_assert_eq(untracked, 0, "the sampler adopted %d sockets as untracked", untracked);
+    cr_assert_gt(distinct_tids, 1, "all closes came from one thread");
+    cr_assert_eq(h->sockets_open, 1, "sockets_open %u, expected just the listener",
+                 h->sockets_open);
+    for (uint32_t fd = 0; fd < r.hdr.fd_cap; fd++) {
+        struct cw_fd_entry e;
+        if (cw_ring_fd(&r, fd, &e) && entry_open(&e))
+            cr_assert(e.flags & CW_FD_LISTENING, "fd %u open at exit", fd);
+    }
+    cr_log_info("threaded_server: %d of %d connections were seen vanished before their close hook",
+                vanished, total);
+    free(vanished_first);
+    free(hooked);
+    free(opened);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+/* epoll_server in one mode: three connections, hung up in a shuffled order. */
+static void check_rdhup(const char *mode)
+{
+    enum { CONNECTIONS = 3 };
+    char *dir = test_dir("pre-rdhup");
+    char count[16];
+    snprintf(count, sizeof count, "%d", CONNECTIONS);
+    char *argv[] = {(char *)FIXTURE("epoll_server"), (char *)mode, count, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int port = (int)read_value(&p, "port");
+    int clients[CONNECTIONS], served[CONNECTIONS];
+    for (int i = 0; i < CONNECTIONS; i++) {
+        clients[i] = h_connect(port);
+        served[i] = (int)read_value(&p, "accepted");
+    }
+    const int order[CONNECTIONS] = {1, 2, 0};
+    for (int i = 0; i < CONNECTIONS; i++) {
+        close(clients[order[i]]);
+        cr_assert_eq(read_value(&p, "rdhup"), served[order[i]], "%s: wrong connection hung up",
+                     mode);
+    }
+    expect_line(&p, "done");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    for (int i = 0; i < CONNECTIONS; i++) {
+        int fd = served[i];
+        uint64_t sid = open_sid_of_accepted(&evs, fd);
+        cr_assert_eq(ev_count(&evs, CW_EV_EOF, fd), 1, "%s: fd %d has %d EOF events", mode, fd,
+                     ev_count(&evs, CW_EV_EOF, fd));
+        const struct cw_event *eof = ev_last(&evs, CW_EV_EOF, fd);
+        cr_assert_eq(eof->sid, sid, "%s: EOF recorded for the wrong socket", mode);
+        cr_assert_eq(eof->arg0, CW_EOF_RDHUP, "%s: fd %d EOF how %s", mode, fd,
+                     cw_eof_how_name((unsigned)eof->arg0));
+        cr_assert_neq(eof->stack, 0);
+        const struct cw_event *c = ev_of_sid(&evs, CW_EV_CLOSE, sid);
+        cr_assert_not_null(c);
+        cr_assert_gt(c - evs.v, eof - evs.v);
+        struct cw_fd_entry e = fd_entry(&r, fd);
+        cr_assert_eq(entry_sid(&e), sid);
+        cr_assert(e.flags & CW_FD_EOF_POLLED, "%s: fd %d not flagged EOF_POLLED", mode, fd);
+        cr_assert_neq(e.eof_ns, 0);
+        cr_assert_eq(e.eof_count, 0, "no read() returned 0");
+    }
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+Test(preload, epoll_rdhup_with_data_ptr, .timeout = 30, .fini = drop_test_dir)
+{
+    check_rdhup("ptr");
+}
+Test(preload, epoll_rdhup_with_data_fd, .timeout = 30, .fini = drop_test_dir)
+{
+    check_rdhup("fd");
+}
+Test(preload, poll_rdhup, .timeout = 30, .fini = drop_test_dir)
+{
+    check_rdhup("poll");
+}
+
+Test(preload, fortified_reads_record_eof, .timeout = 30, .fini = drop_test_dir)
+{
+    const char *exe = FIXTURE("fortified_client");
+    /* The point of the fixture: glibc's headers routed its reads to the _chk variants. */
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "nm -D '%s'", exe);
+    FILE *nm = popen(cmd, "r");
+    cr_assert_not_null(nm);
+    char line[256];
+    int read_chk = 0, recv_chk = 0;
+    while (fgets(line, sizeof line, nm)) {
+        read_chk |= strstr(line, " __read_chk") != NULL;
+        recv_chk |= strstr(line, " __recv_chk") != NULL;
+    }
+    cr_assert_eq(pclose(nm), 0, "nm -D failed");
+    cr_assert(read_chk && recv_chk, "fortified_client imports __read_chk %d, __recv_chk %d",
+              read_chk, recv_chk);
+
+    char *dir = test_dir("pre-fortify");
+    int port;
+    int listener = h_listen(&port);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    char *argv[] = {(char *)exe, port_arg, "64", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    for (int i = 0; i < 2; i++) {
+        int served = accept(listener, NULL, NULL);
+        cr_assert_geq(served, 0);
+        cr_assert_eq(write(served, "data", 4), 4);
+        close(served);
+    }
+    read_line(&p, line, sizeof line);
+    int by_read, by_recv;
+    cr_assert(sscanf(line, "fds %d %d", &by_read, &by_recv) == 2, "bad line \"%s\"", line);
+    expect_line(&p, "eof");
+    wait_exit_ok(&p, 10000);
+    close(listener);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    const int fds[] = {by_read, by_recv};
+    const char *via[] = {"__read_chk", "__recv_chk"};
+    for (int i = 0; i < 2; i++) {
+        const struct cw_event *eof = ev_last(&evs, CW_EV_EOF, fds[i]);
+        cr_assert_not_null(eof, "EOF through %s not recorded", via[i]);
+        cr_assert_eq(eof->arg0, CW_EOF_READ);
+        struct cw_fd_entry e = fd_entry(&r, fds[i]);
+        cr_assert_eq(eof->sid, entry_sid(&e));
+        cr_assert_eq(e.eof_count, 1, "%s: eof_count %u", via[i], e.eof_count);
+    }
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+Test(preload, scm_rights_socket_recorded_as_received, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-scm");
+    char *argv[] = {(char *)FIXTURE("scm_rights"), NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int port = (int)read_value(&p, "port");
+    int sent = (int)read_value(&p, "sent");
+    int received = (int)read_value(&p, "received");
+    expect_line(&p, "done");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    const struct cw_event *got = ev_last(&evs, CW_EV_OPEN, received);
+    const struct cw_event *orig = ev_last(&evs, CW_EV_OPEN, sent);
+    cr_assert_not_null(got, "the received fd %d was not recorded", received);
+    cr_assert_not_null(orig);
+    cr_assert_eq(ev_origin(got), CW_ORIGIN_RECEIVED, "origin %s",
+                 cw_origin_name((unsigned)ev_origin(got)));
+    cr_assert_eq(ev_family(got), AF_INET);
+    cr_assert_eq(ev_socktype(got), SOCK_STREAM);
+    cr_assert_eq(got->arg2, orig->arg2, "received inode %lld, sent %lld", (long long)got->arg2,
+                 (long long)orig->arg2);
+    cr_assert_neq(got->sid, orig->sid, "a received fd is a socket id of its own");
+    struct cw_fd_entry e = fd_entry(&r, received);
+    cr_assert_eq(e.origin, CW_ORIGIN_RECEIVED);
+    cr_assert(e.flags & CW_FD_CONNECTED);
+    cr_assert_eq(e.peer.port, port, "the received socket's peer is the listener's port");
+    cr_assert_not_null(ev_of_sid(&evs, CW_EV_CLOSE, got->sid), "its close was recorded");
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+Test(preload, emfile_recorded_as_error_events, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-emfile");
+    char *argv[] = {(char *)FIXTURE("emfile"), NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    int open_when_full = (int)read_value(&p, "open");
+    expect_line(&p, "failed socket");
+    expect_line(&p, "failed accept");
+    expect_line(&p, "failed dup");
+    expect_line(&p, "failed socketpair");
+    expect_line(&p, "done");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    const struct {
+        int call;
+        int sockets_open;
+    } want[] = {
+        {CW_CALL_SOCKET, open_when_full},
+        {CW_CALL_ACCEPT, open_when_full},
+        {CW_CALL_DUP, open_when_full},
+        {CW_CALL_SOCKETPAIR, open_when_full - 1},
+    };
+    cr_assert_eq(ev_count(&evs, CW_EV_ERROR, ANY_FD), 4);
+    int next = 0;
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *e = &evs.v[i];
+        if (e->type != CW_EV_ERROR)
+            continue;
+        cr_assert_eq(e->arg0, EMFILE, "error %d: errno %lld", next, (long long)e->arg0);
+        cr_assert_eq(e->arg1, want[next].call, "error %d: call %lld", next, (long long)e->arg1);
+        cr_assert_eq(e->arg2, want[next].sockets_open, "error %d: %lld sockets open, expected %d",
+                     next, (long long)e->arg2, want[next].sockets_open);
+        cr_assert_eq(e->fd, -1);
+        cr_assert_neq(e->stack, 0);
+        next++;
+    }
+    cr_assert_eq(live_hdr(&r)->sockets_open, 0);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+/* All of a fixture's stdout. */
+static void read_all(struct h_proc *p, char *out, size_t len)
+{
+    size_t n = 0;
+    char line[4096];
+    out[0] = 0;
+    while (h_read_line(p, line, sizeof line, 10000))
+        n += (size_t)snprintf(out + n, len - n, "%s\n", line);
+    cr_assert_lt(n, len);
+}
+
+/* Splits fd_listing's output: the last line ("high: ...") goes to high. */
+static void split_high(char *out, char *high, size_t len)
+{
+    char *h = strstr(out, "high:");
+    cr_assert_not_null(h, "no high: line in\n%s", out);
+    snprintf(high, len, "%s", h);
+    high[strcspn(high, "\n")] = 0;
+    *h = 0;
+}
+
+Test(preload, invisible_to_the_program_no_fds_no_output, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-invisible");
+    char *argv[] = {(char *)FIXTURE("fd_listing"), NULL};
+    static char with[16384], without[16384];
+    char high_with[1024], high_without[1024];
+
+    struct h_proc bare = h_spawn(argv, NULL, 0, NULL, 1);
+    read_all(&bare, without, sizeof without);
+    wait_exit_ok(&bare, 10000);
+
+    struct h_proc traced = spawn_fixture(argv, NULL, dir);
+    read_all(&traced, with, sizeof with);
+    wait_exit_ok(&traced, 10000);
+
+    split_high(without, high_without, sizeof high_without);
+    split_high(with, high_with, sizeof high_with);
+    cr_assert(strstr(without, "\nextra:\n"), "the fixture itself is broken:\n%s", without);
+    cr_assert(strstr(with, "\nextra:\n"), "fds the program did not open appeared:\n%s", with);
+    /* The same fd numbers, the same lines: nothing of ours among the
+     * program's fds and nothing of ours on its stdout. */
+    cr_assert_str_eq(with, without, "output differs under the preload");
+
+    /* At the top of the fd range, only libunwind's pipe, parked, close-on-exec. */
+    cr_assert_str_eq(high_without, "high:", "this environment already has fds at the top");
+    int parked = 0;
+    for (char *tok = strtok(high_with + 5, " "); tok; tok = strtok(NULL, " ")) {
+        parked++;
+        cr_assert(strstr(tok, ":pipe:cloexec"), "unexpected fd at the top of the range: %s", tok);
+    }
+    cr_assert_leq(parked, 2, "%d fds parked at the top: %s", parked, high_with);
+
+    /* And the preload really was there. */
+    struct cw_ring r;
+    open_ring(&r, dir, traced.pid);
+    cr_assert_gt(live_hdr(&r)->write_idx, 5);
+    cw_ring_close(&r);
+}
+
+Test(preload, vfork_children_leave_the_parent_ring_intact, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-vfork");
+    char *argv[] = {(char *)FIXTURE("vfork_exec"), NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    char line[256];
+    int fds[5];
+    read_line(&p, line, sizeof line);
+    cr_assert(sscanf(line, "sockets %d %d %d %d %d", &fds[0], &fds[1], &fds[2], &fds[3], &fds[4]) ==
+                  5,
+              "bad line \"%s\"", line);
+    int vfork_exec_pid = (int)read_value(&p, "vfork_exec");
+    int spawned_pid = (int)read_value(&p, "posix_spawn");
+    expect_line(&p, "ok");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    cr_assert_eq(r.hdr.exit_state, CW_EXITED);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    cr_assert_eq(evs.torn, 0);
+    cr_assert_eq(ev_count(&evs, CW_EV_CLOSE, ANY_FD), 0,
+                 "a vfork child's close_range was recorded in the parent");
+    cr_assert_eq(live_hdr(&r)->sockets_open, 5);
+    for (int i = 0; i < 5; i++) {
+        struct cw_fd_entry e = fd_entry(&r, fds[i]);
+        cr_assert(entry_open(&e), "fd %d closed in the parent's table", fds[i]);
+        cr_assert_eq(e.close_ns, 0);
+        cr_assert_eq(e.open_tid, (uint32_t)p.pid);
+    }
+    ev_free(&evs);
+    cw_ring_close(&r);
+
+    /* The vfork child closed everything before exec: /bin/true never saw a
+     * socket and left no ring. The posix_spawn child inherited the five. */
+    char paths[4][512];
+    cr_assert_eq(h_rings(dir, vfork_exec_pid, paths, 4), 0);
+    struct cw_ring child;
+    open_ring(&child, dir, spawned_pid);
+    cr_assert_eq(child.hdr.exit_state, CW_EXITED);
+    cr_assert_eq(child.hdr.ppid, p.pid);
+    int inherited = 0;
+    for (int i = 0; i < 5; i++) {
+        struct cw_fd_entry e = fd_entry(&child, fds[i]);
+        inherited += entry_open(&e) && e.origin == CW_ORIGIN_INHERITED;
+    }
+    cr_assert_eq(inherited, 5, "%d of 5 sockets recorded inherited by the spawned child",
+                 inherited);
+    cw_ring_close(&child);
+}
+
+/* many_fds COUNT [--cap]: opens and closes COUNT sockets. */
+static void check_many_fds(const char *count, int cap)
+{
+    char *dir = test_dir("pre-manyfds");
+    char *argv[] = {(char *)FIXTURE("many_fds"), (char *)count, cap ? "--cap" : NULL, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    char line[256];
+    read_line(&p, line, sizeof line);
+    if (!strncmp(line, "skip", 4)) {
+        wait_exit_ok(&p, 10000);
+        drop_test_dir(); /* a skip does not run .fini */
+        cr_skip("%s", line);
+    }
+    int opened, maxfd;
+    cr_assert(sscanf(line, "opened %d %d", &opened, &maxfd) == 2, "bad line \"%s\"", line);
+    cr_assert_eq(read_value(&p, "closed"), opened);
+    wait_exit_ok(&p, 25000);
+    cr_assert_geq(maxfd, opened, "fd numbers below the socket count");
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    const struct cw_header *h = live_hdr(&r);
+    cr_assert_eq(h->sockets_open, 0, "sockets_open %u after closing all", h->sockets_open);
+    cr_assert_eq(h->fds_beyond_table, 0);
+    cr_assert_eq(h->events_dropped, 0);
+    cr_assert_eq(h->next_sid, (uint64_t)opened + 1);
+    cr_assert_eq(h->write_idx, (uint64_t)opened * 2, "%llu events for %d opens and closes",
+                 (unsigned long long)h->write_idx, opened);
+    struct cw_fd_entry top = fd_entry(&r, maxfd);
+    cr_assert_neq(top.sid, 0, "the highest fd %d was never recorded", maxfd);
+    cr_assert_not(entry_open(&top));
+    cr_assert_eq(top.origin, CW_ORIGIN_SOCKETPAIR);
+    cw_ring_close(&r);
+}
+
+Test(preload, hundred_thousand_sockets, .timeout = 30, .fini = drop_test_dir)
+{
+    check_many_fds("100000", 0);
+}
+
+/* Where 100000 is not allowed, as many as the hard limit permits. */
+Test(preload, sockets_up_to_the_fd_limit, .timeout = 30, .fini = drop_test_dir)
+{
+    check_many_fds("100000", 1);
+}
