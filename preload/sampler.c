@@ -29,6 +29,29 @@
 
 #define RECONCILE_EVERY 5
 
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_pidfd_getfd
+#define SYS_pidfd_getfd 438
+#endif
+
+/*
+ * The sampler thread has an fd table of its own, empty at start (see
+ * sampler_main): the fds it opens (netlink socket, /proc/self/fd) never take
+ * the program's lowest free numbers or count against its limit, and it never
+ * holds a reference to the program's files, so a program thread that
+ * unshares its table (CLOSE_RANGE_UNSHARE, unshare(CLONE_FILES)) still really
+ * closes what it closes. The program's fds are reached through /proc/self/fd
+ * (the thread group leader's table) and copied in with pidfd_getfd to be
+ * asked about.
+ */
+static __thread int private_table __attribute__((tls_model("initial-exec")));
+static int self_pidfd = -1; /* in the sampler's private table */
+
 struct kstate {
     uint64_t inode;
     uint8_t state;
@@ -125,7 +148,7 @@ static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
             if (d->d_name[0] < '0' || d->d_name[0] > '9')
                 continue;
             int fd = atoi(d->d_name);
-            if (fd != dir)
+            if (private_table || fd != dir) /* dir is in our table, not the listed one */
                 fn(fd, ctx);
         }
     }
@@ -148,28 +171,48 @@ static uint64_t socket_inode(int fd)
 /* Records an open socket that no hook told us about. */
 static void adopt(int fd, int origin)
 {
+    int q = fd; /* fd as we can ask about it: a copy in our private table */
+    if (private_table) {
+        q = self_pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, self_pidfd, fd, 0);
+        if (q < 0)
+            return;
+    }
     int family = 0, type = 0;
     socklen_t l1 = sizeof family, l2 = sizeof type;
-    if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
-        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
-        return;
+    struct stat st;
+    if (syscall(SYS_getsockopt, q, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
+        syscall(SYS_getsockopt, q, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
+        syscall(SYS_fstat, q, &st) != 0)
+        goto out;
     int nesting = cw_nesting; /* cw_on_open enters on its own */
     cw_nesting = 0;
     cw_on_open(fd, origin, family, type, 0, -1);
     cw_nesting = nesting;
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e)
-        return;
+        goto out;
+    e->inode = (uint64_t)st.st_ino; /* cw_on_open's fstat(fd) asked our own table */
     e->open_stack = 0; /* the sampler's stack says nothing about this socket */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (syscall(SYS_getsockname, fd, &ss, &len) == 0)
+    if (syscall(SYS_getsockname, q, &ss, &len) == 0)
         cw_addr_from_sockaddr(&e->local, (struct sockaddr *)&ss, len);
     len = sizeof ss;
-    if (syscall(SYS_getpeername, fd, &ss, &len) == 0) {
+    if (syscall(SYS_getpeername, q, &ss, &len) == 0) {
         cw_addr_from_sockaddr(&e->peer, (struct sockaddr *)&ss, len);
         e->flags |= CW_FD_CONNECTED;
     }
+out:
+    if (q != fd)
+        syscall(SYS_close, q);
+}
+
+/* Whether the program's fd is closed, asked of /proc (not of our table). */
+static int program_fd_gone(int fd)
+{
+    char path[64], link[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+    return syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof link) == -1 && errno == ENOENT;
 }
 
 static void inherit_one(int fd, void *from_fork)
@@ -249,7 +292,7 @@ static void reconcile(void)
             continue;
         }
         rc.missing_sid[fd] = 0;
-        if (syscall(SYS_fcntl, fd, F_GETFD) == -1 && errno == EBADF &&
+        if (program_fd_gone(fd) &&
             atomic_compare_exchange_strong((_Atomic uint64_t *)&e->sid, &sid, sid & ~CW_SID_OPEN)) {
             atomic_fetch_sub((_Atomic uint32_t *)&cw.hdr->sockets_open, 1);
             e->close_ns = cw_now();
@@ -262,6 +305,12 @@ static void *sampler_main(void *arg)
 {
     (void)arg;
     cw_nesting = 1; /* everything this thread does is ours */
+    /* A private fd table holding none of the program's files: closing "all
+     * of them, unsharing first" copies none (kernel >= 5.9). */
+    if (syscall(SYS_close_range, 0, ~0U, CLOSE_RANGE_UNSHARE) != 0)
+        return NULL; /* no sampling rather than sharing the program's table */
+    private_table = 1;
+    self_pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0);
     pid_t pid = cw.pid;
     for (unsigned round = 1;; round++) {
         struct timespec ts = {cw.sample_ms / 1000, (long)(cw.sample_ms % 1000) * 1000000L};
@@ -303,6 +352,7 @@ void cw_sampler_start(void)
 void cw_sampler_after_fork(void)
 {
     atomic_store(&cw.sampler_state, 0);
+    self_pidfd = -1; /* the parent sampler's, in a table this process lacks */
     rc.seen = NULL; /* the parent's buffers, copied: leave them, start fresh */
     rc.candidate_inode = NULL;
     rc.missing_sid = NULL;

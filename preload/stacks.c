@@ -22,73 +22,79 @@
 #include <link.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/syscall.h>
-#include <fcntl.h>
 
 #define STACK_PROBES 32
 
 /*
- * libunwind validates stack addresses by writing them to a pipe it opens on
- * first need (and again after a program's closefrom() closed it). Taken
- * from the program's lowest free numbers, those two fds would shift every
- * fd number the program gets afterwards. While we unwind, pipe2 therefore
- * parks the pipe's ends out of the way: just above the soft RLIMIT_NOFILE
- * when the hard limit allows it (outside the numbers the program can get,
- * and not counted against its limit), else near the top of a bounded range.
+ * libunwind (built with conservative checks, as Debian's is) validates every
+ * address it reads by write()-ing it into a pipe it opens for the purpose:
+ * two fds taken from the program's lowest free numbers, written to and read
+ * from even after the program closed and reused those numbers. We give
+ * libunwind's local address space a memory accessor of our own that
+ * validates with process_vm_readv on our own pid instead (no fd, EFAULT for
+ * unreadable memory), remembering readable pages per thread, and refuse the
+ * pipe while libunwind initializes so it never exists.
  */
-static __thread int unwinding __attribute__((tls_model("initial-exec")));
-
-#define PARK_CEILING 65536 /* a higher fd would grow the kernel's fd table */
-
-static int park_fd(int fd)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return fd;
-    rlim_t soft = rl.rlim_cur, target;
-    if (rl.rlim_max > soft + 2 && soft + 2 <= PARK_CEILING)
-        target = soft;
-    else
-        target = (soft < PARK_CEILING ? soft : PARK_CEILING) - 2;
-    int parked = -1;
-    if (target >= soft) {
-        /* F_DUPFD refuses numbers at or above the soft limit: lift it for
-         * the duration of the dup. */
-        struct rlimit lifted = {target + 2, rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &lifted) == 0) {
-            parked = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)target);
-            setrlimit(RLIMIT_NOFILE, &rl);
-        }
-    } else if (target > (rlim_t)fd) {
-        parked = (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, (long)target);
-    }
-    if (parked < 0)
-        return fd;
-    syscall(SYS_close, fd);
-    return parked;
-}
+static __thread int refuse_pipe __attribute__((tls_model("initial-exec")));
 
 CW_EXPORT int pipe2(int fds[2], int flags)
 {
     static int (*real_pipe2)(int[2], int);
+    if (refuse_pipe) {
+        errno = EMFILE;
+        return -1;
+    }
     if (!real_pipe2)
         *(void **)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-    int r = real_pipe2(fds, flags);
-    if (r == 0 && unwinding) {
-        int saved = errno;
-        fds[0] = park_fd(fds[0]);
-        fds[1] = park_fd(fds[1]);
-        errno = saved;
+    return real_pipe2(fds, flags);
+}
+
+#define PAGE_CACHE 64
+static __thread uintptr_t readable_pages[PAGE_CACHE] __attribute__((tls_model("initial-exec")));
+static int vm_readv_works = 1; /* seccomp may forbid it: then trust the mapping */
+
+static int page_readable(uintptr_t addr)
+{
+    uintptr_t page = addr >> 12;
+    uintptr_t *slot = &readable_pages[page % PAGE_CACHE];
+    if (*slot == page + 1)
+        return 1;
+    if (!vm_readv_works)
+        return 1;
+    uint64_t probe;
+    struct iovec local = {&probe, sizeof probe}, remote = {(void *)(page << 12), sizeof probe};
+    long r = syscall(SYS_process_vm_readv, cw.pid, &local, 1L, &remote, 1L, 0L);
+    if (r < 0 && (errno == EPERM || errno == ENOSYS)) {
+        vm_readv_works = 0;
+        return 1;
     }
-    return r;
+    if (r != (long)sizeof probe)
+        return 0;
+    *slot = page + 1;
+    return 1;
+}
+
+static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
+{
+    (void)as;
+    (void)arg;
+    if (write) {
+        *(unw_word_t *)addr = *val;
+        return 0;
+    }
+    /* An 8-byte read may straddle two pages. */
+    if (!page_readable(addr) || !page_readable(addr + sizeof *val - 1))
+        return -UNW_EINVAL;
+    *val = *(unw_word_t *)addr;
+    return 0;
 }
 
 static int backtrace_pcs(void **pcs, int max)
 {
-    unwinding = 1;
+    int saved = errno;
     int n = unw_backtrace(pcs, max);
-    unwinding = 0;
+    errno = saved;
     return n;
 }
 
@@ -97,7 +103,13 @@ static int backtrace_pcs(void **pcs, int max)
 void cw_stacks_warm_up(void)
 {
     void *pcs[4];
-    backtrace_pcs(pcs, 4);
+    refuse_pipe = 1;
+    backtrace_pcs(pcs, 4); /* initializes libunwind, which asks for its pipe */
+    refuse_pipe = 0;
+    /* The local address space begins with its accessors (libunwind_i.h). */
+    unw_accessors_t *acc = (unw_accessors_t *)unw_local_addr_space;
+    if (acc && acc->access_mem)
+        acc->access_mem = access_mem;
 }
 
 static uint64_t hash_pcs(void *const *pcs, int n)
