@@ -102,14 +102,20 @@ static int backtrace_pcs(void **pcs, int max)
  * the program's first accept(). */
 void cw_stacks_warm_up(void)
 {
-    void *pcs[4];
+    /* Initialize libunwind without unw_backtrace, whose per-thread cache
+     * would remember the failed validations of this first walk. */
+    unw_context_t uc;
+    unw_cursor_t cursor;
     refuse_pipe = 1;
-    backtrace_pcs(pcs, 4); /* initializes libunwind, which asks for its pipe */
+    unw_getcontext(&uc);
+    unw_init_local(&cursor, &uc);
     refuse_pipe = 0;
     /* The local address space begins with its accessors (libunwind_i.h). */
     unw_accessors_t *acc = (unw_accessors_t *)unw_local_addr_space;
     if (acc && acc->access_mem)
         acc->access_mem = access_mem;
+    void *pcs[4];
+    backtrace_pcs(pcs, 4); /* validated by our accessor: caches start clean */
 }
 
 static uint64_t hash_pcs(void *const *pcs, int n)
