@@ -100,15 +100,16 @@ static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind, 
 
 /* ---- socket reconstruction ------------------------------------------------ */
 
+/* One per socket id seen in a ring: a million-event ring holds hundreds of
+ * thousands, so this stays small. Addresses and timelines are fetched only
+ * for the few sockets that become findings. */
 struct sock {
-    uint64_t sid;
-    int fd, origin, family, type, tcp_state, eof_how, closed, close_how;
-    uint32_t flags, eof_count, open_stack, eof_stack, close_stack;
-    uint64_t inode, open_ns, eof_ns, close_ns, close_wait_ns, shut_wr_ns;
-    struct cw_addr local, peer;
-    uint32_t recv_q;
-    struct cw_timeline_entry timeline[CW_TIMELINE_MAX];
-    int ntimeline;
+    uint64_t sid, inode;
+    uint64_t open_ns, eof_ns, close_ns, close_wait_ns, shut_wr_ns;
+    int32_t fd;
+    uint32_t flags, eof_count, open_stack, eof_stack, close_stack, recv_q;
+    uint16_t family, type;
+    uint8_t origin, tcp_state, eof_how, closed, close_how;
 };
 
 /* Open-addressing map sid -> struct sock. */
@@ -127,7 +128,7 @@ static uint64_t mix(uint64_t k)
 
 static struct sock *sock_get(struct sockmap *m, uint64_t sid)
 {
-    if (m->n * 2 >= m->cap) {
+    if (m->n * 4 >= m->cap * 3) {
         size_t cap = m->cap ? m->cap * 2 : 1024;
         struct sock *v = calloc(cap, sizeof *v);
         if (!v)
@@ -154,13 +155,6 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
         m->n++;
     }
     return &m->v[j];
-}
-
-static void timeline_add(struct sock *s, const struct cw_event *ev)
-{
-    /* Keep the first entries and always the last one: a life's shape. */
-    int i = s->ntimeline < CW_TIMELINE_MAX ? s->ntimeline++ : CW_TIMELINE_MAX - 1;
-    s->timeline[i] = (struct cw_timeline_entry){ev->time_ns, ev->type, ev->arg0, ev->stack};
 }
 
 static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
@@ -192,7 +186,6 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
     struct sock *s = sock_get(m, ev->sid);
     if (!s)
         return;
-    timeline_add(s, ev);
     switch (ev->type) {
     case CW_EV_OPEN:
         s->fd = ev->fd;
@@ -252,8 +245,6 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
         s->family = e.family;
         s->type = e.type;
         s->inode = e.inode;
-        s->local = e.local;
-        s->peer = e.peer;
         s->flags = e.flags;
         if (!s->open_ns) {
             s->open_ns = e.open_ns;
@@ -300,8 +291,6 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
     f->family = s->family;
     f->type = s->type;
     f->origin = s->origin;
-    f->local = s->local;
-    f->peer = s->peer;
     f->eof_how = s->eof_how;
     f->eof_count = s->eof_count;
     f->closed = s->closed;
@@ -321,8 +310,6 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
      * runtime): no EOF seen proves nothing, as in the live kernel view. */
     if (f->eof == CW_EOF_UNREAD && s->origin == CW_ORIGIN_UNTRACKED)
         f->eof = CW_EOF_UNKNOWN;
-    memcpy(f->timeline, s->timeline, sizeof f->timeline);
-    f->ntimeline = s->ntimeline;
 }
 
 /* When the peer's FIN arrived, as far as we know: the first EOF the program
@@ -439,10 +426,6 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
         s->recv_q = k->recv_q;
         if (k->state == CW_TCP_CLOSE_WAIT && !s->close_wait_ns)
             s->close_wait_ns = s->eof_ns ? s->eof_ns : a->now_mono_ns;
-        if (!s->local.family)
-            s->local = k->local;
-        if (!s->peer.family)
-            s->peer = k->peer;
     }
     /* Sockets the library never saw: CLOSE_WAIT ones are findings. */
     for (int i = 0; i < kv->n; i++) {
@@ -470,8 +453,75 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
     }
 }
 
+struct sid_index {
+    uint64_t sid;
+    int finding;
+};
+
+static int by_sid(const void *x, const void *y)
+{
+    uint64_t a = ((const struct sid_index *)x)->sid, b = ((const struct sid_index *)y)->sid;
+    return a < b ? -1 : a > b;
+}
+
+static void timeline_add(struct cw_finding *f, const struct cw_event *ev)
+{
+    /* Keep the first entries and always the last one: a life's shape. */
+    int i = f->ntimeline < CW_TIMELINE_MAX ? f->ntimeline++ : CW_TIMELINE_MAX - 1;
+    f->timeline[i] = (struct cw_timeline_entry){ev->time_ns, ev->type, ev->arg0, ev->stack};
+}
+
+/* Addresses and timelines for the findings [first, a->nfindings) of p: a
+ * second look at the ring, for the few sockets that need them. */
+static void complete_findings(struct cw_analysis *a, struct cw_process *p, int first,
+                              const struct cw_kview *kv)
+{
+    int n = a->nfindings - first;
+    if (n <= 0)
+        return;
+    struct sid_index *idx = malloc((size_t)n * sizeof *idx);
+    if (!idx)
+        return;
+    int m = 0;
+    for (int i = first; i < a->nfindings; i++) {
+        struct cw_finding *f = &a->findings[i];
+        struct cw_fd_entry e;
+        if (f->fd >= 0 && cw_ring_fd(&p->ring, (uint32_t)f->fd, &e) &&
+            (e.sid & ~CW_SID_OPEN) == f->sid) {
+            f->local = e.local;
+            f->peer = e.peer;
+        }
+        const struct cw_ksock *k = kv && f->inode ? cw_kview_find(kv, f->inode) : NULL;
+        if (k && k->is_tcp) {
+            if (!f->local.family)
+                f->local = k->local;
+            if (!f->peer.family)
+                f->peer = k->peer;
+        }
+        if (f->sid)
+            idx[m++] = (struct sid_index){f->sid, i};
+    }
+    qsort(idx, (size_t)m, sizeof *idx, by_sid);
+    struct cw_ring_iter it;
+    struct cw_event ev;
+    cw_ring_iter_begin(&p->ring, &it);
+    while (m && cw_ring_iter_next(&p->ring, &it, &ev)) {
+        struct sid_index key = {ev.sid, 0};
+        struct sid_index *hit = bsearch(&key, idx, (size_t)m, sizeof key, by_sid);
+        if (!hit)
+            continue;
+        /* Several findings (eof_spin and close_wait) may share a socket. */
+        while (hit > idx && hit[-1].sid == ev.sid)
+            hit--;
+        for (; hit < idx + m && hit->sid == ev.sid; hit++)
+            timeline_add(&a->findings[hit->finding], &ev);
+    }
+    free(idx);
+}
+
 static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const struct cw_kview *kv)
 {
+    int first_finding = a->nfindings;
     copy_identity(p);
     struct sockmap m = {0};
     struct cw_ring_iter it;
@@ -501,7 +551,6 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const 
     }
     if (p->end == CW_END_RUNNING && kv)
         join_kernel(a, p, &m, kv);
-    cw_kview_free(&own);
 
     for (size_t i = 0; i < m.cap; i++) {
         struct sock *s = &m.v[i];
@@ -518,6 +567,8 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const 
         classify(a, p, s);
     }
     free(m.v);
+    complete_findings(a, p, first_finding, p->end == CW_END_RUNNING ? kv : NULL);
+    cw_kview_free(&own);
     return 0;
 }
 
