@@ -84,7 +84,8 @@ $(B):
 	mkdir -p $(B)
 
 test: all $(FIXTURES) $(TESTS)
-	CW_BUILD=$(abspath $(B)) $(TESTS) --jobs 2 $(TEST_ARGS)
+	CW_BUILD=$(abspath $(B)) LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
+		$(TESTS) --jobs 2 $(TEST_ARGS)
 
 demo: all $(FIXTURES)
 	sh scripts/demo.sh
