@@ -767,6 +767,16 @@ static int kind_rank(enum cw_kind k)
     return rank[k];
 }
 
+/* Within a group: by process, then fd, as a reader scans a listing. */
+static int cmp_member(const void *x, const void *y)
+{
+    const struct cw_finding *a = &sort_ctx->findings[*(const int *)x];
+    const struct cw_finding *b = &sort_ctx->findings[*(const int *)y];
+    if (a->proc->pid != b->proc->pid)
+        return a->proc->pid < b->proc->pid ? -1 : 1;
+    return a->fd - b->fd;
+}
+
 static int cmp_group(const void *x, const void *y)
 {
     const struct cw_group *a = x, *b = y;
@@ -813,6 +823,8 @@ int cw_group_findings(const struct cw_analysis *a, struct cw_group **groups)
     }
     free(caps);
     sort_ctx = a;
+    for (int k = 0; k < ng; k++)
+        qsort(g[k].members, (size_t)g[k].n, sizeof(int), cmp_member);
     if (ng)
         qsort(g, (size_t)ng, sizeof *g, cmp_group);
     *groups = g;
