@@ -161,7 +161,7 @@ CW_HIDDEN void cw_on_dup(int oldfd, int newfd, uint64_t newfd_sid_before);
 CW_HIDDEN void cw_on_eof(int fd, int how);
 CW_HIDDEN void cw_on_open_failed(int call, int err);
 CW_HIDDEN void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err);
-CW_HIDDEN void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t *len);
+CW_HIDDEN void cw_on_accept(int lfd, int fd);
 CW_HIDDEN void cw_on_shutdown(int fd, int how, int ret);
 CW_HIDDEN void cw_on_listen(int fd);
 CW_HIDDEN void cw_on_scm_rights(const struct msghdr *msg);

@@ -63,7 +63,7 @@ CW_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 static void after_accept(int lfd, int r)
 {
     if (r >= 0)
-        cw_on_accept(lfd, r, NULL, NULL);
+        cw_on_accept(lfd, r);
     else
         cw_on_open_failed(CW_CALL_ACCEPT, errno);
 }

@@ -182,11 +182,14 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
     int adopted = origin == CW_ORIGIN_INHERITED || origin == CW_ORIGIN_UNTRACKED;
     record_open(fd, origin, family, type & 0xf, protocol, src_fd, adopted ? 0 : cw_stack());
     errno = saved;
-    cw_sampler_start();
+    /* The sampler looks for TCP CLOSE_WAIT: a program that only ever uses
+     * unix or UDP sockets stays without our thread (and single-threaded). */
+    if ((family == AF_INET || family == AF_INET6) && (type & 0xf) == SOCK_STREAM)
+        cw_sampler_start();
     cw_leave();
 }
 
-void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t *len)
+void cw_on_accept(int lfd, int fd)
 {
     if (!cw_enter())
         return;
@@ -203,14 +206,14 @@ void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t *len)
     record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack());
     struct cw_fd_entry *e = cw_fd(fd);
     if (e) {
+        /* Not from the caller's buffer: after accept, *len is the address's
+         * full size, which may exceed the buffer the caller passed. */
         fill_addr(fd, &e->local, SYS_getsockname);
-        if (peer && len && *len > 0)
-            cw_addr_from_sockaddr(&e->peer, peer, *len);
-        else
-            fill_addr(fd, &e->peer, SYS_getpeername);
+        fill_addr(fd, &e->peer, SYS_getpeername);
     }
     errno = saved;
-    cw_sampler_start();
+    if (family == AF_INET || family == AF_INET6)
+        cw_sampler_start();
     cw_leave();
 }
 
