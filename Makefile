@@ -83,7 +83,11 @@ $(TESTS): $(TEST_SRC) $(TEST_SUPPORT) $(wildcard tests/*.h) $(B)/analyzer.a | $(
 $(B):
 	mkdir -p $(B)
 
+# The `real` suite runs nginx, redis, Go, Node, Java...: install them first so
+# a slow apt-get does not count against a test's timeout (a missing one is a
+# visible skip, never a silent pass).
 test: all $(FIXTURES) $(TESTS)
+	-sh scripts/install-test-deps.sh
 	CW_BUILD=$(abspath $(B)) LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
 		$(TESTS) --jobs 2 $(TEST_ARGS)
 
@@ -95,6 +99,10 @@ fuzz:
 
 bench: all $(FIXTURES)
 	sh scripts/bench
+
+# CPython's own socket test suites with and without the preload (about 3 min).
+peer-tests: all
+	sh scripts/peer-tests.sh
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
@@ -108,4 +116,4 @@ format:
 clean:
 	rm -rf $(B)
 
-.PHONY: all test demo fuzz bench install format clean
+.PHONY: all test demo fuzz bench peer-tests install format clean

@@ -129,8 +129,10 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen)
         s->inode = strtoull(target + 8, NULL, 10);
     }
     closedir(d);
-    qsort(out->socks, (size_t)out->n, sizeof *out->socks, by_inode);
     if (out->n) {
+        /* Only with sockets: a process without any has no array, and
+         * qsort(NULL, 0, ...) is undefined (UBSan stops the report). */
+        qsort(out->socks, (size_t)out->n, sizeof *out->socks, by_inode);
         int r = cw_sock_diag_dump(CW_TCP_ALL_STATES, join_diag, out);
         if (r != 0) {
             snprintf(err, errlen, "pid %d: sock_diag failed: %s", pid, strerror(-r));

@@ -61,7 +61,9 @@ static int note_is_go(struct dl_phdr_info *info, size_t size, void *found)
         while (p + sizeof(ElfW(Nhdr)) <= end) {
             const ElfW(Nhdr) *nh = (const void *)p;
             const uint8_t *name = p + sizeof *nh;
-            if (nh->n_namesz == 3 && name + 3 <= end && !memcmp(name, "Go", 3))
+            /* The Go linker writes the name padded, "Go\0\0": n_namesz 4. */
+            if ((nh->n_namesz == 3 || nh->n_namesz == 4) && name + 3 <= end &&
+                !memcmp(name, "Go", 3))
                 *(int *)found = 1;
             p = name + ((nh->n_namesz + 3) & ~3u) + ((nh->n_descsz + 3) & ~3u);
         }
