@@ -26,8 +26,7 @@ void cw_format_addr(const struct cw_addr *a, char *buf, size_t len)
     case AF_UNIX:
         snprintf(buf, len, "unix:%.*s", (int)sizeof a->bytes, (const char *)a->bytes);
         break;
-    default:
-        snprintf(buf, len, "-");
+    default: snprintf(buf, len, "-");
     }
 }
 
@@ -89,11 +88,14 @@ void cw_dump(FILE *out, const struct cw_ring *r)
     fprintf(out, "  exe %s\n  argv", h->exe);
     for (uint32_t i = 0; i < h->argv_len; i += (uint32_t)strlen(h->argv + i) + 1)
         fprintf(out, " %s", h->argv + i);
-    fprintf(out, "\n  started %.3f (realtime s), ran %.3f s%s\n", (double)h->start_realtime_ns / 1e9,
+    fprintf(out, "\n  started %.3f (realtime s), ran %.3f s%s\n",
+            (double)h->start_realtime_ns / 1e9,
             rel_s(r, h->exit_mono_ns ? h->exit_mono_ns : h->heartbeat_mono_ns),
             h->exit_mono_ns ? "" : " (to last heartbeat)");
-    fprintf(out, "  sampler every %u ms; fd table %u, stacks %u x depth %u, modules %u, ring %u events\n",
-            h->sample_ms, h->fd_cap, h->stack_cap, h->stack_depth, h->module_cap, h->ring_cap);
+    fprintf(
+        out,
+        "  sampler every %u ms; fd table %u, stacks %u x depth %u, modules %u, ring %u events\n",
+        h->sample_ms, h->fd_cap, h->stack_cap, h->stack_depth, h->module_cap, h->ring_cap);
     const struct cw_header *live = (const void *)r->base;
     fprintf(out,
             "  counters: events %" PRIu64 ", dropped %" PRIu64 ", stacks dropped %" PRIu64
@@ -135,8 +137,8 @@ void cw_dump(FILE *out, const struct cw_ring *r)
         struct cw_module m;
         if (!cw_ring_module(r, i, &m))
             continue;
-        fprintf(out, "  0x%016" PRIx64 "-0x%016" PRIx64 " bias 0x%" PRIx64 " %s build-id ",
-                m.start, m.end, m.bias, m.path);
+        fprintf(out, "  0x%016" PRIx64 "-0x%016" PRIx64 " bias 0x%" PRIx64 " %s build-id ", m.start,
+                m.end, m.bias, m.path);
         for (uint32_t j = 0; j < m.build_id_len; j++)
             fprintf(out, "%02x", m.build_id[j]);
         fprintf(out, "\n");

@@ -99,8 +99,8 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen)
         if (e == ENOENT)
             snprintf(err, errlen, "pid %d: no such process", pid);
         else
-            snprintf(err, errlen, "pid %d: cannot list its fds (%s): it must be your process",
-                     pid, strerror(e));
+            snprintf(err, errlen, "pid %d: cannot list its fds (%s): it must be your process", pid,
+                     strerror(e));
         return -1;
     }
     int cap = 0;

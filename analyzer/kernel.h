@@ -14,8 +14,8 @@
 struct cw_ksock {
     int fd;
     uint64_t inode;
-    int is_tcp;    /* found by sock_diag: the fields below are valid */
-    int state;     /* enum cw_tcp_state */
+    int is_tcp; /* found by sock_diag: the fields below are valid */
+    int state;  /* enum cw_tcp_state */
     struct cw_addr local, peer;
     uint32_t recv_q, send_q;
 };

@@ -104,8 +104,19 @@ static int parse_int(const char *s, int lo, int hi, int *out)
     return 0;
 }
 
-enum { OPT_GRACE = 256, OPT_FORMAT, OPT_EXIT, OPT_SUPP, OPT_KEEP, OPT_DIR, OPT_INFO, OPT_SPIN,
-       OPT_INTERVAL, OPT_COUNT, OPT_VERSION };
+enum {
+    OPT_GRACE = 256,
+    OPT_FORMAT,
+    OPT_EXIT,
+    OPT_SUPP,
+    OPT_KEEP,
+    OPT_DIR,
+    OPT_INFO,
+    OPT_SPIN,
+    OPT_INTERVAL,
+    OPT_COUNT,
+    OPT_VERSION
+};
 
 /* Parses options up to the first non-option (or "--"); returns its index or
  * -1 after printing a usage error. With permute (report, watch), options may
@@ -137,36 +148,30 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         switch (ch) {
         case OPT_GRACE:
             if (parse_double(optarg, &c->opt.grace_s))
-                return usage_error("--grace: expected seconds (e.g. 5 or 0.5), got '%s'", optarg), -1;
+                return usage_error("--grace: expected seconds (e.g. 5 or 0.5), got '%s'", optarg),
+                       -1;
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "markdown") &&
                 strcmp(optarg, "sarif"))
-                return usage_error("--format: expected text, json, markdown or sarif, got '%s'", optarg), -1;
+                return usage_error("--format: expected text, json, markdown or sarif, got '%s'",
+                                   optarg),
+                       -1;
             c->format = optarg;
             break;
-        case 'o':
-            c->output = optarg;
-            break;
+        case 'o': c->output = optarg; break;
         case OPT_EXIT:
             if (parse_int(optarg, 0, 255, &c->error_exitcode))
                 return usage_error("--error-exitcode: expected 0..255, got '%s'", optarg), -1;
             break;
-        case OPT_SUPP:
-            c->suppressions = optarg;
-            break;
-        case OPT_KEEP:
-            c->keep = 1;
-            break;
-        case OPT_DIR:
-            c->dir = optarg;
-            break;
-        case OPT_INFO:
-            c->opt.include_info = 1;
-            break;
+        case OPT_SUPP: c->suppressions = optarg; break;
+        case OPT_KEEP: c->keep = 1; break;
+        case OPT_DIR: c->dir = optarg; break;
+        case OPT_INFO: c->opt.include_info = 1; break;
         case OPT_SPIN:
             if (parse_int(optarg, 1, INT_MAX, &spin))
-                return usage_error("--spin-threshold: expected a positive count, got '%s'", optarg), -1;
+                return usage_error("--spin-threshold: expected a positive count, got '%s'", optarg),
+                       -1;
             break;
         case OPT_INTERVAL:
             if (parse_double(optarg, &c->interval) || c->interval <= 0)
@@ -176,14 +181,9 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
             if (parse_int(optarg, 1, INT_MAX, &c->count))
                 return usage_error("--count: expected a positive count, got '%s'", optarg), -1;
             break;
-        case 'h':
-            fputs(usage_text, stdout);
-            exit(0);
-        case OPT_VERSION:
-            printf("closewatch %s\n", CW_VERSION);
-            exit(0);
-        default:
-            return usage_error("unknown or incomplete option '%s'", argv[optind - 1]), -1;
+        case 'h': fputs(usage_text, stdout); exit(0);
+        case OPT_VERSION: printf("closewatch %s\n", CW_VERSION); exit(0);
+        default: return usage_error("unknown or incomplete option '%s'", argv[optind - 1]), -1;
         }
     }
     c->opt.spin_threshold = (uint32_t)spin;
@@ -380,7 +380,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/closewatch-run-XXXXXX", c->dir ? c->dir : "/dev/shm");
     if (!mkdtemp(dir)) {
-        fprintf(stderr, "closewatch: cannot create a ring directory %s: %s\n", dir, strerror(errno));
+        fprintf(stderr, "closewatch: cannot create a ring directory %s: %s\n", dir,
+                strerror(errno));
         return EXIT_USAGE;
     }
 
@@ -431,7 +432,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     if (errors == 0 && !input_errors && !c->keep)
         remove_dir(dir);
     else
-        fprintf(stderr, "closewatch: ring files kept in %s (closewatch report %s/*.ring)\n", dir, dir);
+        fprintf(stderr, "closewatch: ring files kept in %s (closewatch report %s/*.ring)\n", dir,
+                dir);
     if (errors > 0 && c->error_exitcode >= 0)
         return c->error_exitcode;
     return program_status;
@@ -513,7 +515,8 @@ static int cmd_watch(int argc, char **argv, struct cli *c)
         print_watch(c, pid);
         if (c->count && i + 1 == c->count)
             break;
-        struct timespec ts = {(time_t)c->interval, (long)((c->interval - (time_t)c->interval) * 1e9)};
+        struct timespec ts = {(time_t)c->interval,
+                              (long)((c->interval - (time_t)c->interval) * 1e9)};
         nanosleep(&ts, NULL);
     }
     return 0;

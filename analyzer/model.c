@@ -22,7 +22,7 @@
 
 const char *cw_kind_name(enum cw_kind k)
 {
-    static const char *const names[] = {"close_wait", "late_close", "eof_spin", "double_close",
+    static const char *const names[] = {"close_wait", "late_close", "eof_spin",    "double_close",
                                         "emfile",     "untracked",  "open_at_exit"};
     return (unsigned)k < CW_K_COUNT ? names[k] : "unknown";
 }
@@ -39,7 +39,10 @@ const char *cw_end_name(enum cw_end e)
     return (unsigned)e <= CW_END_NO_RING ? names[e] : "unknown";
 }
 
-int cw_kind_is_error(enum cw_kind k) { return k != CW_K_OPEN_AT_EXIT; }
+int cw_kind_is_error(enum cw_kind k)
+{
+    return k != CW_K_OPEN_AT_EXIT;
+}
 
 /* ---- analysis lifetime ---------------------------------------------------- */
 
@@ -80,7 +83,8 @@ static struct cw_process *add_process(struct cw_analysis *a)
     return p;
 }
 
-static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind, struct cw_process *p)
+static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind,
+                                      struct cw_process *p)
 {
     if (a->nfindings == a->cap) {
         int cap = a->cap ? a->cap * 2 : 64;
@@ -223,8 +227,7 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
         if (ev->arg0 == CW_TCP_CLOSE_WAIT && !s->close_wait_ns)
             s->close_wait_ns = ev->time_ns;
         break;
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -281,7 +284,10 @@ static int is_tcp(const struct sock *s)
 
 #define CW_PROMPT_CLOSE_NS 10000000ull /* 10 ms */
 
-static double secs(uint64_t from, uint64_t to) { return to > from ? (double)(to - from) / 1e9 : 0.0; }
+static double secs(uint64_t from, uint64_t to)
+{
+    return to > from ? (double)(to - from) / 1e9 : 0.0;
+}
 
 static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t end)
 {
@@ -408,7 +414,8 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
     }
     /* Killed or crashed: judge up to the last sign of life we have. */
     p->end = CW_END_DIED;
-    p->end_mono_ns = live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
+    p->end_mono_ns =
+        live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
 }
 
 /* For a live process, the kernel knows better than the last sample. */
@@ -644,8 +651,10 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
 {
     uint64_t start;
     if (!cw_pid_alive(pid, &start)) {
-        snprintf(err, errlen, "pid %d: no such process (it may have exited; pass its ring file "
-                              "from %s instead)", pid, dir);
+        snprintf(err, errlen,
+                 "pid %d: no such process (it may have exited; pass its ring file "
+                 "from %s instead)",
+                 pid, dir);
         return -1;
     }
     struct cw_kview kv;
@@ -761,8 +770,9 @@ static double worst_seconds(const struct cw_group *g)
 static int kind_rank(enum cw_kind k)
 {
     static const int rank[CW_K_COUNT] = {
-        [CW_K_CLOSE_WAIT] = 0, [CW_K_EOF_SPIN] = 1,  [CW_K_EMFILE] = 2,      [CW_K_DOUBLE_CLOSE] = 3,
-        [CW_K_LATE_CLOSE] = 4, [CW_K_UNTRACKED] = 5, [CW_K_OPEN_AT_EXIT] = 6,
+        [CW_K_CLOSE_WAIT] = 0,   [CW_K_EOF_SPIN] = 1,   [CW_K_EMFILE] = 2,
+        [CW_K_DOUBLE_CLOSE] = 3, [CW_K_LATE_CLOSE] = 4, [CW_K_UNTRACKED] = 5,
+        [CW_K_OPEN_AT_EXIT] = 6,
     };
     return rank[k];
 }

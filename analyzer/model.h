@@ -29,14 +29,14 @@ enum cw_eof { CW_EOF_NONE, CW_EOF_OBSERVED, CW_EOF_UNREAD, CW_EOF_UNKNOWN };
 enum cw_end { CW_END_RUNNING, CW_END_EXITED, CW_END_EXECED, CW_END_DIED, CW_END_NO_RING };
 
 struct cw_process {
-    char ring_path[4096];   /* "" when there is no ring (kernel view only) */
-    struct cw_ring ring;    /* kept mapped for stacks and modules */
+    char ring_path[4096]; /* "" when there is no ring (kernel view only) */
+    struct cw_ring ring;  /* kept mapped for stacks and modules */
     int has_ring;
     int pid, ppid;
     char exe[CW_EXE_MAX];
     char cmdline[CW_ARGV_MAX]; /* argv joined with spaces */
     uint64_t start_realtime_ns, start_mono_ns;
-    uint64_t end_mono_ns;   /* now (live), exit/exec time, or last sign of life */
+    uint64_t end_mono_ns; /* now (live), exit/exec time, or last sign of life */
     enum cw_end end;
     uint64_t events, overwritten, torn, dropped, stacks_dropped, fds_beyond_table;
     struct cw_module *modules; /* copied out of the ring */
@@ -46,7 +46,7 @@ struct cw_process {
 
 struct cw_timeline_entry {
     uint64_t mono_ns;
-    uint16_t type;   /* enum cw_event_type */
+    uint16_t type; /* enum cw_event_type */
     int64_t arg0;
     uint32_t stack;
 };
@@ -61,19 +61,19 @@ struct cw_finding {
     int family, type, origin;
     struct cw_addr local, peer;
     enum cw_eof eof;
-    int eof_how;            /* enum cw_eof_how when observed */
+    int eof_how; /* enum cw_eof_how when observed */
     uint32_t eof_count;
-    int closed;             /* 1 if close() (or a relative) was called */
+    int closed; /* 1 if close() (or a relative) was called */
     int close_how;
-    int tcp_state;          /* last known kernel state */
-    uint32_t recv_q;        /* bytes unread, live kernel view only */
+    int tcp_state;                                     /* last known kernel state */
+    uint32_t recv_q;                                   /* bytes unread, live kernel view only */
     uint64_t open_ns, eof_ns, close_ns, close_wait_ns; /* CLOCK_MONOTONIC, 0 = unknown */
     double seconds_in_close_wait;
-    double age_seconds;     /* open to end (or close) */
+    double age_seconds;                          /* open to end (or close) */
     uint32_t open_stack, eof_stack, close_stack; /* ids in proc's ring, 0 = none */
-    int err;                /* emfile: the errno; double_close: EBADF */
-    uint32_t sockets_open;  /* emfile: tracked sockets open at the failure */
-    int suppressed;         /* index+1 of the suppression that hid it */
+    int err;                                     /* emfile: the errno; double_close: EBADF */
+    uint32_t sockets_open;                       /* emfile: tracked sockets open at the failure */
+    int suppressed;                              /* index+1 of the suppression that hid it */
     struct cw_timeline_entry timeline[CW_TIMELINE_MAX];
     int ntimeline;
 };
@@ -91,7 +91,7 @@ struct cw_analysis {
     int nprocs;
     struct cw_finding *findings;
     int nfindings, cap;
-    int counts[CW_K_COUNT];      /* unsuppressed findings per kind */
+    int counts[CW_K_COUNT]; /* unsuppressed findings per kind */
     int suppressed_total;
 };
 

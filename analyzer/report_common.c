@@ -16,7 +16,8 @@ int cw_stack_frames(struct cw_symbolizer *sym, const struct cw_process *p, uint3
     int n = cw_ring_stack(&p->ring, id, pcs, CW_MAX_DEPTH), used = 0;
     for (int i = 0; i < n && used < max; i++) {
         int got = cw_symbolize(sym, p->modules, p->nmodules, pcs[i], 1, out + used, max - used);
-        if (got > 0 && out[used + got - 1].module && cw_sym_is_own_module(out[used + got - 1].module))
+        if (got > 0 && out[used + got - 1].module &&
+            cw_sym_is_own_module(out[used + got - 1].module))
             continue;
         used += got;
     }
@@ -44,18 +45,15 @@ void cw_group_title(char *buf, size_t len, enum cw_kind kind, int n)
     case CW_K_EOF_SPIN:
         snprintf(buf, len, "%d socket%s where read() returned 0 again and again", n, s);
         break;
-    case CW_K_DOUBLE_CLOSE:
-        snprintf(buf, len, "%d double close%s", n, n == 1 ? "" : "s");
-        break;
+    case CW_K_DOUBLE_CLOSE: snprintf(buf, len, "%d double close%s", n, n == 1 ? "" : "s"); break;
     case CW_K_EMFILE:
         snprintf(buf, len, "%d failure%s to get a socket: out of file descriptors", n, s);
         break;
     case CW_K_UNTRACKED:
-        snprintf(buf, len, "%d socket%s in CLOSE_WAIT that closewatch did not see being opened", n, s);
+        snprintf(buf, len, "%d socket%s in CLOSE_WAIT that closewatch did not see being opened", n,
+                 s);
         break;
-    default:
-        snprintf(buf, len, "%d socket%s still open at exit", n, s);
-        break;
+    default: snprintf(buf, len, "%d socket%s still open at exit", n, s); break;
     }
 }
 
@@ -64,7 +62,8 @@ const char *cw_kind_advice(enum cw_kind kind)
     switch (kind) {
     case CW_K_CLOSE_WAIT:
         return "The peer closed the connection, but this process never called close(): every such "
-               "socket holds an fd until the process runs out of them. Close the socket on the path "
+               "socket holds an fd until the process runs out of them. Close the socket on the "
+               "path "
                "that sees EOF (read()==0), on error paths, and for idle pooled connections.";
     case CW_K_LATE_CLOSE:
         return "The socket was closed eventually, but only long after the peer closed it: look for "
@@ -82,8 +81,7 @@ const char *cw_kind_advice(enum cw_kind kind)
         return "The kernel shows this socket in CLOSE_WAIT, but it was created without going "
                "through libc (Go runtime, static binary, io_uring, raw syscalls), so there is no "
                "backtrace: only the kernel's view.";
-    default:
-        return "Still open when the process ended (information only).";
+    default: return "Still open when the process ended (information only).";
     }
 }
 
@@ -93,11 +91,11 @@ const char *cw_eof_sentence(const struct cw_finding *f)
     case CW_EOF_OBSERVED:
         return "eof: observed (the program saw the peer's FIN and went on without close())";
     case CW_EOF_UNREAD:
-        return "eof: unread (the program never looked at the socket again after the peer closed it)";
+        return "eof: unread (the program never looked at the socket again after the peer closed "
+               "it)";
     case CW_EOF_UNKNOWN:
         return "eof: unknown (no ring: kernel view only, no backtraces exist for this process)";
-    default:
-        return NULL;
+    default: return NULL;
     }
 }
 
@@ -112,8 +110,8 @@ void cw_summary_line(char *buf, size_t len, const struct cw_analysis *a)
         n = (size_t)snprintf(buf, len, "SUMMARY: closewatch: no leaked sockets in %d process%s",
                              a->nprocs, a->nprocs == 1 ? "" : "es");
     else
-        n = (size_t)snprintf(buf, len, "SUMMARY: closewatch: %d finding%s in %d process%s (", errors,
-                             errors == 1 ? "" : "s", a->nprocs, a->nprocs == 1 ? "" : "es");
+        n = (size_t)snprintf(buf, len, "SUMMARY: closewatch: %d finding%s in %d process%s (",
+                             errors, errors == 1 ? "" : "s", a->nprocs, a->nprocs == 1 ? "" : "es");
     if (errors) {
         const char *sep = "";
         for (int k = 0; k < CW_K_COUNT && n < len; k++) {

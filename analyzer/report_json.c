@@ -48,8 +48,9 @@ static void finding_json(FILE *out, struct cw_report *r, const struct cw_finding
     char local[80], peer[80];
     cw_format_addr(&f->local, local, sizeof local);
     cw_format_addr(&f->peer, peer, sizeof peer);
-    fprintf(out, "{\"kind\":\"%s\",\"group\":%d,\"pid\":%d,\"fd\":%d,\"socket_id\":%" PRIu64
-                 ",\"inode\":%" PRIu64 ",\"family\":\"%s\",\"origin\":\"%s\",\"local\":",
+    fprintf(out,
+            "{\"kind\":\"%s\",\"group\":%d,\"pid\":%d,\"fd\":%d,\"socket_id\":%" PRIu64
+            ",\"inode\":%" PRIu64 ",\"family\":\"%s\",\"origin\":\"%s\",\"local\":",
             cw_kind_name(f->kind), group, f->proc->pid, f->fd, f->sid, f->inode,
             family_name(f->family), cw_origin_name((unsigned)f->origin));
     cw_json_str(out, f->local.family ? local : NULL);
@@ -57,8 +58,8 @@ static void finding_json(FILE *out, struct cw_report *r, const struct cw_finding
     cw_json_str(out, f->peer.family ? peer : NULL);
     fprintf(out, ",\"eof\":\"%s\",\"eof_how\":", cw_eof_name(f->eof));
     cw_json_str(out, f->eof_ns ? cw_eof_how_name((unsigned)f->eof_how) : NULL);
-    fprintf(out, ",\"eof_count\":%u,\"seconds_in_close_wait\":%.3f,\"age_seconds\":%.3f", f->eof_count,
-            f->seconds_in_close_wait, f->age_seconds);
+    fprintf(out, ",\"eof_count\":%u,\"seconds_in_close_wait\":%.3f,\"age_seconds\":%.3f",
+            f->eof_count, f->seconds_in_close_wait, f->age_seconds);
     fprintf(out, ",\"closed\":%s,\"close_how\":", f->closed ? "true" : "false");
     cw_json_str(out, f->closed && f->close_how ? cw_close_how_name((unsigned)f->close_how) : NULL);
     fprintf(out, ",\"tcp_state\":\"%s\",\"recv_q\":%u", cw_tcp_state_name((unsigned)f->tcp_state),
@@ -94,8 +95,8 @@ static void process_json(FILE *out, const struct cw_process *p)
     cw_json_str(out, p->start_realtime_ns ? started : NULL);
     fprintf(out,
             ",\"duration_seconds\":%.3f,\"sockets_seen\":%d,\"sockets_open\":%d,\"events\":%" PRIu64
-            ",\"events_overwritten\":%" PRIu64 ",\"events_torn\":%" PRIu64 ",\"events_dropped\":%" PRIu64
-            ",\"stacks_dropped\":%" PRIu64 ",\"backtraces\":%s}",
+            ",\"events_overwritten\":%" PRIu64 ",\"events_torn\":%" PRIu64
+            ",\"events_dropped\":%" PRIu64 ",\"stacks_dropped\":%" PRIu64 ",\"backtraces\":%s}",
             p->start_mono_ns ? rel(p, p->end_mono_ns) : 0.0, p->sockets_seen, p->sockets_open,
             p->events, p->overwritten, p->torn, p->dropped, p->stacks_dropped,
             p->has_ring ? "true" : "false");
@@ -146,7 +147,8 @@ void cw_report_json(FILE *out, struct cw_report *r)
     fputs("}},\"suppressions\":[", out);
     for (int i = 0; r->sup && i < r->sup->n; i++) {
         fputs(i ? ",{\"kind\":" : "{\"kind\":", out);
-        cw_json_str(out, r->sup->v[i].kind < 0 ? "socket" : cw_kind_name((enum cw_kind)r->sup->v[i].kind));
+        cw_json_str(out, r->sup->v[i].kind < 0 ? "socket"
+                                               : cw_kind_name((enum cw_kind)r->sup->v[i].kind));
         fputs(",\"pattern\":", out);
         cw_json_str(out, r->sup->v[i].pattern);
         fprintf(out, ",\"hits\":%d}", r->sup->v[i].hits);

@@ -56,11 +56,8 @@ static void print_socket(FILE *out, const struct cw_finding *f)
     case CW_K_LATE_CLOSE:
         fprintf(out, "  closed after %.1f s in CLOSE_WAIT", f->seconds_in_close_wait);
         break;
-    case CW_K_EOF_SPIN:
-        fprintf(out, "  read() returned 0 %u times", f->eof_count);
-        break;
-    default:
-        fprintf(out, "  open for %.1f s", f->age_seconds);
+    case CW_K_EOF_SPIN: fprintf(out, "  read() returned 0 %u times", f->eof_count); break;
+    default: fprintf(out, "  open for %.1f s", f->age_seconds);
     }
     fputc('\n', out);
 }
@@ -91,12 +88,14 @@ static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g
         if (first->open_stack)
             print_stack(out, r, p, first->open_stack, label);
         else if (first->origin == CW_ORIGIN_INHERITED)
-            fprintf(out, "  inherited from the parent process (pid %d): see its report for where "
-                         "it was opened\n", p->ppid);
+            fprintf(out,
+                    "  inherited from the parent process (pid %d): see its report for where "
+                    "it was opened\n",
+                    p->ppid);
         else if (g->kind == CW_K_UNTRACKED || !p->has_ring)
-            fprintf(out, "  no backtrace: %s\n", p->has_ring
-                             ? "the socket was created behind libc's back"
-                             : "this process did not run under libclosewatch.so");
+            fprintf(out, "  no backtrace: %s\n",
+                    p->has_ring ? "the socket was created behind libc's back"
+                                : "this process did not run under libclosewatch.so");
         if (first->eof_stack)
             print_stack(out, r, p, first->eof_stack,
                         first->eof_how == CW_EOF_READ ? "EOF (read() returned 0) seen at:"
@@ -125,8 +124,10 @@ void cw_report_text(FILE *out, struct cw_report *r)
                 p->cmdline[0] ? p->cmdline : p->exe, cw_end_name(p->end), p->sockets_seen,
                 p->sockets_seen == 1 ? "" : "s", p->sockets_open);
         if (p->overwritten || p->torn || p->dropped)
-            fprintf(out, " (history: %" PRIu64 " events overwritten, %" PRIu64 " torn, %" PRIu64
-                         " dropped)", p->overwritten, p->torn, p->dropped);
+            fprintf(out,
+                    " (history: %" PRIu64 " events overwritten, %" PRIu64 " torn, %" PRIu64
+                    " dropped)",
+                    p->overwritten, p->torn, p->dropped);
         fputc('\n', out);
     }
     struct cw_group *groups;
@@ -139,7 +140,8 @@ void cw_report_text(FILE *out, struct cw_report *r)
         fprintf(out, "\nsuppressions (%s):\n", r->sup->path);
         for (int i = 0; i < r->sup->n; i++)
             fprintf(out, "  %4d  %s:%s\n", r->sup->v[i].hits,
-                    r->sup->v[i].kind < 0 ? "socket" : cw_kind_name((enum cw_kind)r->sup->v[i].kind),
+                    r->sup->v[i].kind < 0 ? "socket"
+                                          : cw_kind_name((enum cw_kind)r->sup->v[i].kind),
                     r->sup->v[i].pattern);
     }
     for (const char *const *w = cw_symbolizer_warnings(r->sym); w && *w; w++)

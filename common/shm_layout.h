@@ -21,11 +21,11 @@
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
-#define CW_EXE_MAX  256
-#define CW_ARGV_MAX 1024
-#define CW_PATH_MAX 256
+#define CW_EXE_MAX      256
+#define CW_ARGV_MAX     1024
+#define CW_PATH_MAX     256
 #define CW_BUILD_ID_MAX 32
-#define CW_MAX_DEPTH 64
+#define CW_MAX_DEPTH    64
 
 /* header.exit_state */
 enum cw_exit_state {
@@ -48,12 +48,12 @@ enum cw_origin {
 
 /* fd entry flags */
 enum cw_fd_flag {
-    CW_FD_CONNECTED = 1u << 0,   /* connect() succeeded or was started (EINPROGRESS) */
-    CW_FD_LISTENING = 1u << 1,   /* listen() */
-    CW_FD_SHUT_RD = 1u << 2,     /* shutdown(SHUT_RD or SHUT_RDWR) */
-    CW_FD_SHUT_WR = 1u << 3,     /* shutdown(SHUT_WR or SHUT_RDWR): we sent FIN */
-    CW_FD_EOF_POLLED = 1u << 4,  /* EOF seen via epoll/poll RDHUP/HUP, not read */
-    CW_FD_FROM_FORK = 1u << 5,   /* copied from the parent at fork: shared with it */
+    CW_FD_CONNECTED = 1u << 0,  /* connect() succeeded or was started (EINPROGRESS) */
+    CW_FD_LISTENING = 1u << 1,  /* listen() */
+    CW_FD_SHUT_RD = 1u << 2,    /* shutdown(SHUT_RD or SHUT_RDWR) */
+    CW_FD_SHUT_WR = 1u << 3,    /* shutdown(SHUT_WR or SHUT_RDWR): we sent FIN */
+    CW_FD_EOF_POLLED = 1u << 4, /* EOF seen via epoll/poll RDHUP/HUP, not read */
+    CW_FD_FROM_FORK = 1u << 5,  /* copied from the parent at fork: shared with it */
 };
 
 /* fd_entry.sid carries this bit while the fd is open; it is set and cleared
@@ -65,9 +65,16 @@ enum cw_fd_flag {
 enum cw_tcp_state {
     CW_TCP_UNKNOWN = 0,
     CW_TCP_ESTABLISHED = 1,
-    CW_TCP_SYN_SENT, CW_TCP_SYN_RECV, CW_TCP_FIN_WAIT1, CW_TCP_FIN_WAIT2,
-    CW_TCP_TIME_WAIT, CW_TCP_CLOSE, CW_TCP_CLOSE_WAIT, CW_TCP_LAST_ACK,
-    CW_TCP_LISTEN, CW_TCP_CLOSING,
+    CW_TCP_SYN_SENT,
+    CW_TCP_SYN_RECV,
+    CW_TCP_FIN_WAIT1,
+    CW_TCP_FIN_WAIT2,
+    CW_TCP_TIME_WAIT,
+    CW_TCP_CLOSE,
+    CW_TCP_CLOSE_WAIT,
+    CW_TCP_LAST_ACK,
+    CW_TCP_LISTEN,
+    CW_TCP_CLOSING,
 };
 
 /* An address, compact: IPv4/IPv6 as bytes + port; AF_UNIX as a truncated path. */
@@ -85,22 +92,22 @@ struct cw_addr {
  * until the number is reused.
  */
 struct cw_fd_entry {
-    uint64_t sid;        /* socket id (unique per image, never 0) | CW_SID_OPEN */
-    uint32_t shut_how;   /* bitmask of 1 << how for each shutdown() call */
-    uint32_t flags;      /* enum cw_fd_flag */
+    uint64_t sid;          /* socket id (unique per image, never 0) | CW_SID_OPEN */
+    uint32_t shut_how;     /* bitmask of 1 << how for each shutdown() call */
+    uint32_t flags;        /* enum cw_fd_flag */
     uint16_t family, type; /* AF_*, SOCK_STREAM/DGRAM/... (no flags) */
-    uint8_t origin;      /* enum cw_origin */
-    uint8_t tcp_state;   /* last kernel state the sampler saw */
+    uint8_t origin;        /* enum cw_origin */
+    uint8_t tcp_state;     /* last kernel state the sampler saw */
     uint16_t protocol;
-    uint64_t inode;      /* st_ino of the socket */
+    uint64_t inode; /* st_ino of the socket */
     struct cw_addr local, peer;
-    uint64_t open_ns;    /* CLOCK_MONOTONIC */
-    uint64_t eof_ns;     /* first EOF observed by the program; 0 = none */
+    uint64_t open_ns; /* CLOCK_MONOTONIC */
+    uint64_t eof_ns;  /* first EOF observed by the program; 0 = none */
     uint64_t close_ns;
     uint64_t close_wait_ns; /* when the sampler first saw CLOSE_WAIT; 0 = never */
-    uint64_t state_ns;   /* when tcp_state last changed */
+    uint64_t state_ns;      /* when tcp_state last changed */
     uint32_t open_stack, eof_stack, close_stack; /* stack ids, 0 = none */
-    uint32_t eof_count;  /* read()==0 / RDHUP reports on this socket */
+    uint32_t eof_count;                          /* read()==0 / RDHUP reports on this socket */
     uint32_t open_tid;
     uint32_t reserved;
 };
@@ -110,10 +117,10 @@ struct cw_fd_entry {
  * the slot), pcs next, and ready last with a release store.
  */
 struct cw_stack_slot {
-    uint64_t hash;   /* 0 = free */
-    uint32_t ready;  /* 1 once depth and pcs are valid */
+    uint64_t hash;  /* 0 = free */
+    uint32_t ready; /* 1 once depth and pcs are valid */
     uint32_t depth;
-    uint64_t pcs[];  /* header.stack_depth entries */
+    uint64_t pcs[]; /* header.stack_depth entries */
 };
 
 struct cw_module {
@@ -121,7 +128,7 @@ struct cw_module {
     uint64_t start, end; /* runtime address range of its PT_LOAD segments */
     uint64_t loaded_ns;  /* when we first saw it */
     uint32_t build_id_len;
-    uint32_t ready;      /* release-stored last */
+    uint32_t ready; /* release-stored last */
     uint8_t build_id[CW_BUILD_ID_MAX];
     char path[CW_PATH_MAX]; /* "" for the main program is replaced by exe */
 };
@@ -136,26 +143,26 @@ struct cw_event {
     uint64_t time_ns; /* CLOCK_MONOTONIC */
     uint64_t sid;
     int32_t fd;
-    uint16_t type;   /* enum cw_event_type */
+    uint16_t type; /* enum cw_event_type */
     uint16_t flags;
     uint32_t tid;
     uint32_t stack;
-    int64_t arg0;    /* see enum cw_event_type */
+    int64_t arg0; /* see enum cw_event_type */
     int64_t arg1;
     int64_t arg2;
 };
 
 enum cw_event_type {
     CW_EV_NONE = 0,
-    CW_EV_OPEN,      /* arg0 = origin | family << 8 | type << 24, arg1 = source fd
-                        (dup, accept: listener) or -1, arg2 = inode */
-    CW_EV_CONNECT,   /* arg0 = return value, arg1 = errno */
-    CW_EV_EOF,       /* first EOF; arg0 = how (enum cw_eof_how) */
-    CW_EV_SHUTDOWN,  /* arg0 = how, arg1 = return value */
-    CW_EV_CLOSE,     /* arg0 = how (enum cw_close_how), arg1 = eof_count,
-                        arg2 = the fd dup2'ed over it, or -1 */
-    CW_EV_STATE,     /* kernel state change; arg0 = new tcp state, arg1 = old */
-    CW_EV_ERROR,     /* arg0 = errno, arg1 = call (enum cw_call), arg2 = sockets open */
+    CW_EV_OPEN,         /* arg0 = origin | family << 8 | type << 24, arg1 = source fd
+                           (dup, accept: listener) or -1, arg2 = inode */
+    CW_EV_CONNECT,      /* arg0 = return value, arg1 = errno */
+    CW_EV_EOF,          /* first EOF; arg0 = how (enum cw_eof_how) */
+    CW_EV_SHUTDOWN,     /* arg0 = how, arg1 = return value */
+    CW_EV_CLOSE,        /* arg0 = how (enum cw_close_how), arg1 = eof_count,
+                           arg2 = the fd dup2'ed over it, or -1 */
+    CW_EV_STATE,        /* kernel state change; arg0 = new tcp state, arg1 = old */
+    CW_EV_ERROR,        /* arg0 = errno, arg1 = call (enum cw_call), arg2 = sockets open */
     CW_EV_DOUBLE_CLOSE, /* close() of an fd we saw closed, returning EBADF;
                            sid = the socket closed before */
     CW_EV_TYPE_MAX,
@@ -164,8 +171,11 @@ enum cw_event_type {
 enum cw_eof_how { CW_EOF_READ = 1, CW_EOF_RDHUP = 2, CW_EOF_HUP = 3 };
 
 enum cw_close_how {
-    CW_CLOSE_CLOSE = 1, CW_CLOSE_DUP2, CW_CLOSE_RANGE, CW_CLOSE_FCLOSE,
-    CW_CLOSE_SYSCALL, /* syscall(SYS_close) */
+    CW_CLOSE_CLOSE = 1,
+    CW_CLOSE_DUP2,
+    CW_CLOSE_RANGE,
+    CW_CLOSE_FCLOSE,
+    CW_CLOSE_SYSCALL,  /* syscall(SYS_close) */
     CW_CLOSE_VANISHED, /* closed behind our back: found missing, or its number reused */
 };
 
@@ -179,18 +189,22 @@ struct cw_header {
 
     int32_t pid, ppid;
     uint32_t uid;
-    uint32_t exit_state;         /* enum cw_exit_state */
-    uint64_t proc_starttime;     /* /proc/self/stat field 22 (clock ticks since boot) */
+    uint32_t exit_state;     /* enum cw_exit_state */
+    uint64_t proc_starttime; /* /proc/self/stat field 22 (clock ticks since boot) */
     uint64_t start_realtime_ns, start_mono_ns;
-    uint64_t exit_mono_ns;       /* set with exit_state */
-    uint64_t heartbeat_mono_ns;  /* last time the sampler ran */
+    uint64_t exit_mono_ns;      /* set with exit_state */
+    uint64_t heartbeat_mono_ns; /* last time the sampler ran */
     uint32_t sample_ms;
-    uint32_t image_seq;          /* 0 for the first image, +1 per exec */
+    uint32_t image_seq; /* 0 for the first image, +1 per exec */
 
-    uint64_t fd_off;     uint32_t fd_cap, fd_entry_size;
-    uint64_t stack_off;  uint32_t stack_cap, stack_slot_size, stack_depth, pad0;
-    uint64_t module_off; uint32_t module_cap, module_entry_size;
-    uint64_t ring_off;   uint32_t ring_cap, event_size; /* ring_cap is a power of two */
+    uint64_t fd_off;
+    uint32_t fd_cap, fd_entry_size;
+    uint64_t stack_off;
+    uint32_t stack_cap, stack_slot_size, stack_depth, pad0;
+    uint64_t module_off;
+    uint32_t module_cap, module_entry_size;
+    uint64_t ring_off;
+    uint32_t ring_cap, event_size; /* ring_cap is a power of two */
 
     /* counters, updated with atomics by the writer */
     uint64_t write_idx;        /* events claimed; the newest is write_idx - 1 */
@@ -198,12 +212,12 @@ struct cw_header {
     uint64_t stacks_dropped;   /* stack table full: event carries stack 0 */
     uint64_t fds_beyond_table; /* fd numbers >= fd_cap: not tracked */
     uint64_t modules_dropped;
-    uint32_t module_count;     /* slots claimed */
-    uint32_t sockets_open;     /* tracked sockets open now */
+    uint32_t module_count; /* slots claimed */
+    uint32_t sockets_open; /* tracked sockets open now */
     uint64_t next_sid;
 
     char exe[CW_EXE_MAX];
-    uint32_t argv_len;         /* bytes used in argv: NUL-separated arguments */
+    uint32_t argv_len; /* bytes used in argv: NUL-separated arguments */
     char argv[CW_ARGV_MAX];
 };
 

@@ -76,10 +76,10 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     if (h->argv_len)
         h->argv[h->argv_len - 1] = 0;
 
-#define CHECK(cond, ...) \
-    do { \
-        if (!(cond)) \
-            return fail(err, errlen, CW_RING_ECORRUPT, name, __VA_ARGS__); \
+#define CHECK(cond, ...)                                                                           \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            return fail(err, errlen, CW_RING_ECORRUPT, name, __VA_ARGS__);                         \
     } while (0)
     CHECK(h->header_size == sizeof *h, "header_size is %u, expected %zu", h->header_size,
           sizeof *h);
@@ -89,10 +89,10 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
                     (unsigned long long)h->file_size, r->size);
     CHECK(h->fd_entry_size == sizeof(struct cw_fd_entry), "fd_entry_size is %u, expected %zu",
           h->fd_entry_size, sizeof(struct cw_fd_entry));
-    CHECK(h->module_entry_size == sizeof(struct cw_module),
-          "module_entry_size is %u, expected %zu", h->module_entry_size, sizeof(struct cw_module));
-    CHECK(h->event_size == sizeof(struct cw_event), "event_size is %u, expected %zu",
-          h->event_size, sizeof(struct cw_event));
+    CHECK(h->module_entry_size == sizeof(struct cw_module), "module_entry_size is %u, expected %zu",
+          h->module_entry_size, sizeof(struct cw_module));
+    CHECK(h->event_size == sizeof(struct cw_event), "event_size is %u, expected %zu", h->event_size,
+          sizeof(struct cw_event));
     CHECK(h->stack_depth >= 1 && h->stack_depth <= CW_MAX_DEPTH,
           "stack_depth is %u, expected 1..%d", h->stack_depth, CW_MAX_DEPTH);
     CHECK(h->stack_slot_size == sizeof(struct cw_stack_slot) + 8u * h->stack_depth,
@@ -269,9 +269,8 @@ void cw_ring_iter_begin(const struct cw_ring *r, struct cw_ring_iter *it)
     memset(it, 0, sizeof *it);
     if (!r->base)
         return;
-    uint64_t written =
-        atomic_load_explicit((_Atomic uint64_t *)&((const struct cw_header *)r->base)->write_idx,
-                             memory_order_acquire);
+    uint64_t written = atomic_load_explicit(
+        (_Atomic uint64_t *)&((const struct cw_header *)r->base)->write_idx, memory_order_acquire);
     it->end = written;
     it->next = written > r->hdr.ring_cap ? written - r->hdr.ring_cap : 0;
     it->overwritten = it->next;
@@ -308,30 +307,29 @@ int cw_ring_iter_next(const struct cw_ring *r, struct cw_ring_iter *it, struct c
 
 const char *cw_event_type_name(unsigned type)
 {
-    static const char *const names[] = {"none",  "open",         "connect", "eof",
-                                        "shutdown", "close",     "state",   "error",
-                                        "double_close"};
+    static const char *const names[] = {"none",  "open",  "connect", "eof",         "shutdown",
+                                        "close", "state", "error",   "double_close"};
     return type < sizeof names / sizeof *names ? names[type] : "unknown";
 }
 
 const char *cw_origin_name(unsigned origin)
 {
-    static const char *const names[] = {"none",      "socket",   "socketpair", "accept",
-                                        "dup",       "inherited", "received",  "untracked"};
+    static const char *const names[] = {"none", "socket",    "socketpair", "accept",
+                                        "dup",  "inherited", "received",   "untracked"};
     return origin < sizeof names / sizeof *names ? names[origin] : "unknown";
 }
 
 const char *cw_tcp_state_name(unsigned state)
 {
-    static const char *const names[] = {"UNKNOWN",   "ESTABLISHED", "SYN_SENT",   "SYN_RECV",
-                                        "FIN_WAIT1", "FIN_WAIT2",   "TIME_WAIT",  "CLOSE",
-                                        "CLOSE_WAIT", "LAST_ACK",   "LISTEN",     "CLOSING"};
+    static const char *const names[] = {"UNKNOWN",    "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+                                        "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
+                                        "CLOSE_WAIT", "LAST_ACK",    "LISTEN",    "CLOSING"};
     return state < sizeof names / sizeof *names ? names[state] : "UNKNOWN";
 }
 
 const char *cw_close_how_name(unsigned how)
 {
-    static const char *const names[] = {"?",      "close",  "dup2",    "close_range",
+    static const char *const names[] = {"?",      "close",   "dup2",    "close_range",
                                         "fclose", "syscall", "vanished"};
     return how < sizeof names / sizeof *names ? names[how] : "?";
 }

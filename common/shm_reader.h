@@ -15,7 +15,7 @@
 struct cw_ring {
     const uint8_t *base;
     size_t size;
-    int mapped; /* base came from mmap (cw_ring_open) */
+    int mapped;           /* base came from mmap (cw_ring_open) */
     struct cw_header hdr; /* validated copy, strings NUL-terminated */
     char path[4096];
 };

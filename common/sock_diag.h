@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include <linux/inet_diag.h>
 
-#define CW_TCP_ALL_STATES 0xfffu
+#define CW_TCP_ALL_STATES   0xfffu
 #define CW_TCP_STATE_BIT(s) (1u << (s))
 
 /* Called once per socket; return non-zero to stop the dump. */

@@ -26,8 +26,8 @@
 
 #include "../common/shm_layout.h"
 
-#define CW_HIDDEN __attribute__((visibility("hidden")))
-#define CW_EXPORT __attribute__((visibility("default")))
+#define CW_HIDDEN      __attribute__((visibility("hidden")))
+#define CW_EXPORT      __attribute__((visibility("default")))
 #define CW_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* ---- real functions (real.c) -------------------------------------------- */
@@ -94,11 +94,11 @@ struct cw_state {
     struct cw_module *modules;
     struct cw_event *ring;
     uint32_t ring_mask;
-    uint32_t depth;      /* frames per backtrace */
+    uint32_t depth; /* frames per backtrace */
     pid_t pid;
     uint32_t sample_ms;
-    _Atomic int fd_hwm;  /* highest fd ever tracked + 1 */
-    _Atomic int sampler_state; /* 0 idle, 1 starting/running */
+    _Atomic int fd_hwm;         /* highest fd ever tracked + 1 */
+    _Atomic int sampler_state;  /* 0 idle, 1 starting/running */
     uintptr_t self_lo, self_hi; /* our own text, skipped in backtraces */
     char dir[CW_PATH_MAX];
     char path[CW_PATH_MAX]; /* our ring file */
@@ -113,7 +113,10 @@ CW_HIDDEN extern struct cw_state cw;
  */
 CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
 CW_HIDDEN int cw_enter(void);
-static inline void cw_leave(void) { cw_nesting--; }
+static inline void cw_leave(void)
+{
+    cw_nesting--;
+}
 
 CW_HIDDEN uint64_t cw_now(void);
 CW_HIDDEN void cw_init(void);
@@ -180,7 +183,7 @@ static inline void cw_check_read(int fd, ssize_t r, size_t want)
 
 /* ---- shared memory (shm.c) ----------------------------------------------- */
 
-CW_HIDDEN int cw_shm_create(void);  /* creates + maps the file for this process */
+CW_HIDDEN int cw_shm_create(void); /* creates + maps the file for this process */
 CW_HIDDEN void cw_shm_after_fork_child(void);
 CW_HIDDEN void cw_shm_mark_exit(void);
 

@@ -111,7 +111,8 @@ CW_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int max, int timeout)
     return r;
 }
 
-CW_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout, const sigset_t *ss)
+CW_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout,
+                          const sigset_t *ss)
 {
     int r = REAL(epoll_pwait)(epfd, ev, max, timeout, ss);
     if (r > 0)
@@ -119,8 +120,8 @@ CW_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int max, int timeout
     return r;
 }
 
-CW_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max, const struct timespec *timeout,
-                           const sigset_t *ss)
+CW_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int max,
+                           const struct timespec *timeout, const sigset_t *ss)
 {
     int r = cw_real.epoll_pwait2 || (cw_resolve_real(), cw_real.epoll_pwait2)
                 ? cw_real.epoll_pwait2(epfd, ev, max, timeout, ss)
@@ -146,7 +147,8 @@ CW_EXPORT int __poll_chk(struct pollfd *fds, nfds_t n, int timeout, size_t fdsle
     return r;
 }
 
-CW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *ss)
+CW_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout,
+                    const sigset_t *ss)
 {
     int r = REAL(ppoll)(fds, n, timeout, ss);
     if (r > 0)
@@ -167,16 +169,12 @@ void cw_syscall_read_result(long nr, const long *a, long r)
 {
     switch (nr) {
     case SYS_read:
-    case SYS_recvfrom:
-        cw_check_read((int)a[0], r, (size_t)a[2]);
-        break;
+    case SYS_recvfrom: cw_check_read((int)a[0], r, (size_t)a[2]); break;
     case SYS_readv:
         if (r == 0)
             cw_check_read((int)a[0], r, iov_len((const struct iovec *)a[1], a[2]));
         break;
-    case SYS_recvmsg:
-        after_recvmsg((int)a[0], (struct msghdr *)a[1], r);
-        break;
+    case SYS_recvmsg: after_recvmsg((int)a[0], (struct msghdr *)a[1], r); break;
     case SYS_epoll_wait:
     case SYS_epoll_pwait:
     case SYS_epoll_pwait2:

@@ -237,33 +237,21 @@ CW_EXPORT long syscall(long nr, ...)
     case SYS_close_range:
         after_close_range((unsigned)a[0], (unsigned)a[1], (int)a[2], (int)r);
         break;
-    case SYS_socket:
-        after_socket((int)r, (int)a[0], (int)a[1], (int)a[2]);
-        break;
+    case SYS_socket: after_socket((int)r, (int)a[0], (int)a[1], (int)a[2]); break;
     case SYS_socketpair:
         after_socketpair((int)r, (int)a[0], (int)a[1], (int)a[2], (int *)a[3]);
         break;
     case SYS_accept:
-    case SYS_accept4:
-        after_accept((int)a[0], (int)r);
-        break;
+    case SYS_accept4: after_accept((int)a[0], (int)r); break;
     case SYS_connect:
         cw_on_connect((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2], (int)r,
                       r == 0 ? 0 : errno);
         break;
-    case SYS_shutdown:
-        cw_on_shutdown((int)a[0], (int)a[1], (int)r);
-        break;
-    case SYS_dup:
-        after_dup((int)a[0], (int)r, 0);
-        break;
+    case SYS_shutdown: cw_on_shutdown((int)a[0], (int)a[1], (int)r); break;
+    case SYS_dup: after_dup((int)a[0], (int)r, 0); break;
     case SYS_dup2:
-    case SYS_dup3:
-        after_dup((int)a[0], (int)r, sid);
-        break;
-    default:
-        cw_syscall_read_result(nr, a, r);
-        break;
+    case SYS_dup3: after_dup((int)a[0], (int)r, sid); break;
+    default: cw_syscall_read_result(nr, a, r); break;
     }
     return r;
 }

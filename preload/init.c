@@ -111,7 +111,10 @@ void cw_init(void)
     cw_nesting--;
 }
 
-__attribute__((constructor)) static void cw_ctor(void) { cw_init(); }
+__attribute__((constructor)) static void cw_ctor(void)
+{
+    cw_init();
+}
 
 __attribute__((destructor)) static void cw_dtor(void)
 {

@@ -17,9 +17,9 @@ struct cw_real cw_real;
 
 void cw_resolve_real(void)
 {
-#define R(field, sym) \
-    if (!cw_real.field) \
-        *(void **)&cw_real.field = dlsym(RTLD_NEXT, sym)
+#define R(field, sym)                                                                              \
+    if (!cw_real.field)                                                                            \
+    *(void **)&cw_real.field = dlsym(RTLD_NEXT, sym)
     R(socket, "socket");
     R(socketpair, "socketpair");
     R(accept, "accept");

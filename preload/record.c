@@ -28,10 +28,12 @@ static uint32_t cw_tid(void)
     return (uint32_t)tls_tid;
 }
 
-void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1, int64_t a2)
+void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1,
+              int64_t a2)
 {
     struct cw_header *h = cw.hdr;
-    uint64_t idx = atomic_fetch_add_explicit((_Atomic uint64_t *)&h->write_idx, 1, memory_order_relaxed);
+    uint64_t idx =
+        atomic_fetch_add_explicit((_Atomic uint64_t *)&h->write_idx, 1, memory_order_relaxed);
     struct cw_event *ev = &cw.ring[idx & cw.ring_mask];
     _Atomic uint64_t *seq = (_Atomic uint64_t *)&ev->seq;
 
@@ -102,10 +104,16 @@ static void note_hwm(int fd)
         ;
 }
 
-static _Atomic uint32_t *sockets_open(void) { return (_Atomic uint32_t *)&cw.hdr->sockets_open; }
+static _Atomic uint32_t *sockets_open(void)
+{
+    return (_Atomic uint32_t *)&cw.hdr->sockets_open;
+}
 
 /* The entry's sid word: the only field written with atomics, see CW_SID_OPEN. */
-static _Atomic uint64_t *sid_word(struct cw_fd_entry *e) { return (_Atomic uint64_t *)&e->sid; }
+static _Atomic uint64_t *sid_word(struct cw_fd_entry *e)
+{
+    return (_Atomic uint64_t *)&e->sid;
+}
 
 /* Marks the socket in e closed if it is still the one with id sid. */
 static int retire(struct cw_fd_entry *e, uint64_t open_sid)
@@ -164,7 +172,8 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
     atomic_store_explicit(sid_word(e), sid | CW_SID_OPEN, memory_order_release);
     atomic_fetch_add_explicit(sockets_open(), 1, memory_order_relaxed);
     note_hwm(fd);
-    cw_event(CW_EV_OPEN, fd, sid, stack, cw_open_arg(origin, family, type), src_fd, (int64_t)e->inode);
+    cw_event(CW_EV_OPEN, fd, sid, stack, cw_open_arg(origin, family, type), src_fd,
+             (int64_t)e->inode);
 }
 
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
@@ -388,7 +397,7 @@ void cw_on_scm_rights(const struct msghdr *msg)
  * from data to fd for programs that register pointers. A map hit counts only
  * if epdata[fd] still holds that data, so stale slots are harmless.
  */
-#define EPMAP_SLOTS (1u << 16)
+#define EPMAP_SLOTS  (1u << 16)
 #define EPMAP_PROBES 16
 struct epmap_slot {
     _Atomic uint64_t key;

@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #define RECONCILE_EVERY 5
-#define SAMPLE_DUTY 50 /* sleep at least 50x as long as a sample took */
+#define SAMPLE_DUTY     50 /* sleep at least 50x as long as a sample took */
 
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -135,7 +135,8 @@ static void sample_states(uint32_t states)
 /* /proc/self/fd: calls back with each fd number (raw getdents64, no malloc). */
 static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
 {
-    int dir = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir =
+        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return;
     char buf[8192];
@@ -193,7 +194,7 @@ static void adopt(int fd, int origin)
     if (!e)
         goto out;
     e->inode = (uint64_t)st.st_ino; /* cw_on_open's fstat(fd) asked our own table */
-    e->open_stack = 0; /* the sampler's stack says nothing about this socket */
+    e->open_stack = 0;              /* the sampler's stack says nothing about this socket */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (syscall(SYS_getsockname, q, &ss, &len) == 0)
@@ -238,9 +239,9 @@ void cw_scan_inherited(int from_fork)
  * it is still there, same inode, one reconciliation later.
  */
 struct reconcile {
-    uint8_t *seen;              /* bitmap of fds listed this pass */
-    uint64_t *candidate_inode;  /* per fd: unknown socket seen last pass */
-    uint64_t *missing_sid;      /* per fd: tracked socket absent last pass */
+    uint8_t *seen;             /* bitmap of fds listed this pass */
+    uint64_t *candidate_inode; /* per fd: unknown socket seen last pass */
+    uint64_t *missing_sid;     /* per fd: tracked socket absent last pass */
 };
 
 static struct reconcile rc;
@@ -315,7 +316,8 @@ static void *sampler_main(void *arg)
     pid_t pid = cw.pid;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
-        struct timespec ts = {(time_t)(period_ns / 1000000000ull), (long)(period_ns % 1000000000ull)};
+        struct timespec ts = {(time_t)(period_ns / 1000000000ull),
+                              (long)(period_ns % 1000000000ull)};
         while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
             ;
         if (!cw.hdr || cw.pid != pid)
@@ -367,7 +369,7 @@ void cw_sampler_after_fork(void)
 {
     atomic_store(&cw.sampler_state, 0);
     self_pidfd = -1; /* the parent sampler's, in a table this process lacks */
-    rc.seen = NULL; /* the parent's buffers, copied: leave them, start fresh */
+    rc.seen = NULL;  /* the parent's buffers, copied: leave them, start fresh */
     rc.candidate_inode = NULL;
     rc.missing_sid = NULL;
 }

@@ -24,7 +24,10 @@
 #define CW_DEFAULT_STACKS  16384
 #define CW_MODULE_CAP      1024
 
-static uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) & ~(a - 1); }
+static uint64_t align_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
 
 static long env_long(const char *name, long dflt, long lo, long hi)
 {
@@ -205,13 +208,15 @@ void cw_shm_mark_execed_predecessors(void)
         return;
     for (uint32_t seq = 0; seq < me->image_seq; seq++) {
         char p[CW_PATH_MAX + 64];
-        snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%u" CW_FILE_SUFFIX, cw.dir, (int)me->pid, seq);
+        snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%u" CW_FILE_SUFFIX, cw.dir, (int)me->pid,
+                 seq);
         int fd = (int)syscall(SYS_openat, AT_FDCWD, p, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
         if (fd < 0)
             continue;
         struct stat st;
         void *map = MAP_FAILED;
-        if (fstat(fd, &st) == 0 && st.st_uid == getuid() && (size_t)st.st_size >= sizeof(struct cw_header))
+        if (fstat(fd, &st) == 0 && st.st_uid == getuid() &&
+            (size_t)st.st_size >= sizeof(struct cw_header))
             map = mmap(NULL, sizeof(struct cw_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         syscall(SYS_close, fd);
         if (map == MAP_FAILED)
@@ -220,7 +225,8 @@ void cw_shm_mark_execed_predecessors(void)
         if (old->magic == CW_MAGIC && old->pid == me->pid &&
             old->proc_starttime == me->proc_starttime && old->exit_state == CW_RUNNING) {
             old->exit_mono_ns = me->start_mono_ns;
-            atomic_store_explicit((_Atomic uint32_t *)&old->exit_state, CW_EXECED, memory_order_release);
+            atomic_store_explicit((_Atomic uint32_t *)&old->exit_state, CW_EXECED,
+                                  memory_order_release);
         }
         munmap(map, sizeof(struct cw_header));
     }

@@ -35,7 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSG 64
+#define MSG     64
 #define SOURCES 200
 
 static void die(const char *what)
@@ -162,7 +162,8 @@ static void *client_thread(void *arg)
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         struct sockaddr_in me = {.sin_family = AF_INET,
                                  .sin_addr.s_addr = htonl(0x7f000002u + src++ % SOURCES)};
-        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)g_port),
+        struct sockaddr_in sa = {.sin_family = AF_INET,
+                                 .sin_port = htons((uint16_t)g_port),
                                  .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         if (bind(fd, (struct sockaddr *)&me, sizeof me) ||
             connect(fd, (struct sockaddr *)&sa, sizeof sa))

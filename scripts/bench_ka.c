@@ -28,7 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MSG 64
+#define MSG       64
 #define MAX_CONNS 256
 
 static void die(const char *what)
@@ -167,7 +167,8 @@ static int client(int port, int nconns, long requests)
     int ep = epoll_create1(EPOLL_CLOEXEC);
     if (ep < 0)
         die("epoll_create1");
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < nconns; i++) {
         c[i].fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -218,7 +219,8 @@ static int client(int port, int nconns, long requests)
 
 static int wait_port(int port, double seconds)
 {
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)port),
                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     double end = now_s() + seconds;
     while (now_s() < end) {

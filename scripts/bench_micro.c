@@ -38,9 +38,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define READ_SIZE 16
+#define READ_SIZE    16
 #define REFILL_READS 1024 /* a refill is 16 KiB: below every default socket and pipe buffer */
-#define BATCHES 11
+#define BATCHES      11
 
 static void die(const char *what)
 {
@@ -96,15 +96,42 @@ static inline int accept_op(int lfd)
 }
 
 #define NOINL __attribute__((noinline, noclone))
-static NOINL void count_read_sock(int fd, char *buf, int n) { read_loop(fd, buf, n); }
-static NOINL void count_read_pipe(int fd, char *buf, int n) { read_loop(fd, buf, n); }
-static NOINL void count_sockclose(int n) { sockclose_loop(n); }
-static NOINL int count_accept(int lfd) { return accept_op(lfd); }
-static NOINL int count_close(int fd) { return close(fd); }
-static NOINL void warm_read(int fd, char *buf, int n) { read_loop(fd, buf, n); }
-static NOINL void warm_sockclose(int n) { sockclose_loop(n); }
-static NOINL int warm_accept(int lfd) { return accept_op(lfd); }
-static NOINL int warm_close(int fd) { return close(fd); }
+static NOINL void count_read_sock(int fd, char *buf, int n)
+{
+    read_loop(fd, buf, n);
+}
+static NOINL void count_read_pipe(int fd, char *buf, int n)
+{
+    read_loop(fd, buf, n);
+}
+static NOINL void count_sockclose(int n)
+{
+    sockclose_loop(n);
+}
+static NOINL int count_accept(int lfd)
+{
+    return accept_op(lfd);
+}
+static NOINL int count_close(int fd)
+{
+    return close(fd);
+}
+static NOINL void warm_read(int fd, char *buf, int n)
+{
+    read_loop(fd, buf, n);
+}
+static NOINL void warm_sockclose(int n)
+{
+    sockclose_loop(n);
+}
+static NOINL int warm_accept(int lfd)
+{
+    return accept_op(lfd);
+}
+static NOINL int warm_close(int fd)
+{
+    return close(fd);
+}
 
 typedef void read_fn(int, char *, int);
 

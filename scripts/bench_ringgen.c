@@ -27,9 +27,9 @@
 #include <unistd.h>
 
 #define HELD_PLAIN 8000
-#define HELD_EOF 1000
-#define HELD_TCP 1000
-#define SITES 16
+#define HELD_EOF   1000
+#define HELD_TCP   1000
+#define SITES      16
 
 static long events;
 
@@ -79,7 +79,7 @@ static __attribute__((noinline)) void hold_close_wait(void)
         int fd = accept(lfd, (struct sockaddr *)&peer, &plen);
         if (fd < 0)
             die("accept");
-        close(cfd); /* the peer's FIN: fd is now in CLOSE_WAIT */
+        close(cfd);  /* the peer's FIN: fd is now in CLOSE_WAIT */
         events += 4; /* open, connect, open (accept), close */
         if (i % 2 == 0) {
             if (read(fd, &c, 1) != 0)

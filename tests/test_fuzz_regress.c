@@ -124,7 +124,8 @@ static void expect_err(const uint8_t *b, size_t size, int code, const char *cons
         cr_assert(strstr(err, *words), "message lacks \"%s\": %s", *words, err);
     free(c);
 }
-#define EXPECT(b, size, code, ...) expect_err(b, size, code, (const char *const[]){__VA_ARGS__, NULL})
+#define EXPECT(b, size, code, ...)                                                                 \
+    expect_err(b, size, code, (const char *const[]){__VA_ARGS__, NULL})
 
 static const char *regress_dir(void)
 {
@@ -170,8 +171,8 @@ Test(fuzz_regress, valid_rings_read_back)
     char err[512] = "";
     cr_assert_eq(cw_ring_from_memory(&r, b, n, "ok.ring", err, sizeof err), CW_RING_OK, "%s", err);
     struct seen got = read_all(&r);
-    cr_assert_eq(got.fds, 4);        /* fds 3, 4, 5, 15 */
-    cr_assert_eq(got.stacks, 3);     /* the 4th is claimed but not ready */
+    cr_assert_eq(got.fds, 4);    /* fds 3, 4, 5, 15 */
+    cr_assert_eq(got.stacks, 3); /* the 4th is claimed but not ready */
     cr_assert_eq(got.modules, 2);
     cr_assert_eq(got.events, 5);
     cr_assert_eq(got.torn + got.overwritten, 0);
@@ -380,10 +381,12 @@ Test(fuzz_regress, live_fields_are_clamped)
 
     struct cw_ring r;
     char err[512] = "";
-    cr_assert_eq(cw_ring_from_memory(&r, b, n, "live.ring", err, sizeof err), CW_RING_OK, "%s", err);
+    cr_assert_eq(cw_ring_from_memory(&r, b, n, "live.ring", err, sizeof err), CW_RING_OK, "%s",
+                 err);
     cr_assert_eq(cw_ring_module_count(&r), h->module_cap);
     uint64_t pcs[CW_MAX_DEPTH];
-    cr_assert_eq(cw_ring_stack(&r, 1, pcs, CW_MAX_DEPTH), 0, "a depth beyond stack_depth is unknown");
+    cr_assert_eq(cw_ring_stack(&r, 1, pcs, CW_MAX_DEPTH), 0,
+                 "a depth beyond stack_depth is unknown");
     cr_assert_eq(cw_ring_stack(&r, UINT32_MAX, pcs, CW_MAX_DEPTH), 0);
     cr_assert_eq(cw_ring_stack(&r, 2, pcs, 1), 1, "a short buffer gets a short stack");
     struct seen got = read_all(&r);

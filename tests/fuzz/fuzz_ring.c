@@ -100,7 +100,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
 
     sink += strlen(cw_origin_name(r.hdr.exit_state)) + strlen(cw_tcp_state_name(r.hdr.pid & 0xff)) +
-            strlen(cw_close_how_name(r.hdr.uid & 0xff)) + strlen(cw_eof_how_name(r.hdr.ppid & 0xff));
+            strlen(cw_close_how_name(r.hdr.uid & 0xff)) +
+            strlen(cw_eof_how_name(r.hdr.ppid & 0xff));
     cw_ring_close(&r);
     free(copy);
     return 0;
@@ -113,13 +114,16 @@ size_t LLVMFuzzerCustomMutator(uint8_t *data, size_t size, size_t max_size, unsi
 struct field {
     size_t off, len;
 };
-#define HF(name) {offsetof(struct cw_header, name), sizeof(((struct cw_header *)0)->name)}
+#define HF(name)                                                                                   \
+    {                                                                                              \
+        offsetof(struct cw_header, name), sizeof(((struct cw_header *)0)->name)                    \
+    }
 /* Every header number the reader checks or later trusts. */
 static const struct field hfields[] = {
-    HF(version),    HF(header_size), HF(file_size),       HF(exit_state),   HF(fd_off),
-    HF(fd_cap),     HF(fd_entry_size), HF(stack_off),     HF(stack_cap),    HF(stack_slot_size),
-    HF(stack_depth), HF(module_off), HF(module_cap),      HF(module_entry_size), HF(ring_off),
-    HF(ring_cap),   HF(event_size),  HF(write_idx),       HF(module_count), HF(argv_len),
+    HF(version),     HF(header_size),   HF(file_size),  HF(exit_state),        HF(fd_off),
+    HF(fd_cap),      HF(fd_entry_size), HF(stack_off),  HF(stack_cap),         HF(stack_slot_size),
+    HF(stack_depth), HF(module_off),    HF(module_cap), HF(module_entry_size), HF(ring_off),
+    HF(ring_cap),    HF(event_size),    HF(write_idx),  HF(module_count),      HF(argv_len),
 };
 enum { NHF = sizeof hfields / sizeof *hfields };
 
@@ -169,8 +173,8 @@ static uint64_t interesting(uint64_t old, size_t size)
 }
 
 /* A pointer to entry i of a section the header declares, if it lies in data. */
-static uint8_t *entry(uint8_t *d, size_t size, size_t off_field, size_t cap_field,
-                      size_t each, uint64_t *count)
+static uint8_t *entry(uint8_t *d, size_t size, size_t off_field, size_t cap_field, size_t each,
+                      uint64_t *count)
 {
     uint64_t off = get(d, off_field, 8), cap = get(d, cap_field, 4);
     if (!cap || !each || off > size || (size - off) / each == 0)

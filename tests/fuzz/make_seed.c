@@ -101,17 +101,17 @@ static int shrink(const char *path, int index)
     /* Stack ids used by what is kept, renumbered 1..n. */
     uint32_t old_ids[MAX_STACKS];
     uint32_t nst = 0;
-#define REMAP(field) \
-    do { \
-        uint32_t id_ = (field), new_ = 0; \
-        for (uint32_t k_ = 0; id_ && k_ < nst; k_++) \
-            if (old_ids[k_] == id_) \
-                new_ = k_ + 1; \
-        if (id_ && !new_ && nst < MAX_STACKS) { \
-            old_ids[nst++] = id_; \
-            new_ = nst; \
-        } \
-        (field) = new_; \
+#define REMAP(field)                                                                               \
+    do {                                                                                           \
+        uint32_t id_ = (field), new_ = 0;                                                          \
+        for (uint32_t k_ = 0; id_ && k_ < nst; k_++)                                               \
+            if (old_ids[k_] == id_)                                                                \
+                new_ = k_ + 1;                                                                     \
+        if (id_ && !new_ && nst < MAX_STACKS) {                                                    \
+            old_ids[nst++] = id_;                                                                  \
+            new_ = nst;                                                                            \
+        }                                                                                          \
+        (field) = new_;                                                                            \
     } while (0)
 
     struct rb_spec s = rb_default();
@@ -159,8 +159,7 @@ static int shrink(const char *path, int index)
     for (uint64_t k = nev - keep; k < nev; k++) {
         ev = evs[k % MAX_EVENTS];
         REMAP(ev.stack);
-        memcpy(base + h->ring_off + ((ev.seq - 1) & (h->ring_cap - 1)) * sizeof ev, &ev,
-               sizeof ev);
+        memcpy(base + h->ring_off + ((ev.seq - 1) & (h->ring_cap - 1)) * sizeof ev, &ev, sizeof ev);
     }
     memset(base + h->stack_off, 0, (size_t)h->stack_cap * h->stack_slot_size);
     for (uint32_t k = 0; k < nst; k++) {

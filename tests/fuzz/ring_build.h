@@ -21,11 +21,11 @@
 
 struct rb_spec {
     uint32_t fd_cap, stack_cap, stack_depth, module_cap, ring_cap; /* ring_cap: power of two */
-    uint32_t exit_state;  /* 0..2 */
-    uint64_t events;      /* write_idx: events ever claimed; > ring_cap wraps */
-    int64_t torn;         /* this many events before the newest is left torn; -1: none */
-    int reverse;          /* sections in reverse order (ring first), to vary offsets */
-    int gap;              /* bytes of padding between sections (rounded up to 8) */
+    uint32_t exit_state;                                           /* 0..2 */
+    uint64_t events; /* write_idx: events ever claimed; > ring_cap wraps */
+    int64_t torn;    /* this many events before the newest is left torn; -1: none */
+    int reverse;     /* sections in reverse order (ring first), to vary offsets */
+    int gap;         /* bytes of padding between sections (rounded up to 8) */
 };
 
 /* The defaults the brief of the fuzz target asks for: tiny but complete. */
@@ -131,7 +131,8 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
     h->module_count = s->module_cap;
     h->next_sid = 8;
     strcpy(h->exe, "/usr/bin/seed");
-    static const char argv[] = "seed\0--port\0" "8080";
+    static const char argv[] = "seed\0--port\0"
+                               "8080";
     memcpy(h->argv, argv, sizeof argv);
     h->argv_len = sizeof argv;
 
@@ -175,8 +176,7 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
         uint32_t fd = fds[k];
         if (fd >= s->fd_cap || (k == 3 && fd <= 5))
             continue;
-        struct cw_fd_entry *e =
-            (struct cw_fd_entry *)(base + l.fd_off + (uint64_t)fd * sizeof *e);
+        struct cw_fd_entry *e = (struct cw_fd_entry *)(base + l.fd_off + (uint64_t)fd * sizeof *e);
         e->sid = (k + 1) | (k == 1 ? 0 : CW_SID_OPEN);
         e->type = SOCK_STREAM;
         e->inode = 90000 + fd;
@@ -236,7 +236,8 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
         ev->arg0 = (int64_t)i;
         ev->arg1 = -1;
         ev->arg2 = INT64_MIN;
-        if (s->torn >= 0 && (uint64_t)s->torn < s->events - first && i == s->events - 1 - (uint64_t)s->torn)
+        if (s->torn >= 0 && (uint64_t)s->torn < s->events - first &&
+            i == s->events - 1 - (uint64_t)s->torn)
             ev->seq = 0; /* claimed, never committed: the writer died here */
     }
     return (size_t)l.size;
