@@ -3,6 +3,7 @@
  * watch/dump commands, and exit statuses (0 clean, 1 or --error-exitcode
  * findings, 2 usage or input errors).
  */
+#include <elf.h>
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -348,6 +349,65 @@ static int find_library(char *out, size_t len)
     return -1;
 }
 
+/* Resolves a command like execvp would (PATH search), into out. */
+static int resolve_command(const char *cmd, char *out, size_t len)
+{
+    if (strchr(cmd, '/')) {
+        snprintf(out, len, "%s", cmd);
+        return access(out, X_OK) == 0 ? 0 : -1;
+    }
+    const char *path = getenv("PATH");
+    for (const char *p = path ? path : "/usr/bin:/bin"; *p;) {
+        const char *end = strchr(p, ':');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        snprintf(out, len, "%.*s/%s", (int)n, p, cmd);
+        if (access(out, X_OK) == 0)
+            return 0;
+        p += n + (end ? 1 : 0);
+    }
+    return -1;
+}
+
+/*
+ * LD_PRELOAD cannot reach a static binary or a setuid/setgid one: say so up
+ * front rather than report "no leaked sockets" about a program we never saw.
+ */
+static void warn_if_unpreloadable(const char *cmd)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (resolve_command(cmd, path, sizeof path) || stat(path, &st))
+        return;
+    if (st.st_mode & (S_ISUID | S_ISGID)) {
+        fprintf(stderr, "closewatch: warning: %s is setuid/setgid: the dynamic loader ignores "
+                        "LD_PRELOAD for it, closewatch sees nothing of it (use `closewatch report "
+                        "PID` while it runs for the kernel's view)\n", path);
+        return;
+    }
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return;
+    Elf64_Ehdr eh;
+    int is_static = 0;
+    if (fread(&eh, sizeof eh, 1, f) == 1 && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
+        is_static = 1;
+        for (int i = 0; i < eh.e_phnum && is_static; i++) {
+            Elf64_Phdr ph;
+            if (fseek(f, (long)(eh.e_phoff + (uint64_t)i * sizeof ph), SEEK_SET) ||
+                fread(&ph, sizeof ph, 1, f) != 1)
+                is_static = 0; /* unreadable: do not guess */
+            else if (ph.p_type == PT_INTERP)
+                is_static = 0;
+        }
+    }
+    fclose(f);
+    if (is_static)
+        fprintf(stderr, "closewatch: warning: %s is statically linked: LD_PRELOAD cannot load into "
+                        "it, so closewatch sees nothing of it (dynamically linked children are "
+                        "still traced; `closewatch report PID` gives the kernel's view)\n", path);
+}
+
 static pid_t run_child;
 
 static void forward_signal(int sig)
@@ -377,6 +437,7 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     if (find_library(lib, sizeof lib))
         return usage_error("run: cannot find libclosewatch.so (set CLOSEWATCH_LIB)"), 127;
 
+    warn_if_unpreloadable(argv[first]);
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/closewatch-run-XXXXXX", c->dir ? c->dir : "/dev/shm");
     if (!mkdtemp(dir)) {

@@ -604,37 +604,59 @@ static int cmp_path(const void *x, const void *y)
     return strcmp(*(char *const *)x, *(char *const *)y);
 }
 
-int cw_find_rings(const char *dir, int pid, char ***paths)
+/* Appends dir/name to *paths; returns 0 when out of memory. */
+static int add_path(char ***paths, int *n, int *cap, const char *dir, const char *name)
 {
-    *paths = NULL;
+    if (*n == *cap) {
+        int c = *cap ? *cap * 2 : 16;
+        char **v = realloc(*paths, (size_t)c * sizeof *v);
+        if (!v)
+            return 0;
+        *paths = v;
+        *cap = c;
+    }
+    size_t sz = strlen(dir) + strlen(name) + 2;
+    char *p = malloc(sz);
+    if (!p)
+        return 0;
+    snprintf(p, sz, "%s/%s", dir, name);
+    (*paths)[(*n)++] = p;
+    return 1;
+}
+
+static void scan_dir(const char *dir, int pid, int depth, char ***paths, int *n, int *cap)
+{
     DIR *d = opendir(dir);
     if (!d)
-        return 0;
+        return;
     char prefix[64];
     int plen = snprintf(prefix, sizeof prefix, CW_FILE_PREFIX "%d.", pid);
     if (!pid)
         plen = (int)strlen(CW_FILE_PREFIX);
-    int n = 0, cap = 0;
     struct dirent *e;
     while ((e = readdir(d))) {
         size_t len = strlen(e->d_name);
+        /* `closewatch run` keeps each run's rings in a directory of its own. */
+        if (depth == 0 && !strncmp(e->d_name, "closewatch-run-", 15) && e->d_type == DT_DIR) {
+            char sub[4096];
+            snprintf(sub, sizeof sub, "%s/%s", dir, e->d_name);
+            scan_dir(sub, pid, 1, paths, n, cap);
+            continue;
+        }
         if (strncmp(e->d_name, prefix, (size_t)plen) || len < sizeof CW_FILE_SUFFIX ||
             strcmp(e->d_name + len - (sizeof CW_FILE_SUFFIX - 1), CW_FILE_SUFFIX))
             continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            char **v = realloc(*paths, (size_t)cap * sizeof *v);
-            if (!v)
-                break;
-            *paths = v;
-        }
-        size_t sz = strlen(dir) + len + 2;
-        (*paths)[n] = malloc(sz);
-        if (!(*paths)[n])
+        if (!add_path(paths, n, cap, dir, e->d_name))
             break;
-        snprintf((*paths)[n++], sz, "%s/%s", dir, e->d_name);
     }
     closedir(d);
+}
+
+int cw_find_rings(const char *dir, int pid, char ***paths)
+{
+    *paths = NULL;
+    int n = 0, cap = 0;
+    scan_dir(dir, pid, 0, paths, &n, &cap);
     if (n)
         qsort(*paths, (size_t)n, sizeof **paths, cmp_path);
     return n;

@@ -24,8 +24,19 @@ int cw_stack_frames(struct cw_symbolizer *sym, const struct cw_process *p, uint3
     return used;
 }
 
+/* System libraries (libc's close() wrapper, with libc6-dbg installed) have
+ * source lines too, but the line to fix is in the program's code. */
+static int is_system_module(const char *m)
+{
+    return m && (!strncmp(m, "/lib/", 5) || !strncmp(m, "/lib64/", 7) ||
+                 !strncmp(m, "/usr/lib/", 9) || !strncmp(m, "/usr/lib64/", 11));
+}
+
 const struct cw_sym_frame *cw_first_source_frame(const struct cw_sym_frame *f, int n)
 {
+    for (int i = 0; i < n; i++)
+        if (f[i].file && f[i].line && !is_system_module(f[i].module))
+            return &f[i];
     for (int i = 0; i < n; i++)
         if (f[i].file && f[i].line)
             return &f[i];

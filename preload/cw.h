@@ -190,6 +190,8 @@ CW_HIDDEN void cw_shm_mark_exit(void);
 /* ---- sampler (sampler.c) ------------------------------------------------- */
 
 CW_HIDDEN void cw_sampler_start(void);
+/* For programs that make their socket calls without libc (Go). */
+CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
 CW_HIDDEN void cw_scan_inherited(int from_fork);
 CW_HIDDEN void cw_final_snapshot(void);

@@ -105,7 +105,7 @@ void cw_init(void)
          * comes in a Go program: only its sampler can find the sockets it
          * creates with raw syscalls (untracked), so start it now. */
         if (main_is_go())
-            cw_sampler_start();
+            cw_sampler_start_for_raw_syscalls();
     }
     errno = saved;
     cw_nesting--;

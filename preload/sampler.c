@@ -30,6 +30,9 @@
 #define RECONCILE_EVERY 5
 #define SAMPLE_DUTY     50 /* sleep at least 50x as long as a sample took */
 
+/* A Go program creates every socket behind our back: reconcile each round. */
+static unsigned reconcile_every = RECONCILE_EVERY;
+
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
@@ -326,7 +329,7 @@ static void *sampler_main(void *arg)
         /* Reconcile first: a socket adopted now gets its state in this
          * round, not a whole period later (a Go program that exits in
          * between would take its CLOSE_WAIT sockets out of the report). */
-        if (round % RECONCILE_EVERY == 0) {
+        if (round % reconcile_every == 0) {
             reconcile();
             cw_modules_refresh();
         }
@@ -343,6 +346,12 @@ static void *sampler_main(void *arg)
         cw.hdr->heartbeat_mono_ns = cw_now();
         errno = saved;
     }
+}
+
+void cw_sampler_start_for_raw_syscalls(void)
+{
+    reconcile_every = 1;
+    cw_sampler_start();
 }
 
 void cw_sampler_start(void)
