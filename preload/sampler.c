@@ -24,6 +24,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -110,8 +112,54 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
  * Marks the kernel state of our open TCP sockets. With only CLOSE_WAIT asked
  * for, a socket that is no longer listed has left CLOSE_WAIT.
  */
+/*
+ * With few sockets open, asking each one (TCP_INFO on a copy fetched with
+ * pidfd_getfd) is far cheaper than a sock_diag dump, which walks every TCP
+ * socket of the host, TIME_WAIT ones included. Returns 0 if it could not
+ * ask (then the dump is used).
+ */
+#define PER_SOCKET_MAX 64
+
+static int sample_close_wait_per_socket(void)
+{
+    if (!private_table || self_pidfd < 0)
+        return 0;
+    int hwm = atomic_load(&cw.fd_hwm), open_tcp = 0;
+    for (int fd = 0; fd < hwm && open_tcp <= PER_SOCKET_MAX; fd++) {
+        struct cw_fd_entry *e = cw_fd(fd);
+        open_tcp += (e->sid & CW_SID_OPEN) && is_tcp(e);
+    }
+    if (open_tcp > PER_SOCKET_MAX)
+        return 0;
+    uint64_t now = cw_now();
+    for (int fd = 0; fd < hwm; fd++) {
+        struct cw_fd_entry *e = cw_fd(fd);
+        uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
+        if (!(sid & CW_SID_OPEN) || !is_tcp(e))
+            continue;
+        int q = (int)syscall(SYS_pidfd_getfd, self_pidfd, fd, 0);
+        if (q < 0)
+            continue;
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        struct stat st;
+        /* The fd may have been closed and reused since we read the table. */
+        if (syscall(SYS_fstat, q, &st) == 0 && (uint64_t)st.st_ino == e->inode &&
+            syscall(SYS_getsockopt, q, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
+            if (ti.tcpi_state == CW_TCP_CLOSE_WAIT)
+                set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now);
+            else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
+                set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
+        }
+        syscall(SYS_close, q);
+    }
+    return 1;
+}
+
 static void sample_states(uint32_t states)
 {
+    if (states == CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT) && sample_close_wait_per_socket())
+        return;
     struct kstates ks = {0};
     if (cw_sock_diag_dump(states, collect, &ks) != 0) {
         free(ks.v);
