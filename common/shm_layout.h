@@ -179,7 +179,7 @@ enum cw_close_how {
     CW_CLOSE_VANISHED, /* closed behind our back: found missing, or its number reused */
 };
 
-enum cw_call { CW_CALL_SOCKET = 1, CW_CALL_ACCEPT, CW_CALL_SOCKETPAIR, CW_CALL_DUP, CW_CALL_CLOSE };
+enum cw_call { CW_CALL_SOCKET = 1, CW_CALL_ACCEPT, CW_CALL_SOCKETPAIR, CW_CALL_DUP };
 
 struct cw_header {
     uint64_t magic;
