@@ -220,6 +220,7 @@ static int write_report(struct cli *c, struct cw_analysis *a, int pid, FILE *dfl
     struct cw_symbolizer *sym = cw_symbolizer_new();
     struct cw_suppressions sup = {0};
     char err[512];
+    cw_analysis_link_inherited(a);
     if (c->suppressions) {
         if (cw_suppressions_load(&sup, c->suppressions, err, sizeof err)) {
             fprintf(stderr, "closewatch: %s\n", err);
@@ -379,9 +380,11 @@ static void warn_if_unpreloadable(const char *cmd)
     if (resolve_command(cmd, path, sizeof path) || stat(path, &st))
         return;
     if (st.st_mode & (S_ISUID | S_ISGID)) {
-        fprintf(stderr, "closewatch: warning: %s is setuid/setgid: the dynamic loader ignores "
-                        "LD_PRELOAD for it, closewatch sees nothing of it (use `closewatch report "
-                        "PID` while it runs for the kernel's view)\n", path);
+        fprintf(stderr,
+                "closewatch: warning: %s is setuid/setgid: the dynamic loader ignores "
+                "LD_PRELOAD for it, closewatch sees nothing of it (use `closewatch report "
+                "PID` while it runs for the kernel's view)\n",
+                path);
         return;
     }
     FILE *f = fopen(path, "rb");
@@ -403,9 +406,11 @@ static void warn_if_unpreloadable(const char *cmd)
     }
     fclose(f);
     if (is_static)
-        fprintf(stderr, "closewatch: warning: %s is statically linked: LD_PRELOAD cannot load into "
-                        "it, so closewatch sees nothing of it (dynamically linked children are "
-                        "still traced; `closewatch report PID` gives the kernel's view)\n", path);
+        fprintf(stderr,
+                "closewatch: warning: %s is statically linked: LD_PRELOAD cannot load into "
+                "it, so closewatch sees nothing of it (dynamically linked children are "
+                "still traced; `closewatch report PID` gives the kernel's view)\n",
+                path);
 }
 
 static pid_t run_child;
@@ -539,7 +544,7 @@ static void print_watch(const struct cli *c, int pid)
             cw_format_addr(&f->local, local, sizeof local);
             cw_format_addr(&f->peer, peer, sizeof peer);
             struct cw_sym_frame fr[CW_FRAMES_MAX];
-            int nf = cw_stack_frames(sym, f->proc, f->open_stack, fr, CW_FRAMES_MAX);
+            int nf = cw_stack_frames(sym, cw_open_proc(f), f->open_stack, fr, CW_FRAMES_MAX);
             const struct cw_sym_frame *at = cw_first_source_frame(fr, nf);
             printf("  CLOSE_WAIT fd %d %s <-> %s %.1f s recv-q %u eof %s", f->fd, local, peer,
                    f->seconds_in_close_wait, f->recv_q, cw_eof_name(f->eof));

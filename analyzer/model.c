@@ -98,6 +98,7 @@ static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind,
     memset(f, 0, sizeof *f);
     f->kind = kind;
     f->proc = p;
+    f->open_proc = p;
     f->fd = -1;
     return f;
 }
@@ -728,6 +729,50 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
     return 0;
 }
 
+/* ---- inherited sockets ----------------------------------------------------- */
+
+/* The process that handed q its inherited sockets: its parent (fork) or
+ * its previous image (exec, same pid). */
+static int is_donor(const struct cw_process *d, const struct cw_process *q)
+{
+    if (!d->has_ring || d == q)
+        return 0;
+    if (d->pid == q->ppid)
+        return 1;
+    return d->pid == q->pid && d->ring.hdr.image_seq + 1 == q->ring.hdr.image_seq;
+}
+
+void cw_analysis_link_inherited(struct cw_analysis *a)
+{
+    for (int i = 0; i < a->nfindings; i++) {
+        struct cw_finding *f = &a->findings[i];
+        /* Follow the chain: a socket may have been handed down twice. */
+        for (int hops = 0; hops < 8 && f->origin == CW_ORIGIN_INHERITED && !f->open_stack &&
+                           f->inode && cw_open_proc(f)->has_ring;
+             hops++) {
+            const struct cw_process *q = cw_open_proc(f);
+            struct cw_process *donor = NULL;
+            struct cw_fd_entry e = {0};
+            for (int k = 0; k < a->nprocs && !donor; k++) {
+                struct cw_process *d = a->procs[k];
+                if (!is_donor(d, q))
+                    continue;
+                for (uint32_t fd = 0; fd < d->ring.hdr.fd_cap; fd++)
+                    if (cw_ring_fd(&d->ring, fd, &e) && e.sid && e.inode == f->inode) {
+                        donor = d;
+                        break;
+                    }
+            }
+            if (!donor)
+                break;
+            f->open_proc = donor;
+            f->open_stack = e.open_stack;
+            if (e.origin != CW_ORIGIN_INHERITED)
+                f->origin = e.origin; /* how it was really opened, by the donor */
+        }
+    }
+}
+
 /* ---- counting and grouping ------------------------------------------------ */
 
 void cw_analysis_count(struct cw_analysis *a)
@@ -750,23 +795,25 @@ static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
         return 0;
     uint32_t sx = x->kind == CW_K_DOUBLE_CLOSE ? x->close_stack : x->open_stack;
     uint32_t sy = y->kind == CW_K_DOUBLE_CLOSE ? y->close_stack : y->open_stack;
-    if (!sx || !sy || !x->proc->has_ring || !y->proc->has_ring)
+    const struct cw_process *qx = x->kind == CW_K_DOUBLE_CLOSE ? x->proc : cw_open_proc(x);
+    const struct cw_process *qy = y->kind == CW_K_DOUBLE_CLOSE ? y->proc : cw_open_proc(y);
+    if (!sx || !sy || !qx->has_ring || !qy->has_ring)
         return !sx && !sy && x->proc == y->proc;
-    if (x->proc == y->proc)
+    if (qx == qy)
         return sx == sy;
     uint64_t px[CW_MAX_DEPTH], py[CW_MAX_DEPTH];
-    int nx = cw_ring_stack(&x->proc->ring, sx, px, CW_MAX_DEPTH);
-    int ny = cw_ring_stack(&y->proc->ring, sy, py, CW_MAX_DEPTH);
+    int nx = cw_ring_stack(&qx->ring, sx, px, CW_MAX_DEPTH);
+    int ny = cw_ring_stack(&qy->ring, sy, py, CW_MAX_DEPTH);
     if (nx != ny)
         return 0;
     for (int i = 0; i < nx; i++) {
         const struct cw_module *mx = NULL, *my = NULL;
-        for (uint32_t j = 0; j < x->proc->nmodules && !mx; j++)
-            if (px[i] >= x->proc->modules[j].start && px[i] < x->proc->modules[j].end)
-                mx = &x->proc->modules[j];
-        for (uint32_t j = 0; j < y->proc->nmodules && !my; j++)
-            if (py[i] >= y->proc->modules[j].start && py[i] < y->proc->modules[j].end)
-                my = &y->proc->modules[j];
+        for (uint32_t j = 0; j < qx->nmodules && !mx; j++)
+            if (px[i] >= qx->modules[j].start && px[i] < qx->modules[j].end)
+                mx = &qx->modules[j];
+        for (uint32_t j = 0; j < qy->nmodules && !my; j++)
+            if (py[i] >= qy->modules[j].start && py[i] < qy->modules[j].end)
+                my = &qy->modules[j];
         if (!mx || !my) {
             if (px[i] != py[i])
                 return 0;

@@ -71,9 +71,12 @@ struct cw_finding {
     double seconds_in_close_wait;
     double age_seconds;                          /* open to end (or close) */
     uint32_t open_stack, eof_stack, close_stack; /* ids in proc's ring, 0 = none */
-    int err;                                     /* emfile: the errno; double_close: EBADF */
-    uint32_t sockets_open;                       /* emfile: tracked sockets open at the failure */
-    int suppressed;                              /* index+1 of the suppression that hid it */
+    /* The ring open_stack belongs to: proc, or for a socket inherited across
+     * fork or exec, the process (image) that opened it. */
+    struct cw_process *open_proc;
+    int err;               /* emfile: the errno; double_close: EBADF */
+    uint32_t sockets_open; /* emfile: tracked sockets open at the failure */
+    int suppressed;        /* index+1 of the suppression that hid it */
     struct cw_timeline_entry timeline[CW_TIMELINE_MAX];
     int ntimeline;
 };
@@ -113,6 +116,17 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
 /* Ring files in dir (pid 0: all of this user's); returns a malloc'd array. */
 int cw_find_rings(const char *dir, int pid, char ***paths);
 void cw_free_paths(char **paths, int n);
+
+/* The process whose ring holds f's open stack (hand-built findings may
+ * leave open_proc unset: then it is f's own). */
+static inline struct cw_process *cw_open_proc(const struct cw_finding *f)
+{
+    return f->open_proc ? f->open_proc : f->proc;
+}
+
+/* Gives sockets inherited across fork or exec the open stack recorded by the
+ * parent (or previous image) that opened them, when its ring was analyzed too. */
+void cw_analysis_link_inherited(struct cw_analysis *a);
 
 /* Counts unsuppressed findings per kind, after suppressions were applied. */
 void cw_analysis_count(struct cw_analysis *a);

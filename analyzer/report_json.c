@@ -69,7 +69,7 @@ static void finding_json(FILE *out, struct cw_report *r, const struct cw_finding
                 f->sockets_open);
     fprintf(out, ",\"suppressed\":%s", f->suppressed ? "true" : "false");
     fputs(",\"stacks\":{\"open\":", out);
-    frames_json(out, r, f->proc, f->open_stack);
+    frames_json(out, r, cw_open_proc(f), f->open_stack);
     fputs(",\"eof\":", out);
     frames_json(out, r, f->proc, f->eof_stack);
     fputs(",\"close\":", out);

@@ -306,15 +306,20 @@ static void group_stacks(FILE *out, struct cw_report *r, const struct cw_finding
         stack_block(out, r, p, f->open_stack, "At:");
         return;
     }
-    char label[80];
-    snprintf(label, sizeof label, "Opened (%s) at:", cw_origin_name((unsigned)f->origin));
+    char label[120];
+    if (cw_open_proc(f) != p)
+        snprintf(label, sizeof label,
+                 "Opened (%s) by pid %d and inherited, at:", cw_origin_name((unsigned)f->origin),
+                 cw_open_proc(f)->pid);
+    else
+        snprintf(label, sizeof label, "Opened (%s) at:", cw_origin_name((unsigned)f->origin));
     if (f->open_stack)
-        stack_block(out, r, p, f->open_stack, label);
+        stack_block(out, r, cw_open_proc(f), f->open_stack, label);
     else
         no_backtrace_note(out, f);
     if (f->eof_stack)
         stack_block(out, r, p, f->eof_stack,
-                    f->eof_how == CW_EOF_READ ? "EOF (read() returned 0) seen at:"
+                    f->eof_how == CW_EOF_READ ? "EOF (a read returned 0) seen at:"
                                               : "EOF (poll/epoll HUP) seen at:");
     if (f->close_stack)
         stack_block(out, r, p, f->close_stack, "Closed at:");

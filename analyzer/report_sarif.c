@@ -139,6 +139,13 @@ static uint32_t primary_stack(const struct cw_finding *f)
     return f->kind == CW_K_DOUBLE_CLOSE ? f->close_stack : f->open_stack;
 }
 
+/* The ring that stack belongs to (an inherited socket's open stack is the
+ * opener's). */
+static const struct cw_process *primary_proc(const struct cw_finding *f)
+{
+    return f->kind == CW_K_DOUBLE_CLOSE ? f->proc : cw_open_proc(f);
+}
+
 static void stack_json(FILE *out, const struct stack *s, const char *message)
 {
     fputs("{\"message\":{\"text\":", out);
@@ -254,18 +261,20 @@ static void primary_location(FILE *out, const struct cw_finding *f, const struct
 static void related_locations(FILE *out, struct cw_report *r, const struct cw_finding *f)
 {
     struct {
+        const struct cw_process *p;
         uint32_t id;
         const char *what;
     } sites[] = {
-        {f->eof_stack, "the peer's close (EOF) was seen here"},
-        {f->kind == CW_K_DOUBLE_CLOSE ? f->open_stack : f->close_stack,
+        {f->proc, f->eof_stack, "the peer's close (EOF) was seen here"},
+        {f->kind == CW_K_DOUBLE_CLOSE ? cw_open_proc(f) : f->proc,
+         f->kind == CW_K_DOUBLE_CLOSE ? f->open_stack : f->close_stack,
          f->kind == CW_K_DOUBLE_CLOSE ? "the socket was opened here"
                                       : "the socket was closed here"},
     };
     int written = 0;
     struct cw_sym_frame frames[CW_FRAMES_MAX];
     for (size_t i = 0; i < sizeof sites / sizeof *sites; i++) {
-        int n = cw_stack_frames(r->sym, f->proc, sites[i].id, frames, CW_FRAMES_MAX);
+        int n = cw_stack_frames(r->sym, sites[i].p, sites[i].id, frames, CW_FRAMES_MAX);
         const struct cw_sym_frame *at = cw_first_source_frame(frames, n);
         if (!at || (!at->file && !at->function && !at->module))
             continue;
@@ -317,7 +326,7 @@ static void result_json(FILE *out, struct cw_report *r, const struct cw_finding 
     struct stack *s = malloc(sizeof *s); /* frames are large: keep them off the stack */
     if (!s)
         abort(); /* the analyzer has no way on without memory */
-    s->n = cw_stack_frames(r->sym, f->proc, primary_stack(f), s->f, CW_FRAMES_MAX);
+    s->n = cw_stack_frames(r->sym, primary_proc(f), primary_stack(f), s->f, CW_FRAMES_MAX);
     fputs("{\"ruleId\":", out);
     cw_json_str(out, cw_kind_name(f->kind));
     fprintf(out, ",\"ruleIndex\":%d,\"level\":", (int)f->kind);

@@ -92,10 +92,15 @@ static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g
                 first->err == 23 ? "ENFILE" : "EMFILE", first->sockets_open);
         print_stack(out, r, p, first->open_stack, "");
     } else {
-        char label[80];
-        snprintf(label, sizeof label, "opened (%s) at:", cw_origin_name((unsigned)first->origin));
+        char label[120];
+        if (cw_open_proc(first) != p)
+            snprintf(label, sizeof label, "opened (%s) by pid %d and inherited, at:",
+                     cw_origin_name((unsigned)first->origin), cw_open_proc(first)->pid);
+        else
+            snprintf(label, sizeof label,
+                     "opened (%s) at:", cw_origin_name((unsigned)first->origin));
         if (first->open_stack)
-            print_stack(out, r, p, first->open_stack, label);
+            print_stack(out, r, cw_open_proc(first), first->open_stack, label);
         else if (first->origin == CW_ORIGIN_INHERITED)
             fprintf(out,
                     "  inherited from the parent process (pid %d): see its report for where "

@@ -179,8 +179,9 @@ void cw_suppressions_apply(struct cw_suppressions *s, struct cw_analysis *a,
             continue;
         /* A double close is told by where the second close() happened; a
          * leak by where the socket was opened or where its EOF was ignored. */
-        uint32_t id = f->kind == CW_K_DOUBLE_CLOSE ? f->close_stack : f->open_stack;
-        int n = cw_stack_frames(sym, f->proc, id, frames, CW_FRAMES_MAX);
+        int n = f->kind == CW_K_DOUBLE_CLOSE
+                    ? cw_stack_frames(sym, f->proc, f->close_stack, frames, CW_FRAMES_MAX)
+                    : cw_stack_frames(sym, cw_open_proc(f), f->open_stack, frames, CW_FRAMES_MAX);
         if (f->kind != CW_K_DOUBLE_CLOSE)
             n += cw_stack_frames(sym, f->proc, f->eof_stack, frames + n, CW_FRAMES_MAX);
         for (int r = 0; r < s->n; r++)

@@ -293,7 +293,13 @@ struct reconcile {
     uint8_t *seen;             /* bitmap of fds listed this pass */
     uint64_t *candidate_inode; /* per fd: unknown socket seen last pass */
     uint64_t *missing_sid;     /* per fd: tracked socket absent last pass */
+    uint64_t *since;           /* per fd: when that candidacy began */
 };
+
+/* A thread of an overloaded program can sit between the kernel call and its
+ * hook for a while: only a discrepancy seen on two passes AND this old is
+ * taken for one. */
+#define RECONCILE_CONFIRM_NS 500000000ull
 
 static struct reconcile rc;
 
@@ -310,10 +316,13 @@ static void reconcile_one(int fd, void *ctx)
     }
     uint64_t ino = socket_inode(fd);
     if (ino && rc.candidate_inode[fd] == ino) {
+        if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
+            return;
         rc.candidate_inode[fd] = 0;
         adopt(fd, CW_ORIGIN_UNTRACKED);
     } else {
         rc.candidate_inode[fd] = ino;
+        rc.since[fd] = cw_now();
     }
 }
 
@@ -324,7 +333,8 @@ static void reconcile(void)
         rc.seen = calloc(cap / 8 + 1, 1);
         rc.candidate_inode = calloc(cap, sizeof *rc.candidate_inode);
         rc.missing_sid = calloc(cap, sizeof *rc.missing_sid);
-        if (!rc.seen || !rc.candidate_inode || !rc.missing_sid)
+        rc.since = calloc(cap, sizeof *rc.since);
+        if (!rc.seen || !rc.candidate_inode || !rc.missing_sid || !rc.since)
             return;
     }
     int hwm = atomic_load(&cw.fd_hwm);
@@ -342,8 +352,11 @@ static void reconcile(void)
          * sid, one reconciliation later was closed behind our back. */
         if (rc.missing_sid[fd] != sid) {
             rc.missing_sid[fd] = sid;
+            rc.since[fd] = cw_now();
             continue;
         }
+        if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
+            continue;
         rc.missing_sid[fd] = 0;
         if (program_fd_gone(fd) &&
             atomic_compare_exchange_strong((_Atomic uint64_t *)&e->sid, &sid, sid & ~CW_SID_OPEN)) {
@@ -429,6 +442,7 @@ void cw_sampler_after_fork(void)
     rc.seen = NULL;  /* the parent's buffers, copied: leave them, start fresh */
     rc.candidate_inode = NULL;
     rc.missing_sid = NULL;
+    rc.since = NULL;
 }
 
 void cw_final_snapshot(void)

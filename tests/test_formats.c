@@ -950,7 +950,7 @@ Test(formats, markdown_fenced_block_per_stack)
     cw_analysis_count(&x.a);
     char *out = render(cw_report_markdown, &x.r);
     cr_expect(strstr(out, "Opened (accept) at:\n\n```\n#0  0x0000000000400000 in ??"), "%s", out);
-    cr_expect(strstr(out, "EOF (read() returned 0) seen at:\n\n```\n#0  0x0000000000401000"), "%s",
+    cr_expect(strstr(out, "EOF (a read returned 0) seen at:\n\n```\n#0  0x0000000000401000"), "%s",
               out);
     cr_expect(strstr(out, "Closed at:\n\n```\n#0  0x0000000000402000"), "%s", out);
     cr_expect(strstr(out, "#2  0x0000000000402020 in ??\n```\n"), "%s", out);

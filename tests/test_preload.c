@@ -408,9 +408,12 @@ Test(preload, threaded_server_under_concurrent_connects, .timeout = 30, .fini = 
 
     /*
      * Per accepted socket: exactly one close by the program's close() hook.
-     * A second close event of how "vanished" may precede it when the socket
-     * was seen gone before that hook recorded (the number reused by the next
-     * accept, or missing from /proc/self/fd); never a second hooked close.
+     * A second close event of how "vanished" may accompany it when the
+     * socket was seen gone before that hook recorded (the number reused by
+     * the next accept, or missing from /proc/self/fd). Events are written
+     * after the fd table is updated, without a lock, so that "vanished" may
+     * land before or after the hooked close in the ring (the analyzer keeps
+     * the hooked one either way); never a second hooked close.
      */
     uint8_t *opened = calloc(h->next_sid + 1, 1), *hooked = calloc(h->next_sid + 1, 1);
     uint8_t *vanished_first = calloc(h->next_sid + 1, 1);
@@ -430,8 +433,6 @@ Test(preload, threaded_server_under_concurrent_connects, .timeout = 30, .fini = 
         if (e->type != CW_EV_CLOSE || !opened[e->sid])
             continue;
         if (e->arg0 == CW_CLOSE_VANISHED) {
-            cr_assert_eq(hooked[e->sid], 0, "sid %llu declared vanished after its close()",
-                         (unsigned long long)e->sid);
             cr_assert_eq(vanished_first[e->sid], 0, "sid %llu vanished twice",
                          (unsigned long long)e->sid);
             vanished_first[e->sid] = 1;
