@@ -1024,6 +1024,10 @@ Test(e2e, forking_server_leak_is_the_childs, .timeout = 30)
     const struct jv *f = finding_of(doc, "close_wait");
     cr_assert_str_eq(jq_str(f, "eof"), "observed");
     cr_assert(stack_has(jq_get(f, "stacks.eof"), "serve_until_eof", "/e2e_server.c"));
+    /* The child inherited it: the open stack is the parent's accept. */
+    cr_assert_str_eq(jq_str(f, "origin"), "accept");
+    cr_assert(stack_has(jq_get(f, "stacks.open"), "accept_one", "/e2e_server.c"),
+              "the inherited socket has no open stack from the parent");
     jq_free(doc);
 }
 
