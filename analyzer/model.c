@@ -423,12 +423,19 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
 static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
                         const struct cw_kview *kv)
 {
+    /* Kernel sockets some tracked open socket accounts for. */
+    uint8_t *known = calloc((size_t)kv->n + 1, 1);
+    if (!known)
+        return;
     for (size_t i = 0; i < m->cap; i++) {
         struct sock *s = &m->v[i];
         if (!s->sid || s->closed || !s->inode)
             continue;
         const struct cw_ksock *k = cw_kview_find(kv, s->inode);
-        if (!k || !k->is_tcp)
+        if (!k)
+            continue;
+        known[k - kv->socks] = 1;
+        if (!k->is_tcp)
             continue;
         s->tcp_state = k->state;
         s->recv_q = k->recv_q;
@@ -438,16 +445,11 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
     /* Sockets the library never saw: CLOSE_WAIT ones are findings. */
     for (int i = 0; i < kv->n; i++) {
         const struct cw_ksock *k = &kv->socks[i];
-        if (!k->is_tcp || k->state != CW_TCP_CLOSE_WAIT)
-            continue;
-        int known = 0;
-        for (size_t j = 0; j < m->cap && !known; j++)
-            known = m->v[j].sid && !m->v[j].closed && m->v[j].inode == k->inode;
-        if (known)
+        if (!k->is_tcp || k->state != CW_TCP_CLOSE_WAIT || known[i])
             continue;
         struct cw_finding *f = add_finding(a, CW_K_UNTRACKED, p);
         if (!f)
-            return;
+            break;
         f->fd = k->fd;
         f->inode = k->inode;
         f->family = k->local.family;
@@ -459,6 +461,7 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
         f->recv_q = k->recv_q;
         f->eof = CW_EOF_UNKNOWN;
     }
+    free(known);
 }
 
 struct sid_index {
@@ -757,6 +760,12 @@ void cw_analysis_link_inherited(struct cw_analysis *a)
                 struct cw_process *d = a->procs[k];
                 if (!is_donor(d, q))
                     continue;
+                /* fork and exec keep fd numbers: look there first. */
+                if (f->fd >= 0 && cw_ring_fd(&d->ring, (uint32_t)f->fd, &e) && e.sid &&
+                    e.inode == f->inode) {
+                    donor = d;
+                    break;
+                }
                 for (uint32_t fd = 0; fd < d->ring.hdr.fd_cap; fd++)
                     if (cw_ring_fd(&d->ring, fd, &e) && e.sid && e.inode == f->inode) {
                         donor = d;

@@ -122,7 +122,6 @@ __attribute__((destructor)) static void cw_dtor(void)
         return;
     int saved = errno;
     cw_nesting++;
-    cw_modules_refresh();
     cw_final_snapshot();
     cw_shm_mark_exit();
     /* A process that never touched a socket (the shells and compilers of a

@@ -390,10 +390,8 @@ static void *sampler_main(void *arg)
         /* Reconcile first: a socket adopted now gets its state in this
          * round, not a whole period later (a Go program that exits in
          * between would take its CLOSE_WAIT sockets out of the report). */
-        if (round % reconcile_every == 0) {
+        if (round % reconcile_every == 0)
             reconcile();
-            cw_modules_refresh();
-        }
         /* sock_diag walks every TCP socket of the host, TIME_WAIT ones
          * included: on a busy host one query takes tens of ms. Stretch the
          * period so sampling never costs the program more than ~2% of a core. */

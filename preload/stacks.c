@@ -9,9 +9,9 @@
  * release store of `ready`.
  *
  * The module map (path, address range, build-id) lets the analyzer
- * symbolize after the process is gone. It is append-only and refreshed at
- * start, after fork, by the sampler and at exit, so libraries loaded later
- * are covered too.
+ * symbolize after the process is gone. It is append-only, filled at start
+ * and after fork, and refreshed before any stack is recorded whenever
+ * glibc's load/unload counters moved, so later dlopens are covered.
  */
 #define UNW_LOCAL_ONLY
 #include "cw.h"
@@ -284,11 +284,6 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *self_base)
     return 0;
 }
 
-static int add_module_cb(struct dl_phdr_info *info, size_t size, void *self_base)
-{
-    return add_module(info, size, self_base);
-}
-
 void cw_modules_refresh(void)
 {
     static _Atomic int busy;
@@ -302,6 +297,6 @@ void cw_modules_refresh(void)
     dl_iterate_phdr(read_load_counts, c);
     atomic_store_explicit(&modules_seen_adds, c[0], memory_order_relaxed);
     atomic_store_explicit(&modules_seen_subs, c[1], memory_order_relaxed);
-    dl_iterate_phdr(add_module_cb, self_base);
+    dl_iterate_phdr(add_module, self_base);
     atomic_store(&busy, 0);
 }

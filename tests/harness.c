@@ -61,7 +61,7 @@ void h_rmdir(const char *dir)
     rmdir(dir);
 }
 
-static uint64_t now_ms(void)
+uint64_t h_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -101,13 +101,13 @@ struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const 
 
 int h_wait(struct h_proc *p, int timeout_ms)
 {
-    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     int status;
     for (;;) {
         pid_t r = waitpid(p->pid, &status, WNOHANG);
         if (r == p->pid)
             break;
-        if (now_ms() > end) {
+        if (h_now_ms() > end) {
             kill(p->pid, SIGKILL);
             waitpid(p->pid, &status, 0);
             status = -1;
@@ -125,10 +125,10 @@ int h_wait(struct h_proc *p, int timeout_ms)
 int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms)
 {
     size_t n = 0;
-    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     while (n + 1 < len) {
         struct pollfd pfd = {.fd = p->out_fd, .events = POLLIN};
-        int left = (int)(end - now_ms());
+        int left = (int)(end - h_now_ms());
         if (left <= 0 || poll(&pfd, 1, left) <= 0)
             return 0;
         char c;
@@ -144,9 +144,9 @@ int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms)
 
 int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms)
 {
-    uint64_t end = now_ms() + (uint64_t)timeout_ms;
+    uint64_t end = h_now_ms() + (uint64_t)timeout_ms;
     while (!cond(arg)) {
-        if (now_ms() > end)
+        if (h_now_ms() > end)
             return 0;
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
@@ -210,4 +210,28 @@ int h_connect(int port)
                             .sin_port = htons((uint16_t)port)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&a, sizeof a), 0, "connect: %s", strerror(errno));
     return fd;
+}
+
+char *h_slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    size_t cap = 4096, n = 0, got;
+    char *b = malloc(cap);
+    while (b && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (n + 1 == cap) {
+            char *nb = realloc(b, cap *= 2);
+            if (!nb)
+                free(b);
+            b = nb;
+        }
+    }
+    fclose(f);
+    if (b)
+        b[n] = 0;
+    if (len)
+        *len = n;
+    return b;
 }

@@ -7,6 +7,7 @@
 #define CW_TEST_HARNESS_H
 
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "../common/shm_reader.h"
@@ -36,6 +37,11 @@ struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const 
 int h_wait(struct h_proc *p, int timeout_ms);
 /* Reads one line from the child's stdout (without '\n'); 0 on EOF/timeout. */
 int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms);
+
+/* CLOCK_MONOTONIC in ms, for deadlines. */
+uint64_t h_now_ms(void);
+/* A whole file, NUL-terminated (length in *len if len); NULL if unreadable. */
+char *h_slurp(const char *path, size_t *len);
 
 /* Polls cond(arg) every millisecond until it holds or timeout_ms passes. */
 int h_wait_for(int (*cond)(void *), void *arg, int timeout_ms);

@@ -41,13 +41,6 @@ struct run {
     pid_t pid;
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /*
  * Runs the fixture to completion, capturing stdout. With ring_dir set it runs
  * under the preload, recording into ring_dir, with the given sample period.
@@ -88,10 +81,10 @@ static void run_matrix(struct run *r, const char *ring_dir, const char *sample_m
     r->out = malloc(cap);
     r->len = 0;
     r->pid = pid;
-    uint64_t end = now_ms() + RUN_TIMEOUT_MS;
+    uint64_t end = h_now_ms() + RUN_TIMEOUT_MS;
     int timed_out = 0;
     for (;;) {
-        int left = (int)(end - now_ms());
+        int left = (int)(end - h_now_ms());
         struct pollfd p = {.fd = pfd[0], .events = POLLIN};
         if (left <= 0 || poll(&p, 1, left) == 0) {
             timed_out = 1;

@@ -43,39 +43,6 @@ static int e2e_cmd_timeout_ms = CMD_TIMEOUT_MS;
 
 /* ---- small utilities ------------------------------------------------------ */
 
-static uint64_t e2e_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
-/* Whole file, NUL-terminated; NULL if it cannot be read. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *b = malloc(cap);
-    size_t got;
-    while (b && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb)
-                free(b);
-            b = nb;
-        }
-    }
-    fclose(f);
-    if (b)
-        b[n] = 0;
-    if (len)
-        *len = n;
-    return b;
-}
-
 static void spit(const char *path, const void *data, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -247,13 +214,13 @@ static struct cmd run_argv(const char *dir, char *const argv[], char *const env[
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    uint64_t end = e2e_now_ms() + (uint64_t)e2e_cmd_timeout_ms;
+    uint64_t end = h_now_ms() + (uint64_t)e2e_cmd_timeout_ms;
     struct cmd c = {0};
     for (;;) {
         pid_t r = waitpid(pid, &c.status, WNOHANG);
         if (r == pid)
             break;
-        if (e2e_now_ms() > end) {
+        if (h_now_ms() > end) {
             stop(pid);
             cr_assert_fail("%s %s %s hung: no exit in %d ms", argv[0], argv[1] ? argv[1] : "",
                            argv[1] && argv[2] ? argv[2] : "", e2e_cmd_timeout_ms);
@@ -261,8 +228,8 @@ static struct cmd run_argv(const char *dir, char *const argv[], char *const env[
         struct timespec ts = {0, 1000000};
         nanosleep(&ts, NULL);
     }
-    c.out = slurp(out, NULL);
-    c.err = slurp(err, NULL);
+    c.out = h_slurp(out, NULL);
+    c.err = h_slurp(err, NULL);
     cr_assert(c.out && c.err);
     unlink(out);
     unlink(err);
@@ -323,9 +290,9 @@ static struct h_proc spawn_bg(char *const argv[], char *const env[], int preload
 static const char *expect_line(struct h_proc *p, const char *prefix)
 {
     static char line[512];
-    uint64_t end = e2e_now_ms() + COND_TIMEOUT_MS;
-    while (e2e_now_ms() < end) {
-        cr_assert(h_read_line(p, line, sizeof line, (int)(end - e2e_now_ms())),
+    uint64_t end = h_now_ms() + COND_TIMEOUT_MS;
+    while (h_now_ms() < end) {
+        cr_assert(h_read_line(p, line, sizeof line, (int)(end - h_now_ms())),
                   "no line starting with '%s' from pid %d", prefix, (int)p->pid);
         if (!strncmp(line, prefix, strlen(prefix)))
             return line + strlen(prefix);
@@ -390,7 +357,7 @@ static struct jv *parse_or_fail(const char *text, const char *what)
 
 static struct jv *parse_file(const char *path)
 {
-    char *text = slurp(path, NULL);
+    char *text = h_slurp(path, NULL);
     cr_assert_not_null(text, "%s: %s", path, strerror(errno));
     struct jv *v = parse_or_fail(text, path);
     free(text);
@@ -473,7 +440,7 @@ static struct jv *poll_live_report(const char *dir, int pid, int want)
     char pidarg[16], dirarg[1024];
     snprintf(pidarg, sizeof pidarg, "%d", pid);
     snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
-    uint64_t end = e2e_now_ms() + COND_TIMEOUT_MS;
+    uint64_t end = h_now_ms() + COND_TIMEOUT_MS;
     for (;;) {
         struct cmd c = CW(dir, "report", "--format=json", "--grace=0", dirarg, pidarg);
         int code = exit_code(&c);
@@ -483,7 +450,7 @@ static struct jv *poll_live_report(const char *dir, int pid, int want)
         if (jq_len(doc, "findings") >= want)
             return doc;
         jq_free(doc);
-        cr_assert(e2e_now_ms() < end, "pid %d: no finding in the live report in time", pid);
+        cr_assert(h_now_ms() < end, "pid %d: no finding in the live report in time", pid);
         /* Between polls of a condition, not a synchronisation sleep. */
         struct timespec ts = {0, 20 * 1000000};
         nanosleep(&ts, NULL);
@@ -1220,7 +1187,7 @@ Test(e2e, usage_and_input_errors_exit_2, .timeout = 30)
     cmd_free(&c);
 
     /* pid_max itself is never handed out. */
-    char *pm = slurp("/proc/sys/kernel/pid_max", NULL);
+    char *pm = h_slurp("/proc/sys/kernel/pid_max", NULL);
     cr_assert_not_null(pm);
     char pidarg[32];
     snprintf(pidarg, sizeof pidarg, "%ld", atol(pm));
@@ -1242,7 +1209,7 @@ static void corrupt_copy(const char *from, const char *to, size_t keep, size_t o
                          const void *patch, size_t plen)
 {
     size_t len;
-    char *data = slurp(from, &len);
+    char *data = h_slurp(from, &len);
     cr_assert_not_null(data);
     if (keep && keep < len)
         len = keep;
@@ -1552,7 +1519,7 @@ Test(e2e, run_keeps_rings_only_when_needed, .timeout = 30)
     char report[1024], mark[64];
     snprintf(report, sizeof report, "%s/run-%d.txt", dir, pid);
     snprintf(mark, sizeof mark, "process: pid %d ", pid);
-    char *text = slurp(report, NULL);
+    char *text = h_slurp(report, NULL);
     cr_assert_not_null(strstr(text, mark), "%s is not the report of pid %d:\n%s", report, pid,
                        text);
     free(text);

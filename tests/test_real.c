@@ -50,13 +50,6 @@
 
 /* ---- small utilities ------------------------------------------------------ */
 
-static uint64_t rl_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void rl_pause_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -87,33 +80,11 @@ static const char *repo_path(const char *rel)
     return b;
 }
 
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0, got;
-    char *b = malloc(cap);
-    while (b && (got = fread(b + n, 1, cap - n - 1, f)) > 0) {
-        n += got;
-        if (n + 1 == cap) {
-            char *nb = realloc(b, cap *= 2);
-            if (!nb)
-                free(b);
-            b = nb;
-        }
-    }
-    fclose(f);
-    if (b)
-        b[n] = 0;
-    return b;
-}
-
 /* The end of a file (its last 3000 bytes), for failure messages. */
 static const char *tail_of(const char *path)
 {
     static char buf[3000];
-    char *all = slurp(path);
+    char *all = h_slurp(path, NULL);
     size_t n = all ? strlen(all) : 0;
     snprintf(buf, sizeof buf, "%s",
              all ? all + (n > sizeof buf - 1 ? n - (sizeof buf - 1) : 0) : "");
@@ -214,12 +185,12 @@ static int run_cmd(const char *dir, char *const argv[], char *const env[], char 
         fprintf(stderr, "exec %s: %s\n", argv[0], strerror(errno));
         _exit(127);
     }
-    uint64_t end = rl_now_ms() + CMD_MS;
+    uint64_t end = h_now_ms() + CMD_MS;
     int status;
     for (;;) {
         if (waitpid(pid, &status, WNOHANG) == pid)
             break;
-        if (rl_now_ms() > end) {
+        if (h_now_ms() > end) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             cr_assert_fail("%s did not finish in %d ms; stderr:\n%s", argv[0], CMD_MS,
@@ -228,7 +199,7 @@ static int run_cmd(const char *dir, char *const argv[], char *const env[], char 
         rl_pause_ms(5);
     }
     if (out)
-        *out = slurp(out_path);
+        *out = h_slurp(out_path, NULL);
     unlink(out_path);
     cr_assert(WIFEXITED(status), "%s killed by signal %d; stderr:\n%s", argv[0],
               WIFSIGNALED(status) ? WTERMSIG(status) : 0, tail_of(err_path));
@@ -346,9 +317,9 @@ static const char *prog_expect(struct prog *g, const char *prefix)
     }
     cr_assert(!g->rest, "no '%s' line in the program's output; stderr:\n%s", prefix,
               tail_of(g->errlog));
-    uint64_t end = rl_now_ms() + COND_MS;
+    uint64_t end = h_now_ms() + COND_MS;
     for (;;) {
-        int left = (int)(end - rl_now_ms());
+        int left = (int)(end - h_now_ms());
         cr_assert(left > 0 && h_read_line(&g->p, line, sizeof line, left),
                   "no '%s' line from the program within %d ms; stderr:\n%s", prefix, COND_MS,
                   tail_of(g->errlog));
@@ -376,9 +347,9 @@ static int prog_wait(struct prog *g)
     size_t cap = 4096, n = 0;
     g->rest = malloc(cap);
     cr_assert_not_null(g->rest);
-    uint64_t end = rl_now_ms() + CMD_MS;
+    uint64_t end = h_now_ms() + CMD_MS;
     for (;;) {
-        int left = (int)(end - rl_now_ms());
+        int left = (int)(end - h_now_ms());
         if (left <= 0 || !wait_fd(g->p.out_fd, POLLIN, left))
             break;
         if (n + 1 == cap) {
@@ -459,7 +430,7 @@ static struct jv *parse_report(const char *text, const char *what)
 
 static struct jv *final_report(struct prog *g)
 {
-    char *text = slurp(g->report);
+    char *text = h_slurp(g->report, NULL);
     cr_assert_not_null(text, "closewatch run wrote no report; stderr:\n%s", tail_of(g->errlog));
     struct jv *doc = parse_report(text, "the final report");
     free(text);
@@ -604,14 +575,14 @@ static void expect_clean(const struct jv *doc, const char *what)
 /* Polls live reports until one has want findings of kind. */
 static struct jv *wait_live(struct prog *g, const char *kind, int want)
 {
-    uint64_t end = rl_now_ms() + COND_MS;
+    uint64_t end = h_now_ms() + COND_MS;
     for (;;) {
         struct jv *doc = live_report(g);
         int have = n_kind(doc, kind);
         if (have >= want)
             return doc;
         jq_free(doc);
-        cr_assert(rl_now_ms() < end,
+        cr_assert(h_now_ms() < end,
                   "the live report did not show %d %s findings within %d ms "
                   "(last: %d); stderr:\n%s",
                   want, kind, COND_MS, have, tail_of(g->errlog));
@@ -1242,10 +1213,10 @@ Test(real, nginx_master_and_workers_clean_under_wrk, .timeout = 120)
               port, tail_of(errlog));
     /* The master listens before it forks: connections queue in the backlog
      * before any worker (and its ring) exists. */
-    uint64_t end = rl_now_ms() + COND_MS;
+    uint64_t end = h_now_ms() + COND_MS;
     int pids[8];
     while (prog_pids(&g, pids, 8) < 3) {
-        cr_assert(rl_now_ms() < end, "nginx's workers did not start; log:\n%s", tail_of(errlog));
+        cr_assert(h_now_ms() < end, "nginx's workers did not start; log:\n%s", tail_of(errlog));
         rl_pause_ms(10);
     }
 
@@ -1269,7 +1240,7 @@ Test(real, nginx_master_and_workers_clean_under_wrk, .timeout = 120)
     cr_assert_eq(procs, 3, "expected the master and 2 workers, saw %d processes", procs);
     int st = h_wait(&wp, CMD_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "wrk failed:\n%s", tail_of(wout));
-    char *wtext = slurp(wout);
+    char *wtext = h_slurp(wout, NULL);
     cr_assert(wtext && strstr(wtext, "requests in"), "wrk output:\n%s", wtext);
     cr_assert(!strstr(wtext, "Non-2xx"), "wrk output:\n%s", wtext);
     live_clean(&g, "nginx after load");
@@ -1277,7 +1248,7 @@ Test(real, nginx_master_and_workers_clean_under_wrk, .timeout = 120)
     /* Graceful stop of the master, as `nginx -s quit` does. */
     char pidfile[600];
     snprintf(pidfile, sizeof pidfile, "%s/nginx.pid", tmp);
-    char *pidtext = slurp(pidfile);
+    char *pidtext = h_slurp(pidfile, NULL);
     cr_assert_not_null(pidtext);
     cr_assert_eq(kill(atoi(pidtext), SIGQUIT), 0);
     free(pidtext);
@@ -1339,7 +1310,7 @@ Test(real, redis_clean_under_benchmark, .timeout = 120)
     int st = h_wait(&bp, CMD_MS);
     cr_assert(st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "redis-benchmark failed:\n%s",
               tail_of(bout));
-    char *btext = slurp(bout);
+    char *btext = h_slurp(bout, NULL);
     cr_assert(btext && strstr(btext, "\"SET\""), "redis-benchmark output:\n%s", btext);
     free(btext);
     live_clean(&g, "redis after load");
