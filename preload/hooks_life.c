@@ -231,8 +231,7 @@ CW_EXPORT long syscall(long nr, ...)
 
     switch (nr) {
     case SYS_close:
-        if (cw_close_matters((int)a[0], sid, (int)r))
-            cw_on_close((int)a[0], sid, CW_CLOSE_SYSCALL, (int)r, r < 0 ? errno : 0, -1);
+        after_close((int)a[0], sid, CW_CLOSE_SYSCALL, (int)r);
         break;
     case SYS_close_range:
         after_close_range((unsigned)a[0], (unsigned)a[1], (int)a[2], (int)r);
