@@ -143,6 +143,9 @@ CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_modules_refresh(void);
 
 CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);
+/* A socket found in /proc/self/fd (inherited, untracked); called from our
+ * own contexts (constructor, fork handler, sampler), never from a hook. */
+CW_HIDDEN void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode);
 CW_HIDDEN void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other);
 
 /* The sid word of fd before a call that may close it, 0 if untracked. */

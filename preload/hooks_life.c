@@ -230,9 +230,7 @@ CW_EXPORT long syscall(long nr, ...)
     long r = REAL(sys)(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
 
     switch (nr) {
-    case SYS_close:
-        after_close((int)a[0], sid, CW_CLOSE_SYSCALL, (int)r);
-        break;
+    case SYS_close: after_close((int)a[0], sid, CW_CLOSE_SYSCALL, (int)r); break;
     case SYS_close_range:
         after_close_range((unsigned)a[0], (unsigned)a[1], (int)a[2], (int)r);
         break;

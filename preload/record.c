@@ -125,8 +125,9 @@ static int retire(struct cw_fd_entry *e, uint64_t open_sid)
     return 1;
 }
 
+/* inode 0: ask fstat (fd is valid in this thread's fd table). */
 static void record_open(int fd, int origin, int family, int type, int protocol, int src_fd,
-                        uint32_t stack)
+                        uint32_t stack, uint64_t inode)
 {
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e) {
@@ -150,7 +151,7 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
     e->origin = (uint8_t)origin;
     e->tcp_state = 0;
     e->protocol = (uint16_t)protocol;
-    e->inode = fd_inode(fd);
+    e->inode = inode ? inode : fd_inode(fd);
     memset(&e->local, 0, sizeof e->local);
     memset(&e->peer, 0, sizeof e->peer);
     e->open_ns = now;
@@ -185,17 +186,25 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
      * SOCK_CLOEXEC (02000000) (libuv, nginx, Go's netpoll all pass them):
      * keep only the type, the kernel's SOCK_TYPE_MASK, or a non-blocking
      * TCP socket would not count as SOCK_STREAM anywhere. */
-    /* A socket adopted from /proc/self/fd (inherited, untracked) was opened
-     * by code we never saw: the stack here is the constructor's or the
-     * sampler thread's, which would be reported as where it was opened. */
-    int adopted = origin == CW_ORIGIN_INHERITED || origin == CW_ORIGIN_UNTRACKED;
-    record_open(fd, origin, family, type & 0xf, protocol, src_fd, adopted ? 0 : cw_stack());
+    record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack(), 0);
     errno = saved;
     /* The sampler looks for TCP CLOSE_WAIT: a program that only ever uses
      * unix or UDP sockets stays without our thread (and single-threaded). */
     if ((family == AF_INET || family == AF_INET6) && (type & 0xf) == SOCK_STREAM)
         cw_sampler_start();
     cw_leave();
+}
+
+void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode)
+{
+    /* Opened by code we never saw: no stack (ours would be the constructor's
+     * or the sampler's), and the inode comes from the caller, whose fd
+     * table may not be the program's (the sampler's is private). */
+    int saved = errno;
+    record_open(fd, origin, family, type & 0xf, 0, -1, 0, inode);
+    errno = saved;
+    if ((family == AF_INET || family == AF_INET6) && (type & 0xf) == SOCK_STREAM)
+        cw_sampler_start();
 }
 
 void cw_on_accept(int lfd, int fd)
@@ -212,7 +221,7 @@ void cw_on_accept(int lfd, int fd)
         socklen_t sl = sizeof family;
         syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &sl);
     }
-    record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack());
+    record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack(), 0);
     struct cw_fd_entry *e = cw_fd(fd);
     if (e) {
         /* Not from the caller's buffer: after accept, *len is the address's

@@ -237,15 +237,10 @@ static void adopt(int fd, int origin)
         syscall(SYS_getsockopt, q, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
         syscall(SYS_fstat, q, &st) != 0)
         goto out;
-    int nesting = cw_nesting; /* cw_on_open enters on its own */
-    cw_nesting = 0;
-    cw_on_open(fd, origin, family, type, 0, -1);
-    cw_nesting = nesting;
+    cw_on_adopt(fd, origin, family, type, (uint64_t)st.st_ino);
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e)
         goto out;
-    e->inode = (uint64_t)st.st_ino; /* cw_on_open's fstat(fd) asked our own table */
-    e->open_stack = 0;              /* the sampler's stack says nothing about this socket */
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
     if (syscall(SYS_getsockname, q, &ss, &len) == 0)
