@@ -133,7 +133,7 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen)
         /* Only with sockets: a process without any has no array, and
          * qsort(NULL, 0, ...) is undefined (UBSan stops the report). */
         qsort(out->socks, (size_t)out->n, sizeof *out->socks, by_inode);
-        int r = cw_sock_diag_dump(CW_TCP_ALL_STATES, join_diag, out);
+        int r = cw_sock_diag_dump(CW_TCP_OWNED_STATES, join_diag, out);
         if (r != 0) {
             snprintf(err, errlen, "pid %d: sock_diag failed: %s", pid, strerror(-r));
             cw_kview_free(out);

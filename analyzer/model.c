@@ -283,8 +283,6 @@ static int is_tcp(const struct sock *s)
     return (s->family == AF_INET || s->family == AF_INET6) && s->type == SOCK_STREAM;
 }
 
-#define CW_PROMPT_CLOSE_NS 10000000ull /* 10 ms */
-
 static double secs(uint64_t from, uint64_t to)
 {
     return to > from ? (double)(to - from) / 1e9 : 0.0;

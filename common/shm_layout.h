@@ -61,6 +61,11 @@ enum cw_fd_flag {
  * of the same fd number by another thread cannot close the newcomer. */
 #define CW_SID_OPEN ((uint64_t)1 << 63)
 
+/* A close within this long of the peer's FIN is prompt, never a finding
+ * (late_close). The recorder takes a close's backtrace only when the close
+ * is later than this, the one case a report shows it. */
+#define CW_PROMPT_CLOSE_NS 10000000ull /* 10 ms */
+
 /* Kernel TCP states as in include/net/tcp_states.h. */
 enum cw_tcp_state {
     CW_TCP_UNKNOWN = 0,

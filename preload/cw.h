@@ -109,10 +109,11 @@ CW_HIDDEN extern struct cw_state cw;
 /*
  * Nesting guard. Every record path enters through cw_enter(); it fails when
  * we are already inside the library on this thread (libunwind's own calls,
- * a signal handler interrupting a record), before init, or in a vfork child.
+ * a signal handler interrupting a record), before init, or, for the calls
+ * that change the fd table (may_be_vfork_child), in a vfork child.
  */
 CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
-CW_HIDDEN int cw_enter(void);
+CW_HIDDEN int cw_enter(int may_be_vfork_child);
 static inline void cw_leave(void)
 {
     cw_nesting--;
@@ -167,7 +168,8 @@ CW_HIDDEN void cw_on_dup(int oldfd, int newfd, uint64_t newfd_sid_before);
 CW_HIDDEN void cw_on_eof(int fd, int how);
 CW_HIDDEN void cw_on_open_failed(int call, int err);
 CW_HIDDEN void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err);
-CW_HIDDEN void cw_on_accept(int lfd, int fd);
+/* peer: the address accept() returned (peer_len bytes), NULL to ask the kernel. */
+CW_HIDDEN void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_len);
 CW_HIDDEN void cw_on_shutdown(int fd, int how, int ret);
 CW_HIDDEN void cw_on_listen(int fd);
 CW_HIDDEN void cw_on_scm_rights(const struct msghdr *msg);

@@ -55,30 +55,40 @@ CW_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
 }
 
 /*
- * The caller's address buffer is not handed on: after accept, *len is the
- * peer address's full length, which exceeds the buffer whenever the caller
- * passed a short one (the kernel truncates), so parsing *len bytes of it
- * reads past the caller's memory. cw_on_accept asks getpeername instead.
+ * The peer's address comes with accept for free: from the caller's buffer
+ * when the kernel did not truncate it (after accept, *len is the address's
+ * full length, which may exceed what the caller passed), from a buffer of
+ * ours when the caller passed none (the kernel then writes nothing the
+ * caller can see), else from getpeername.
  */
-static void after_accept(int lfd, int r)
+static void after_accept(int lfd, int r, const struct sockaddr *addr, socklen_t given,
+                         const socklen_t *len)
 {
     if (r >= 0)
-        cw_on_accept(lfd, r);
+        cw_on_accept(lfd, r, addr && len && *len <= given ? addr : NULL, len ? *len : 0);
     else
         cw_on_open_failed(CW_CALL_ACCEPT, errno);
 }
 
 CW_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    int r = REAL(accept)(fd, addr, len);
-    after_accept(fd, r);
+    struct sockaddr_storage own;
+    socklen_t own_len = sizeof own, given = addr && len ? *len : sizeof own;
+    socklen_t *l = addr ? len : &own_len;
+    struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
+    int r = REAL(accept)(fd, a, l);
+    after_accept(fd, r, a, given, l);
     return r;
 }
 
 CW_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    int r = REAL(accept4)(fd, addr, len, flags);
-    after_accept(fd, r);
+    struct sockaddr_storage own;
+    socklen_t own_len = sizeof own, given = addr && len ? *len : sizeof own;
+    socklen_t *l = addr ? len : &own_len;
+    struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
+    int r = REAL(accept4)(fd, a, l, flags);
+    after_accept(fd, r, a, given, l);
     return r;
 }
 
@@ -239,7 +249,7 @@ CW_EXPORT long syscall(long nr, ...)
         after_socketpair((int)r, (int)a[0], (int)a[1], (int)a[2], (int *)a[3]);
         break;
     case SYS_accept:
-    case SYS_accept4: after_accept((int)a[0], (int)r); break;
+    case SYS_accept4: after_accept((int)a[0], (int)r, NULL, 0, NULL); break;
     case SYS_connect:
         cw_on_connect((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2], (int)r,
                       r == 0 ? 0 : errno);

@@ -28,7 +28,7 @@ uint64_t cw_now(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int cw_enter(void)
+int cw_enter(int may_be_vfork_child)
 {
     if (cw_nesting) {
         /* A signal handler interrupted a record on this thread, or we are
@@ -39,9 +39,11 @@ int cw_enter(void)
     }
     if (!cw.hdr)
         return 0;
-    /* A vfork child shares our memory and thread: record nothing for it. The
-     * same check covers a fork child before our atfork handler ran. */
-    if ((pid_t)syscall(SYS_getpid) != cw.pid)
+    /* A vfork child shares our memory and thread but has its own copy of the
+     * fd table: its close/dup2/close_range (Python's subprocess, shells)
+     * before exec are not ours. POSIX allows it nothing else, so only those
+     * calls pay for the getpid (one system call, ~90 ns here). */
+    if (may_be_vfork_child && (pid_t)syscall(SYS_getpid) != cw.pid)
         return 0;
     cw_nesting++;
     return 1;

@@ -3,7 +3,7 @@
  *
  * The fd table is the truth about what is open now; the ring is history.
  * Every entry point here is called after the real function returned, runs
- * under cw_enter() (so nested and signal-interrupted calls pass through),
+ * under cw_enter (so nested and signal-interrupted calls pass through),
  * and saves and restores errno around its own system calls.
  */
 #include "cw.h"
@@ -179,7 +179,7 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
 
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
 {
-    if (!cw_enter())
+    if (!cw_enter(origin == CW_ORIGIN_DUP))
         return;
     int saved = errno;
     /* socket() and socketpair() types carry SOCK_NONBLOCK (04000) and
@@ -207,14 +207,25 @@ void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode)
         cw_sampler_start();
 }
 
-void cw_on_accept(int lfd, int fd)
+/* Whether a is a wildcard address (INADDR_ANY, in6addr_any). */
+static int addr_is_any(const struct cw_addr *a)
 {
-    if (!cw_enter())
+    size_t n = a->family == AF_INET ? 4 : 16;
+    for (size_t i = 0; i < n; i++)
+        if (a->bytes[i])
+            return 0;
+    return 1;
+}
+
+void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_len)
+{
+    if (!cw_enter(0))
         return;
     int saved = errno;
     struct cw_fd_entry *l = cw_fd(lfd);
     int family = 0, type = SOCK_STREAM;
-    if (l && (l->sid & CW_SID_OPEN)) {
+    int listener_known = l && (l->sid & CW_SID_OPEN);
+    if (listener_known) {
         family = l->family;
         type = l->type;
     } else {
@@ -224,10 +235,17 @@ void cw_on_accept(int lfd, int fd)
     record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack(), 0);
     struct cw_fd_entry *e = cw_fd(fd);
     if (e) {
-        /* Not from the caller's buffer: after accept, *len is the address's
-         * full size, which may exceed the buffer the caller passed. */
-        fill_addr(fd, &e->local, SYS_getsockname);
-        fill_addr(fd, &e->peer, SYS_getpeername);
+        /* The local address is the listener's unless it listens on a
+         * wildcard (or we never saw it bound): only then ask the kernel. */
+        if (listener_known && (l->local.family == AF_INET || l->local.family == AF_INET6) &&
+            !addr_is_any(&l->local))
+            e->local = l->local;
+        else
+            fill_addr(fd, &e->local, SYS_getsockname);
+        if (peer)
+            cw_addr_from_sockaddr(&e->peer, peer, peer_len);
+        else
+            fill_addr(fd, &e->peer, SYS_getpeername);
     }
     errno = saved;
     if (family == AF_INET || family == AF_INET6)
@@ -238,7 +256,7 @@ void cw_on_accept(int lfd, int fd)
 void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err)
 {
     struct cw_fd_entry *e = cw_fd(fd);
-    if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter())
+    if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter(0))
         return;
     int saved = errno;
     if (ret == 0 || err == EINPROGRESS || err == EAGAIN) {
@@ -264,28 +282,40 @@ void cw_on_listen(int fd)
 
 void cw_on_open_failed(int call, int err)
 {
-    if ((err != EMFILE && err != ENFILE) || !cw_enter())
+    if ((err != EMFILE && err != ENFILE) || !cw_enter(0))
         return;
     cw_event(CW_EV_ERROR, -1, 0, cw_stack(), err, call, cw.hdr->sockets_open);
     errno = err; /* the failed call's errno, which is what errno held */
     cw_leave();
 }
 
-static void record_close(int fd, uint64_t sid, int how, uint32_t stack, int other)
+/*
+ * The only close stack a report shows is a late close's (see
+ * CW_PROMPT_CLOSE_NS): a prompt close, what every correct server does a
+ * thousand times a second, skips the backtrace. *stack is taken once, for
+ * the first late socket.
+ */
+static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int other)
 {
     struct cw_fd_entry *e = cw_fd(fd);
+    uint64_t now = cw_now();
+    uint64_t fin = e->eof_ns;
+    if (e->close_wait_ns && (!fin || e->close_wait_ns < fin))
+        fin = e->close_wait_ns;
+    if (fin && now > fin + CW_PROMPT_CLOSE_NS && !*stack)
+        *stack = cw_stack();
     /* If the number was reused meanwhile, the opener already retired our
      * socket; the event still says who closed it. */
     if (retire(e, sid)) {
-        e->close_ns = cw_now();
-        e->close_stack = stack;
+        e->close_ns = now;
+        e->close_stack = *stack;
     }
-    cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, stack, how, e->eof_count, other);
+    cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, *stack, how, e->eof_count, other);
 }
 
 void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other)
 {
-    if (!cw_fd(fd) || !cw_enter())
+    if (!cw_fd(fd) || !cw_enter(1))
         return;
     int saved = errno;
     if (ret == -1 && err == EBADF) {
@@ -293,7 +323,8 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
             cw_event(CW_EV_DOUBLE_CLOSE, fd, sid_before, cw_stack(), ret, err, -1);
     } else if (sid_before & CW_SID_OPEN) {
         /* Any result but EBADF means the fd is gone (Linux closes even on EINTR). */
-        record_close(fd, sid_before, how, cw_stack(), other);
+        uint32_t stack = 0;
+        record_close(fd, sid_before, how, &stack, other);
     }
     errno = saved;
     cw_leave();
@@ -302,19 +333,16 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
 void cw_on_close_range(unsigned first, unsigned last, int how)
 {
     int hwm = atomic_load(&cw.fd_hwm);
-    if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter())
+    if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter(1))
         return;
     if (last >= (unsigned)hwm)
         last = (unsigned)hwm - 1;
     int saved = errno;
-    uint32_t stack = 0;
+    uint32_t stack = 0; /* one stack for the whole sweep */
     for (unsigned fd = first; fd <= last; fd++) {
         uint64_t sid = cw_sid_before((int)fd);
-        if (!(sid & CW_SID_OPEN))
-            continue;
-        if (!stack)
-            stack = cw_stack(); /* one stack for the whole sweep */
-        record_close((int)fd, sid, how, stack, -1);
+        if (sid & CW_SID_OPEN)
+            record_close((int)fd, sid, how, &stack, -1);
     }
     errno = saved;
     cw_leave();
@@ -340,7 +368,7 @@ void cw_on_eof(int fd, int how)
         return; /* HUP on a socket never connected is not a peer FIN */
     if (how == CW_EOF_READ)
         atomic_fetch_add_explicit((_Atomic uint32_t *)&e->eof_count, 1, memory_order_relaxed);
-    if (e->eof_ns || !cw_enter())
+    if (e->eof_ns || !cw_enter(0))
         return;
     int saved = errno;
     e->eof_ns = cw_now();
@@ -355,7 +383,7 @@ void cw_on_eof(int fd, int how)
 void cw_on_shutdown(int fd, int how, int ret)
 {
     struct cw_fd_entry *e = cw_fd(fd);
-    if (!e || !(e->sid & CW_SID_OPEN) || how < 0 || how > 2 || !cw_enter())
+    if (!e || !(e->sid & CW_SID_OPEN) || how < 0 || how > 2 || !cw_enter(0))
         return;
     int saved = errno;
     if (ret == 0) {

@@ -177,7 +177,7 @@ static void sample_states(uint32_t states)
         const struct kstate *k = ks.n ? bsearch(&key, ks.v, ks.n, sizeof key, by_inode) : NULL;
         if (k)
             set_state(fd, e, sid, k->state, now);
-        else if (states != CW_TCP_ALL_STATES && (states & CW_TCP_STATE_BIT(e->tcp_state)))
+        else if (states & CW_TCP_STATE_BIT(e->tcp_state))
             set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
     }
     free(ks.v);
@@ -438,8 +438,25 @@ void cw_sampler_after_fork(void)
     rc.since = NULL;
 }
 
+/*
+ * At exit, the state of every socket still open, asked of each one directly:
+ * this runs on a program thread, in the program's own fd table. A sock_diag
+ * dump instead would walk every TCP socket of the host, thousands of
+ * TIME_WAIT ones after a busy run, for a few of ours.
+ */
 void cw_final_snapshot(void)
 {
-    if (cw.hdr->sockets_open)
-        sample_states(CW_TCP_ALL_STATES);
+    uint64_t now = cw_now();
+    int hwm = atomic_load(&cw.fd_hwm);
+    for (int fd = 0; fd < hwm && cw.hdr->sockets_open; fd++) {
+        struct cw_fd_entry *e = cw_fd(fd);
+        uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
+        struct tcp_info ti;
+        socklen_t len = sizeof ti;
+        struct stat st;
+        if ((sid & CW_SID_OPEN) && is_tcp(e) && syscall(SYS_fstat, fd, &st) == 0 &&
+            (uint64_t)st.st_ino == e->inode &&
+            syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
+            set_state(fd, e, sid, ti.tcpi_state, now);
+    }
 }

@@ -10,8 +10,8 @@
  *
  * The module map (path, address range, build-id) lets the analyzer
  * symbolize after the process is gone. It is append-only, filled at start
- * and after fork, and refreshed before any stack is recorded whenever
- * glibc's load/unload counters moved, so later dlopens are covered.
+ * and after fork, and refreshed when a new stack has a frame outside it,
+ * so later dlopens are covered.
  */
 #define UNW_LOCAL_ONLY
 #include "cw.h"
@@ -83,8 +83,9 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
         *(unw_word_t *)addr = *val;
         return 0;
     }
-    /* An 8-byte read may straddle two pages. */
-    if (!page_readable(addr) || !page_readable(addr + sizeof *val - 1))
+    /* An 8-byte read may straddle two pages (never an aligned one). */
+    if (!page_readable(addr) ||
+        ((addr & 4095) > 4096 - sizeof *val && !page_readable(addr + sizeof *val - 1)))
         return -UNW_EINVAL;
     *val = *(unw_word_t *)addr;
     return 0;
@@ -137,11 +138,31 @@ static struct cw_stack_slot *slot_at(uint32_t i)
 /*
  * Libraries dlopen()ed since the last refresh (Python's extension modules,
  * the JVM's libnio) must be in the module map before a stack through them
- * is recorded, or a live report cannot name those frames until the
- * sampler's next refresh, and one unloaded before it never. glibc counts
- * loads and unloads in every dl_phdr_info: reading them costs one step of
- * dl_iterate_phdr, so each recorded stack can afford the check.
+ * is stored, or no report can name those frames. A stack seen before was
+ * covered then; a new one is checked frame by frame, and the map refreshed
+ * when a frame lies outside every module we know.
  */
+static int modules_cover(void *const *pcs, int n)
+{
+    uint32_t count = atomic_load_explicit((_Atomic uint32_t *)&cw.hdr->module_count,
+                                          memory_order_acquire);
+    if (count > cw.hdr->module_cap)
+        count = cw.hdr->module_cap;
+    for (int i = 0; i < n; i++) {
+        uintptr_t pc = (uintptr_t)pcs[i];
+        uint32_t m = 0;
+        while (m < count && !(cw.modules[m].ready && cw.modules[m].start <= pc &&
+                              pc < cw.modules[m].end))
+            m++;
+        if (m == count)
+            return 0;
+    }
+    return 1;
+}
+
+/* glibc counts loads and unloads in every dl_phdr_info. Frames outside
+ * every module are normal too (JIT code, the vdso): refresh only when the
+ * counts moved. */
 static _Atomic unsigned long long modules_seen_adds, modules_seen_subs;
 
 static int read_load_counts(struct dl_phdr_info *info, size_t size, void *out)
@@ -153,8 +174,10 @@ static int read_load_counts(struct dl_phdr_info *info, size_t size, void *out)
     return 1; /* the first object is enough: the counts are global */
 }
 
-static void modules_check(void)
+static void modules_cover_or_refresh(void *const *pcs, int n)
 {
+    if (modules_cover(pcs, n))
+        return;
     unsigned long long c[2] = {0, 0};
     dl_iterate_phdr(read_load_counts, c);
     if (c[0] != atomic_load_explicit(&modules_seen_adds, memory_order_relaxed) ||
@@ -164,7 +187,9 @@ static void modules_check(void)
 
 uint32_t cw_stack(void)
 {
-    modules_check();
+#ifdef CW_EXPERIMENT_NOSTACK
+    return 0;
+#endif
     void *pcs[CW_MAX_DEPTH + 8];
     int n = backtrace_pcs(pcs, (int)cw.depth + 8);
     int skip = 0;
@@ -187,6 +212,7 @@ uint32_t cw_stack(void)
         uint64_t cur = atomic_load_explicit(sh, memory_order_acquire);
         if (cur == 0) {
             if (atomic_compare_exchange_strong(sh, &cur, hash)) {
+                modules_cover_or_refresh(frames, n);
                 s->depth = (uint32_t)n;
                 memcpy(s->pcs, frames, (size_t)n * sizeof *frames);
                 atomic_store_explicit((_Atomic uint32_t *)&s->ready, 1, memory_order_release);
