@@ -187,9 +187,6 @@ static void modules_cover_or_refresh(void *const *pcs, int n)
 
 uint32_t cw_stack(void)
 {
-#ifdef CW_EXPERIMENT_NOSTACK
-    return 0;
-#endif
     void *pcs[CW_MAX_DEPTH + 8];
     int n = backtrace_pcs(pcs, (int)cw.depth + 8);
     int skip = 0;
