@@ -97,7 +97,6 @@ struct cw_state {
     uint32_t depth; /* frames per backtrace */
     pid_t pid;
     uint32_t sample_ms;
-    _Atomic int fd_hwm;         /* highest fd ever tracked + 1 */
     _Atomic int sampler_state;  /* 0 idle, 1 starting/running */
     uintptr_t self_lo, self_hi; /* our own text, skipped in backtraces */
     char dir[CW_PATH_MAX];
@@ -123,6 +122,12 @@ CW_HIDDEN uint64_t cw_now(void);
 CW_HIDDEN void cw_init(void);
 
 /* ---- recorder (record.c) ------------------------------------------------- */
+
+/* Highest fd number ever tracked + 1: where scans of the table stop. */
+static inline int cw_fd_hwm(void)
+{
+    return (int)__atomic_load_n(&cw.hdr->fd_hwm, __ATOMIC_ACQUIRE);
+}
 
 static inline struct cw_fd_entry *cw_fd(int fd)
 {
@@ -189,12 +194,17 @@ static inline void cw_check_read(int fd, ssize_t r, size_t want)
 /* ---- shared memory (shm.c) ----------------------------------------------- */
 
 CW_HIDDEN int cw_shm_create(void); /* creates + maps the file for this process */
+/* Points cw at a mapped ring (ours, or, in the sampler, the program's). */
+CW_HIDDEN void cw_shm_attach(struct cw_header *h);
 CW_HIDDEN void cw_shm_after_fork_child(void);
 CW_HIDDEN void cw_shm_mark_exit(void);
 
 /* ---- sampler (sampler.c) ------------------------------------------------- */
 
+CW_HIDDEN void cw_sampler_init(void); /* in the constructor: where to exec it from */
 CW_HIDDEN void cw_sampler_start(void);
+/* The sampler process's loop (helper.c), until the program is gone. */
+CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every);
 /* For programs that make their socket calls without libc (Go). */
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);

@@ -95,6 +95,7 @@ void cw_init(void)
     cw_nesting++;
     int saved = errno;
     cw_resolve_real();
+    cw_sampler_init();
     const char *off = getenv("CLOSEWATCH_DISABLE");
     if ((!off || !*off || *off == '0') && cw_shm_create() == 0) {
         cw_epoll_init();

@@ -97,10 +97,11 @@ static void fill_addr(int fd, struct cw_addr *out, long nr)
 
 static void note_hwm(int fd)
 {
-    int cur = atomic_load_explicit(&cw.fd_hwm, memory_order_relaxed);
-    while (fd + 1 > cur &&
-           !atomic_compare_exchange_weak_explicit(&cw.fd_hwm, &cur, fd + 1, memory_order_relaxed,
-                                                  memory_order_relaxed))
+    _Atomic uint32_t *hwm = (_Atomic uint32_t *)&cw.hdr->fd_hwm;
+    uint32_t cur = atomic_load_explicit(hwm, memory_order_relaxed);
+    while ((uint32_t)fd + 1 > cur &&
+           !atomic_compare_exchange_weak_explicit(hwm, &cur, (uint32_t)fd + 1,
+                                                  memory_order_release, memory_order_relaxed))
         ;
 }
 
@@ -332,7 +333,7 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
 
 void cw_on_close_range(unsigned first, unsigned last, int how)
 {
-    int hwm = atomic_load(&cw.fd_hwm);
+    int hwm = cw.hdr ? cw_fd_hwm() : 0;
     if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter(1))
         return;
     if (last >= (unsigned)hwm)

@@ -1,29 +1,42 @@
 /*
  * sampler.c - what the program never tells us, asked of the kernel.
  *
- * A background thread (started with the first tracked socket, restarted
- * lazily after fork, every CLOSEWATCH_SAMPLE_MS, 0 = off) asks sock_diag for
- * the TCP sockets in CLOSE_WAIT and marks ours in the fd table: a socket
- * whose EOF the program never reads is caught this way. Every few samples it
- * also reconciles the table with /proc/self/fd, finding sockets created
- * behind our back (untracked) and tracked ones closed behind our back
- * (vanished). At start it records the sockets inherited across exec, and at
- * exit it snapshots the TCP state of every open socket.
+ * The sampler is a process of its own: libclosewatch.so executed as a
+ * program (helper.c), started with the first tracked TCP socket, waking
+ * every CLOSEWATCH_SAMPLE_MS (0 = never started). It maps the program's
+ * ring, asks the kernel which of the program's sockets sit in CLOSE_WAIT (a
+ * socket whose EOF the program never reads is caught this way) and marks
+ * them in the fd table; every few rounds it also reconciles the table with
+ * /proc/PID/fd, finding sockets created behind our back (untracked) and
+ * tracked ones closed behind our back (vanished).
  *
- * The sampler thread blocks every signal, so the program's handlers never
- * run on it, and it only uses raw system calls on fds it opens and closes
- * within one sample.
+ * Why not a thread: a second thread makes glibc take its multi-threaded
+ * path in every cancellable call of the program (read, write, accept,
+ * close: +20 ns each, measured), and shares the program's fd table. The
+ * process is started through a short-lived middle child, so that it is not
+ * the program's child (no SIGCHLD, nothing new for its wait()); it holds no
+ * fds of the program and no copy of its memory (exec'd at once), keeps all
+ * signals blocked, and leaves when the program exits (pidfd) or execs.
+ *
+ * In the program itself, this file keeps what needs its own fd table: the
+ * sockets inherited across exec or fork, found at start, and the state of
+ * every open socket at exit.
  */
 #include "cw.h"
 #include "../common/sock_diag.h"
 
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
-#include <pthread.h>
+#include <limits.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/syscall.h>
@@ -32,31 +45,26 @@
 #define RECONCILE_EVERY 5
 #define SAMPLE_DUTY     50 /* sleep at least 50x as long as a sample took */
 
-/* A Go program creates every socket behind our back: reconcile each round. */
-static unsigned reconcile_every = RECONCILE_EVERY;
-
-#ifndef CLOSE_RANGE_UNSHARE
-#define CLOSE_RANGE_UNSHARE (1U << 1)
-#endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
 #ifndef SYS_pidfd_getfd
 #define SYS_pidfd_getfd 438
 #endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
 
 /*
- * The sampler thread has an fd table of its own, empty at start (see
- * sampler_main): the fds it opens (netlink socket, /proc/self/fd) never take
- * the program's lowest free numbers or count against its limit, and it never
- * holds a reference to the program's files, so a program thread that
- * unshares its table (CLOSE_RANGE_UNSHARE, unshare(CLONE_FILES)) still really
- * closes what it closes. The program's fds are reached through /proc/self/fd
- * (the thread group leader's table) and copied in with pidfd_getfd to be
- * asked about.
+ * Where the program's fds are: our own table (in the program), or, in the
+ * sampler process, /proc/PID/fd to list them and pidfd_getfd to fetch a
+ * copy to ask about (-1: not permitted; sock_diag then does without).
  */
-static __thread int private_table __attribute__((tls_model("initial-exec")));
-static int self_pidfd = -1; /* in the sampler's private table */
+static struct {
+    int remote;
+    int pidfd;
+    char fd_dir[48];
+} prog = {0, -1, "/proc/self/fd"};
 
 struct kstate {
     uint64_t inode;
@@ -108,10 +116,20 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
     cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
 }
 
-/*
- * Marks the kernel state of our open TCP sockets. With only CLOSE_WAIT asked
- * for, a socket that is no longer listed has left CLOSE_WAIT.
- */
+/* The program's fd as something we can ask about; -1 if we cannot. */
+static int fetch_fd(int fd)
+{
+    if (!prog.remote)
+        return fd;
+    return prog.pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, prog.pidfd, fd, 0);
+}
+
+static void release_fd(int q, int fd)
+{
+    if (q >= 0 && q != fd)
+        syscall(SYS_close, q);
+}
+
 /*
  * With few sockets open, asking each one (TCP_INFO on a copy fetched with
  * pidfd_getfd) is far cheaper than a sock_diag dump, which walks every TCP
@@ -122,9 +140,9 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
 
 static int sample_close_wait_per_socket(void)
 {
-    if (!private_table || self_pidfd < 0)
+    if (prog.pidfd < 0)
         return 0;
-    int hwm = atomic_load(&cw.fd_hwm), open_tcp = 0;
+    int hwm = cw_fd_hwm(), open_tcp = 0;
     for (int fd = 0; fd < hwm && open_tcp <= PER_SOCKET_MAX; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         open_tcp += (e->sid & CW_SID_OPEN) && is_tcp(e);
@@ -137,9 +155,12 @@ static int sample_close_wait_per_socket(void)
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
         if (!(sid & CW_SID_OPEN) || !is_tcp(e))
             continue;
-        int q = (int)syscall(SYS_pidfd_getfd, self_pidfd, fd, 0);
-        if (q < 0)
+        int q = fetch_fd(fd);
+        if (q < 0) {
+            if (errno == EPERM)
+                return 0; /* not allowed after all (Yama, LSM): dump */
             continue;
+        }
         struct tcp_info ti;
         socklen_t len = sizeof ti;
         struct stat st;
@@ -151,15 +172,18 @@ static int sample_close_wait_per_socket(void)
             else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
                 set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
         }
-        syscall(SYS_close, q);
+        release_fd(q, fd);
     }
     return 1;
 }
 
-static void sample_states(uint32_t states)
+/* Marks which of our open TCP sockets are in CLOSE_WAIT; one no longer
+ * listed has left it. */
+static void sample_close_wait(void)
 {
-    if (states == CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT) && sample_close_wait_per_socket())
+    if (sample_close_wait_per_socket())
         return;
+    uint32_t states = CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT);
     struct kstates ks = {0};
     if (cw_sock_diag_dump(states, collect, &ks) != 0) {
         free(ks.v);
@@ -167,27 +191,27 @@ static void sample_states(uint32_t states)
     }
     qsort(ks.v, ks.n, sizeof *ks.v, by_inode);
     uint64_t now = cw_now();
-    int hwm = atomic_load(&cw.fd_hwm);
+    int hwm = cw_fd_hwm();
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
-        uint64_t sid = e ? atomic_load((_Atomic uint64_t *)&e->sid) : 0;
+        uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
         if (!(sid & CW_SID_OPEN) || !is_tcp(e))
             continue;
         struct kstate key = {.inode = e->inode};
         const struct kstate *k = ks.n ? bsearch(&key, ks.v, ks.n, sizeof key, by_inode) : NULL;
         if (k)
             set_state(fd, e, sid, k->state, now);
-        else if (states & CW_TCP_STATE_BIT(e->tcp_state))
+        else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
             set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
     }
     free(ks.v);
 }
 
-/* /proc/self/fd: calls back with each fd number (raw getdents64, no malloc). */
+/* The program's fds, listed from /proc: calls back with each number (raw
+ * getdents64, no malloc). */
 static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
 {
-    int dir =
-        (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    int dir = (int)syscall(SYS_openat, AT_FDCWD, prog.fd_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dir < 0)
         return;
     char buf[8192];
@@ -201,22 +225,29 @@ static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
             if (d->d_name[0] < '0' || d->d_name[0] > '9')
                 continue;
             int fd = atoi(d->d_name);
-            if (private_table || fd != dir) /* dir is in our table, not the listed one */
+            if (prog.remote || fd != dir) /* in the program, dir is one of the listed */
                 fn(fd, ctx);
         }
     }
     syscall(SYS_close, dir);
 }
 
-static uint64_t socket_inode(int fd)
+/* readlink of the program's fd: 0 and errno on failure. */
+static long fd_link(int fd, char *link, size_t cap)
 {
-    char path[64], link[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    long n = syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof link - 1);
-    if (n <= 8)
+    char path[96];
+    snprintf(path, sizeof path, "%s/%d", prog.fd_dir, fd);
+    long n = syscall(SYS_readlinkat, AT_FDCWD, path, link, cap - 1);
+    if (n < 0)
         return 0;
     link[n] = 0;
-    if (strncmp(link, "socket:[", 8))
+    return n;
+}
+
+static uint64_t socket_inode(int fd)
+{
+    char link[64];
+    if (fd_link(fd, link, sizeof link) <= 8 || strncmp(link, "socket:[", 8))
         return 0;
     return strtoull(link + 8, NULL, 10);
 }
@@ -224,12 +255,9 @@ static uint64_t socket_inode(int fd)
 /* Records an open socket that no hook told us about. */
 static void adopt(int fd, int origin)
 {
-    int q = fd; /* fd as we can ask about it: a copy in our private table */
-    if (private_table) {
-        q = self_pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, self_pidfd, fd, 0);
-        if (q < 0)
-            return;
-    }
+    int q = fetch_fd(fd);
+    if (q < 0)
+        return;
     int family = 0, type = 0;
     socklen_t l1 = sizeof family, l2 = sizeof type;
     struct stat st;
@@ -251,16 +279,7 @@ static void adopt(int fd, int origin)
         e->flags |= CW_FD_CONNECTED;
     }
 out:
-    if (q != fd)
-        syscall(SYS_close, q);
-}
-
-/* Whether the program's fd is closed, asked of /proc (not of our table). */
-static int program_fd_gone(int fd)
-{
-    char path[64], link[64];
-    snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-    return syscall(SYS_readlinkat, AT_FDCWD, path, link, sizeof link) == -1 && errno == ENOENT;
+    release_fd(q, fd);
 }
 
 static void inherit_one(int fd, void *from_fork)
@@ -321,6 +340,13 @@ static void reconcile_one(int fd, void *ctx)
     }
 }
 
+/* Whether the program's fd is closed, asked of /proc. */
+static int program_fd_gone(int fd)
+{
+    char link[64];
+    return !fd_link(fd, link, sizeof link) && errno == ENOENT;
+}
+
 static void reconcile(void)
 {
     uint32_t cap = cw.hdr->fd_cap;
@@ -332,9 +358,10 @@ static void reconcile(void)
         if (!rc.seen || !rc.candidate_inode || !rc.missing_sid || !rc.since)
             return;
     }
-    int hwm = atomic_load(&cw.fd_hwm);
+    int hwm = cw_fd_hwm();
     memset(rc.seen, 0, (size_t)hwm / 8 + 1);
     for_each_fd(reconcile_one, NULL);
+    hwm = cw_fd_hwm(); /* adopted sockets may have raised it */
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
@@ -342,9 +369,9 @@ static void reconcile(void)
             rc.missing_sid[fd] = 0;
             continue;
         }
-        /* Gone from /proc/self/fd. A close() may be between the kernel and
-         * its hook right now: only a socket still missing, with the same
-         * sid, one reconciliation later was closed behind our back. */
+        /* Gone from the program's fd list. A close() may be between the
+         * kernel and its hook right now: only a socket still missing, with
+         * the same sid, one reconciliation later was closed behind our back. */
         if (rc.missing_sid[fd] != sid) {
             rc.missing_sid[fd] = sid;
             rc.since[fd] = cw_now();
@@ -362,44 +389,173 @@ static void reconcile(void)
     }
 }
 
-static void *sampler_main(void *arg)
+/* Fields 22 (start time) and 26 (where the text starts) of /proc/PID/stat:
+ * the first tells our program from a later one with its pid, the second
+ * changes when it execs another image (the pid and our ring stay). */
+static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long *start_code)
 {
-    (void)arg;
-    cw_nesting = 1; /* everything this thread does is ours */
-    /* A private fd table holding none of the program's files: closing "all
-     * of them, unsharing first" copies none (kernel >= 5.9). */
-    if (syscall(SYS_close_range, 0, ~0U, CLOSE_RANGE_UNSHARE) != 0)
-        return NULL; /* no sampling rather than sharing the program's table */
-    private_table = 1;
-    self_pidfd = (int)syscall(SYS_pidfd_open, (long)getpid(), 0);
-    pid_t pid = cw.pid;
+    char path[48], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
+    syscall(SYS_close, fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    if (!p)
+        return -1;
+    for (int field = 2; *p; p++) {
+        if (*p != ' ')
+            continue;
+        if (++field == 22)
+            *start_time = strtoull(p + 1, NULL, 10);
+        else if (field == 26) {
+            *start_code = strtoul(p + 1, NULL, 10);
+            return 0;
+        }
+    }
+    return -1;
+}
+
+void cw_sampler_run(pid_t pid, unsigned reconcile_every)
+{
+    prog.remote = 1;
+    snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
+    int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
+    prog.pidfd = exit_fd;
+    unsigned long long start_time = 0, t;
+    unsigned long start_code = 0, c;
+    /* Opened after a check that the pid is still our program's (the pidfd
+     * then cannot be another's). */
+    if (program_stat(pid, &start_time, &start_code) != 0 ||
+        start_time != cw.hdr->proc_starttime)
+        return;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
         struct timespec ts = {(time_t)(period_ns / 1000000000ull),
                               (long)(period_ns % 1000000000ull)};
-        while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-            ;
-        if (!cw.hdr || cw.pid != pid)
-            return NULL;
-        int saved = errno;
+        struct pollfd p = {.fd = exit_fd, .events = POLLIN};
+        /* Without a pidfd (kernel < 5.3), a period's sleep, then /proc. */
+        long r = syscall(SYS_ppoll, exit_fd >= 0 ? &p : NULL, exit_fd >= 0 ? 1L : 0L, &ts, NULL,
+                         0L);
+        if (r > 0 || (r < 0 && errno != EINTR))
+            return; /* the program is gone */
+        /* Gone, or exec'd: a traced image marks this ring EXECED and starts
+         * a sampler of its own; an untraced one shows a new text address. */
+        if (program_stat(pid, &t, &c) != 0 || t != start_time || c != start_code ||
+            atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) != CW_RUNNING)
+            return;
         /* Reconcile first: a socket adopted now gets its state in this
          * round, not a whole period later (a Go program that exits in
          * between would take its CLOSE_WAIT sockets out of the report). */
         if (round % reconcile_every == 0)
             reconcile();
-        /* sock_diag walks every TCP socket of the host, TIME_WAIT ones
-         * included: on a busy host one query takes tens of ms. Stretch the
-         * period so sampling never costs the program more than ~2% of a core. */
+        /* On a busy host a sock_diag dump takes tens of ms: stretch the
+         * period so sampling never costs more than ~2% of a core. */
         uint64_t t0 = cw_now();
         if (atomic_load((_Atomic uint32_t *)&cw.hdr->sockets_open))
-            sample_states(CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT));
+            sample_close_wait();
         uint64_t spent = cw_now() - t0;
         period_ns = (uint64_t)cw.sample_ms * 1000000ull;
         if (spent * SAMPLE_DUTY > period_ns)
             period_ns = spent * SAMPLE_DUTY;
         cw.hdr->heartbeat_mono_ns = cw_now();
-        errno = saved;
     }
+}
+
+/* ---- starting the sampler, in the program -------------------------------- */
+
+static unsigned reconcile_every = RECONCILE_EVERY;
+static char self_path[PATH_MAX]; /* this library, absolute: what we exec */
+
+/* Where this library is, resolved now: the program may chdir later. */
+void cw_sampler_init(void)
+{
+    Dl_info info;
+    if (dladdr((void *)cw_sampler_init, &info) && info.dli_fname &&
+        !realpath(info.dli_fname, self_path))
+        self_path[0] = 0;
+}
+
+struct spawn {
+    char *argv[6];
+    char *envp[2];
+    uint8_t *stack; /* for the second child */
+    _Atomic pid_t sampler;
+};
+
+#define SPAWN_STACK 16384
+
+/* The second child: becomes the sampler. Its fd table is a copy of the
+ * program's: it lets go of all of it before exec, or the sampler would hold
+ * the program's sockets open. */
+static int become_sampler(void *arg)
+{
+    struct spawn *s = arg;
+    if (syscall(SYS_close_range, 0L, (long)~0U, 0L) == 0)
+        syscall(SYS_execve, self_path, s->argv, s->envp);
+    syscall(SYS_exit, 127L);
+    return 127;
+}
+
+/* The first child: starts the sampler and exits at once, so that the
+ * sampler is nobody's child here (an exec'd child of the program would
+ * signal it SIGCHLD and show in its wait()). Created without an exit signal
+ * and reaped by cw_sampler_start, this one is never seen either. Both share
+ * the program's memory and, blocked, its thread until they exec or exit:
+ * raw system calls only. */
+static int start_sampler(void *arg)
+{
+    struct spawn *s = arg;
+    int pid = clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
+    atomic_store(&s->sampler, pid > 0 ? pid : 0);
+    syscall(SYS_exit, 0L);
+    return 0;
+}
+
+void cw_sampler_start(void)
+{
+    int idle = 0;
+    if (cw.sample_ms == 0 || !cw.hdr || !self_path[0] ||
+        !atomic_compare_exchange_strong(&cw.sampler_state, &idle, 1))
+        return;
+    int saved = errno;
+    /* Orphans are adopted by init or the nearest subreaper: when that is
+     * this very process, the sampler would be its child after all. */
+    int subreaper = 0;
+    if (cw.pid == 1 || (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper)) {
+        errno = saved;
+        return;
+    }
+    char pid[16], ms[16], every[16];
+    snprintf(pid, sizeof pid, "%d", (int)cw.pid);
+    snprintf(ms, sizeof ms, "%u", cw.sample_ms);
+    snprintf(every, sizeof every, "%u", reconcile_every);
+    static uint8_t stacks[2][SPAWN_STACK] __attribute__((aligned(16)));
+    struct spawn s = {{(char *)"closewatch-sampler", pid, cw.path, ms, every, NULL},
+                      {NULL, NULL},
+                      stacks[1],
+                      0};
+    /* The sampler's libraries are found where ours were. */
+    extern char **environ;
+    for (char **e = environ; e && *e; e++)
+        if (!strncmp(*e, "LD_LIBRARY_PATH=", 16))
+            s.envp[0] = *e;
+    sigset_t all, old;
+    sigfillset(&all);
+    /* No handler of the program may run in the children; the sampler keeps
+     * them all blocked for good. */
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    (void)REAL(sys); /* resolved before the children need it */
+    int first = clone(start_sampler, stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_VFORK, &s);
+    if (first > 0)
+        syscall(SYS_wait4, (long)first, NULL, (long)__WALL, NULL);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    atomic_store((_Atomic int32_t *)&cw.hdr->sampler_pid, atomic_load(&s.sampler));
+    errno = saved;
 }
 
 void cw_sampler_start_for_raw_syscalls(void)
@@ -408,34 +564,9 @@ void cw_sampler_start_for_raw_syscalls(void)
     cw_sampler_start();
 }
 
-void cw_sampler_start(void)
-{
-    int idle = 0;
-    if (cw.sample_ms == 0 || !cw.hdr ||
-        !atomic_compare_exchange_strong(&cw.sampler_state, &idle, 1))
-        return;
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_attr_setstacksize(&attr, 256 * 1024);
-    pthread_t t;
-    if (pthread_create(&t, &attr, sampler_main, NULL) != 0)
-        atomic_store(&cw.sampler_state, 0);
-    pthread_attr_destroy(&attr);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-}
-
 void cw_sampler_after_fork(void)
 {
-    atomic_store(&cw.sampler_state, 0);
-    self_pidfd = -1; /* the parent sampler's, in a table this process lacks */
-    rc.seen = NULL;  /* the parent's buffers, copied: leave them, start fresh */
-    rc.candidate_inode = NULL;
-    rc.missing_sid = NULL;
-    rc.since = NULL;
+    atomic_store(&cw.sampler_state, 0); /* the parent's sampler is not ours */
 }
 
 /*
@@ -447,7 +578,7 @@ void cw_sampler_after_fork(void)
 void cw_final_snapshot(void)
 {
     uint64_t now = cw_now();
-    int hwm = atomic_load(&cw.fd_hwm);
+    int hwm = cw_fd_hwm();
     for (int fd = 0; fd < hwm && cw.hdr->sockets_open; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);

@@ -137,7 +137,7 @@ static struct cw_header *create_file(const struct cw_header *proto, int *seq_out
     return NULL;
 }
 
-static void publish(struct cw_header *h)
+void cw_shm_attach(struct cw_header *h)
 {
     cw.fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
     cw.stacks = (uint8_t *)h + h->stack_off;
@@ -192,7 +192,7 @@ int cw_shm_create(void)
     fill_identity(h);
     h->version = CW_LAYOUT_VERSION;
     atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
-    publish(h);
+    cw_shm_attach(h);
     return 0;
 }
 
@@ -257,9 +257,10 @@ void cw_shm_after_fork_child(void)
         h->module_count = 0;
         h->sockets_open = 0;
         h->next_sid = 1;
+        h->sampler_pid = 0;
         fill_identity(h);
         struct cw_fd_entry *fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
-        int hwm = atomic_load(&cw.fd_hwm);
+        int hwm = (int)parent->fd_hwm;
         uint32_t open = 0;
         /* The parent's table is shared memory: by now the parent may already
          * have closed its copies (fork-per-connection servers do at once).
@@ -281,7 +282,7 @@ void cw_shm_after_fork_child(void)
         h->sockets_open = open;
         atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
         munmap(parent, psize);
-        publish(h);
+        cw_shm_attach(h);
         cw_modules_refresh();
         cw_scan_inherited(1); /* sockets the parent's table no longer describes */
         for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
