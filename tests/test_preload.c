@@ -6,6 +6,7 @@
  * waits for recorded conditions by polling the ring read-only.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -839,4 +840,108 @@ Test(preload, hundred_thousand_sockets, .timeout = 30, .fini = drop_test_dir)
 Test(preload, sockets_up_to_the_fd_limit, .timeout = 30, .fini = drop_test_dir)
 {
     check_many_fds("100000", 1);
+}
+
+/* The sampler of the ring of pid's image_seq-th image, once recorded. */
+static pid_t sampler_of(const char *dir, pid_t pid, int image)
+{
+    char paths[4][512];
+    cr_assert_gt(h_rings(dir, pid, paths, 4), image, "no ring for image %d of pid %d", image,
+                 (int)pid);
+    struct cw_ring r;
+    char err[256];
+    cr_assert_eq(cw_ring_open(&r, paths[image], err, sizeof err), 0, "%s", err);
+    pid_t s = live_hdr(&r)->sampler_pid;
+    cw_ring_close(&r);
+    return s;
+}
+
+static int process_gone(void *pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d", (int)(intptr_t)pid);
+    return access(path, F_OK) != 0;
+}
+
+/* The links of pid's fds, "fd=link\n" each, in buf. Fds that close while
+ * we look are skipped. */
+static void fd_links(pid_t pid, char *buf, size_t len)
+{
+    char path[320];
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d, "%s: %s", path, strerror(errno));
+    size_t n = 0;
+    buf[0] = 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        char link[256];
+        snprintf(path, sizeof path, "/proc/%d/fd/%s", (int)pid, e->d_name);
+        ssize_t l = e->d_name[0] == '.' ? -1 : readlink(path, link, sizeof link - 1);
+        if (l <= 0)
+            continue;
+        link[l] = 0;
+        n += (size_t)snprintf(buf + n, len - n, "%s\n", link);
+        cr_assert_lt(n, len);
+    }
+    closedir(d);
+}
+
+/* Checks that pid is a sampler process watching program, outside its tree,
+ * holding none of its sockets. */
+static void expect_sampler(pid_t pid, pid_t program)
+{
+    char path[320], *buf;
+    size_t len;
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)pid);
+    buf = h_slurp(path, &len);
+    cr_assert_not_null(buf, "sampler %d is not running", (int)pid);
+    cr_assert_str_eq(buf, "closewatch-sampler", "pid %d is not a sampler", (int)pid);
+    free(buf);
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    buf = h_slurp(path, &len);
+    const char *ppid = buf ? strstr(buf, "\nPPid:") : NULL;
+    cr_assert_not_null(ppid);
+    cr_assert_neq(atoi(ppid + 6), (int)program, "the sampler is the program's child");
+    free(buf);
+
+    static char theirs[16384], ours[16384];
+    fd_links(program, theirs, sizeof theirs);
+    fd_links(pid, ours, sizeof ours);
+    cr_assert(strstr(theirs, "socket:["), "the program has no sockets:\n%s", theirs);
+    for (char *l = strtok(theirs, "\n"); l; l = strtok(NULL, "\n"))
+        if (!strncmp(l, "socket:[", 8))
+            cr_assert_null(strstr(ours, l), "the sampler holds the program's %s", l);
+}
+
+/* The sampler is a process, but the program must not notice it: still one
+ * thread, no child for wait(), no SIGCHLD, across an exec too; the old
+ * image's sampler leaves with it. */
+Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-sampler");
+    struct ctl to_exec, to_exit;
+    ctl_open(&to_exec);
+    ctl_open(&to_exit);
+    char *argv[] = {(char *)FIXTURE("sampler_visibility"), to_exec.arg, to_exit.arg, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&to_exec);
+    ctl_spawned(&to_exit);
+
+    for (int image = 0; image < 2; image++) {
+        expect_line(&p, "threads 1");
+        expect_line(&p, "wait -1 ECHILD");
+        expect_line(&p, "children []");
+        pid_t sampler = sampler_of(dir, p.pid, image);
+        cr_assert_gt(sampler, 0, "image %d: no sampler started", image);
+        expect_sampler(sampler, p.pid);
+        if (image == 0)
+            ctl_release(&to_exec);
+        else
+            ctl_release(&to_exit);
+        expect_line(&p, "sigchld 0");
+        cr_assert(h_wait_for(process_gone, (void *)(intptr_t)sampler, 10000),
+                  "image %d's sampler %d outlived it", image, (int)sampler);
+    }
+    wait_exit_ok(&p, 10000);
 }
