@@ -139,6 +139,9 @@ static inline struct cw_fd_entry *cw_fd(int fd)
 
 CW_HIDDEN void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1,
                         int64_t a2);
+/* The same, stamped with a time the caller already read. */
+CW_HIDDEN void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, uint32_t stack,
+                           int64_t a0, int64_t a1, int64_t a2);
 
 static inline int64_t cw_open_arg(int origin, int family, int type)
 {

@@ -31,6 +31,12 @@ static uint32_t cw_tid(void)
 void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, int64_t a1,
               int64_t a2)
 {
+    cw_event_at(cw_now(), type, fd, sid, stack, a0, a1, a2);
+}
+
+void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0,
+                 int64_t a1, int64_t a2)
+{
     struct cw_header *h = cw.hdr;
     uint64_t idx =
         atomic_fetch_add_explicit((_Atomic uint64_t *)&h->write_idx, 1, memory_order_relaxed);
@@ -40,7 +46,7 @@ void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, i
     /* 0 marks the slot as being written; the reader treats it as torn. */
     atomic_store_explicit(seq, 0, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    ev->time_ns = cw_now();
+    ev->time_ns = now;
     ev->sid = sid;
     ev->fd = fd;
     ev->type = type;
@@ -174,8 +180,8 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
     atomic_store_explicit(sid_word(e), sid | CW_SID_OPEN, memory_order_release);
     atomic_fetch_add_explicit(sockets_open(), 1, memory_order_relaxed);
     note_hwm(fd);
-    cw_event(CW_EV_OPEN, fd, sid, stack, cw_open_arg(origin, family, type), src_fd,
-             (int64_t)e->inode);
+    cw_event_at(now, CW_EV_OPEN, fd, sid, stack, cw_open_arg(origin, family, type), src_fd,
+                (int64_t)e->inode);
 }
 
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
@@ -311,7 +317,7 @@ static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int oth
         e->close_ns = now;
         e->close_stack = *stack;
     }
-    cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, *stack, how, e->eof_count, other);
+    cw_event_at(now, CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, *stack, how, e->eof_count, other);
 }
 
 void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other)
@@ -372,11 +378,12 @@ void cw_on_eof(int fd, int how)
     if (e->eof_ns || !cw_enter(0))
         return;
     int saved = errno;
-    e->eof_ns = cw_now();
+    uint64_t now = cw_now();
+    e->eof_ns = now;
     if (how != CW_EOF_READ)
         e->flags |= CW_FD_EOF_POLLED;
     e->eof_stack = cw_stack();
-    cw_event(CW_EV_EOF, fd, e->sid & ~CW_SID_OPEN, e->eof_stack, how, 0, 0);
+    cw_event_at(now, CW_EV_EOF, fd, e->sid & ~CW_SID_OPEN, e->eof_stack, how, 0, 0);
     errno = saved;
     cw_leave();
 }

@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_cpu.h"
+
 #define MSG     64
 #define SOURCES 200
 
@@ -90,15 +92,6 @@ static void write_full(int fd, const char *buf, size_t n)
     }
 }
 
-/* CPU time of the whole process (every thread: closewatch's sampler too), in microseconds.
- * Other tenants of a shared machine stretch wall time, much less CPU time. */
-static double cpu_us(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 static const char request[MSG] = "GET / HTTP/1.0\r\nHost: bench\r\n\r\n";
 static const char response[MSG] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
@@ -141,7 +134,7 @@ static int server(const char *portfile, long conns)
         handle(fd);
     }
     close(lfd);
-    printf("%.3f\n", conns > 0 ? cpu_us() / (double)conns : 0.0);
+    printf("%.3f\n", conns > 0 ? bench_cpu_us() / (double)conns : 0.0);
     return 0;
 }
 

@@ -28,6 +28,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_cpu.h"
+
 #define MSG       64
 #define MAX_CONNS 256
 
@@ -74,15 +76,6 @@ static int listen_any_port(int *port)
     return fd;
 }
 
-/* CPU time of the whole process (every thread: closewatch's sampler too), in microseconds.
- * Other tenants of a shared machine stretch wall time, much less CPU time. */
-static double cpu_us(void)
-{
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
-}
 
 static int write_all(int fd, const char *buf, size_t n)
 {
@@ -150,7 +143,7 @@ static int server(const char *portfile, int conns)
                     die("write");
         }
     }
-    printf("%.3f\n", answered ? cpu_us() / (double)answered : 0.0);
+    printf("%.3f\n", answered ? bench_cpu_us() / (double)answered : 0.0);
     return 0;
 }
 
