@@ -333,6 +333,65 @@ Test(ring, stacks_interned_once_per_call_site, .timeout = 30, .fini = drop_test_
     cw_ring_close(&r);
 }
 
+/* Whether stack id of r has a frame in mod that symbolizes to fn. */
+static int stack_has_fn(const struct cw_ring *r, uint32_t id, const struct cw_module *mod,
+                        const char *fn)
+{
+    uint64_t pcs[CW_MAX_DEPTH];
+    int depth = cw_ring_stack(r, id, pcs, CW_MAX_DEPTH);
+    for (int i = 0; i < depth; i++) {
+        char name[128];
+        if (in_module(mod, pcs[i]) && (symbolize(mod, pcs[i], name, sizeof name), 1) &&
+            !strcmp(name, fn))
+            return 1;
+    }
+    return 0;
+}
+
+/* Walks that start at the same stack address but come from different
+ * callers two frames up (the recorder remembers walks by where they start)
+ * must keep their own stacks, call after call. */
+Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("ring-walks");
+    const char *exe = FIXTURE("walk_sites");
+    char *argv[] = {(char *)exe, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    expect_line(&p, "done");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    struct cw_module mod;
+    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
+    int opens = 0;
+    uint32_t first[2] = {0, 0};
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *e = &evs.v[i];
+        if (e->type != CW_EV_OPEN)
+            continue;
+        const char *want = opens % 2 ? "via_y" : "via_x";
+        const char *other = opens % 2 ? "via_x" : "via_y";
+        cr_assert_neq(e->stack, 0, "open %d has no stack", opens);
+        cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u",
+                  opens, want, e->stack);
+        cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u",
+                  opens, other, e->stack);
+        cr_assert(stack_has_fn(&r, e->stack, &mod, "open_here"));
+        if (!first[opens % 2])
+            first[opens % 2] = e->stack;
+        cr_assert_eq(e->stack, first[opens % 2], "open %d: path interned twice", opens);
+        opens++;
+    }
+    cr_assert_eq(opens, 200);
+    cr_assert_neq(first[0], first[1]);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
 /* The fixture's "name fd" lines. */
 struct named_fds {
     char name[32][32];
