@@ -113,6 +113,10 @@ CW_HIDDEN extern struct cw_state cw;
  */
 CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
 CW_HIDDEN int cw_enter(int may_be_vfork_child);
+/* Raised once the program made a child sharing our memory (vfork.c). */
+CW_HIDDEN extern int cw_vm_child_seen;
+CW_HIDDEN void cw_vfork_init(void);
+CW_HIDDEN void *cw_resolve_clone(void);
 static inline void cw_leave(void)
 {
     cw_nesting--;

@@ -11,6 +11,7 @@
 #include "cw.h"
 
 #include <fcntl.h>
+#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -234,6 +235,9 @@ CW_EXPORT long syscall(long nr, ...)
         a[i] = va_arg(ap, long);
     va_end(ap);
 
+    /* A child on our memory may follow (see vfork.c). */
+    if (nr == SYS_vfork || nr == SYS_clone3 || (nr == SYS_clone && (a[0] & CLONE_VM)))
+        __atomic_store_n(&cw_vm_child_seen, 1, __ATOMIC_RELAXED);
     uint64_t sid = 0;
     if (nr == SYS_close || nr == SYS_dup2 || nr == SYS_dup3)
         sid = cw_sid_before((int)(nr == SYS_close ? a[0] : a[1]));

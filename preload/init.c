@@ -42,8 +42,10 @@ int cw_enter(int may_be_vfork_child)
     /* A vfork child shares our memory and thread but has its own copy of the
      * fd table: its close/dup2/close_range (Python's subprocess, shells)
      * before exec are not ours. POSIX allows it nothing else, so only those
-     * calls pay for the getpid (one system call, ~90 ns here). */
-    if (may_be_vfork_child && (pid_t)syscall(SYS_getpid) != cw.pid)
+     * calls pay for the getpid (one system call, ~90 ns here), and only in
+     * a program that ever made such a child (vfork.c). */
+    if (may_be_vfork_child && __atomic_load_n(&cw_vm_child_seen, __ATOMIC_RELAXED) &&
+        (pid_t)syscall(SYS_getpid) != cw.pid)
         return 0;
     cw_nesting++;
     return 1;
@@ -95,6 +97,7 @@ void cw_init(void)
     cw_nesting++;
     int saved = errno;
     cw_resolve_real();
+    cw_vfork_init();
     cw_sampler_init();
     const char *off = getenv("CLOSEWATCH_DISABLE");
     if ((!off || !*off || *off == '0') && cw_shm_create() == 0) {

@@ -510,7 +510,8 @@ static int become_sampler(void *arg)
 static int start_sampler(void *arg)
 {
     struct spawn *s = arg;
-    int pid = clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
+    int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
+    int pid = real_clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
     atomic_store(&s->sampler, pid > 0 ? pid : 0);
     syscall(SYS_exit, 0L);
     return 0;
@@ -550,7 +551,12 @@ void cw_sampler_start(void)
      * them all blocked for good. */
     pthread_sigmask(SIG_SETMASK, &all, &old);
     (void)REAL(sys); /* resolved before the children need it */
-    int first = clone(start_sampler, stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_VFORK, &s);
+    /* glibc's clone, not our trampoline (vfork.c): these children run none
+     * of our hooks. */
+    int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
+    int first = real_clone ? real_clone(start_sampler, stacks[0] + SPAWN_STACK,
+                                        CLONE_VM | CLONE_VFORK, &s)
+                           : -1;
     if (first > 0)
         syscall(SYS_wait4, (long)first, NULL, (long)__WALL, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
