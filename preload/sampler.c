@@ -124,6 +124,13 @@ static int fetch_fd(int fd)
     return prog.pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, prog.pidfd, fd, 0);
 }
 
+/* Whether fetch_fd failed for want of permission or support (seccomp,
+ * Yama, kernel < 5.6) rather than because the fd was gone. */
+static int fetch_refused(void)
+{
+    return errno == EPERM || errno == EACCES || errno == ENOSYS;
+}
+
 static void release_fd(int q, int fd)
 {
     if (q >= 0 && q != fd)
@@ -157,8 +164,8 @@ static int sample_close_wait_per_socket(void)
             continue;
         int q = fetch_fd(fd);
         if (q < 0) {
-            if (errno == EPERM)
-                return 0; /* not allowed after all (Yama, LSM): dump */
+            if (fetch_refused())
+                return 0; /* not allowed after all (Yama, seccomp): dump */
             continue;
         }
         struct tcp_info ti;
@@ -252,12 +259,13 @@ static uint64_t socket_inode(int fd)
     return strtoull(link + 8, NULL, 10);
 }
 
-/* Records an open socket that no hook told us about. */
-static void adopt(int fd, int origin)
+/* Records an open socket that no hook told us about. Returns 0 if the
+ * sampler may not fetch the program's fd (then see adopt_by_inode). */
+static int adopt(int fd, int origin)
 {
     int q = fetch_fd(fd);
     if (q < 0)
-        return;
+        return !fetch_refused();
     int family = 0, type = 0;
     socklen_t l1 = sizeof family, l2 = sizeof type;
     struct stat st;
@@ -280,6 +288,65 @@ static void adopt(int fd, int origin)
     }
 out:
     release_fd(q, fd);
+    return 1;
+}
+
+/*
+ * Where pidfd_getfd is refused (Yama ptrace_scope 1: the sampler is not the
+ * program's ancestor), TCP sockets can still be adopted from what sock_diag
+ * says about their inodes; the others stay unknown.
+ */
+#define BY_INODE_MAX 256
+static struct {
+    int fd[BY_INODE_MAX];
+    uint64_t inode[BY_INODE_MAX];
+    int n;
+} by_inode_pending;
+
+static void adopt_by_inode_later(int fd, uint64_t inode)
+{
+    if (by_inode_pending.n < BY_INODE_MAX) {
+        by_inode_pending.fd[by_inode_pending.n] = fd;
+        by_inode_pending.inode[by_inode_pending.n++] = inode;
+    }
+}
+
+static void addr_from_diag(struct cw_addr *a, int family, const uint32_t *ip, uint16_t port_be)
+{
+    memset(a, 0, sizeof *a);
+    a->family = (uint16_t)family;
+    a->port = ntohs(port_be);
+    memcpy(a->bytes, ip, family == AF_INET ? 4 : 16);
+}
+
+static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
+{
+    (void)ctx;
+    for (int i = 0; i < by_inode_pending.n; i++) {
+        if (by_inode_pending.inode[i] != m->idiag_inode || !m->idiag_inode)
+            continue;
+        int fd = by_inode_pending.fd[i];
+        cw_on_adopt(fd, CW_ORIGIN_UNTRACKED, m->idiag_family, SOCK_STREAM, m->idiag_inode);
+        struct cw_fd_entry *e = cw_fd(fd);
+        if (e && e->inode == m->idiag_inode) {
+            addr_from_diag(&e->local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
+            if (m->idiag_state != CW_TCP_LISTEN) {
+                addr_from_diag(&e->peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
+                e->flags |= CW_FD_CONNECTED;
+            } else {
+                e->flags |= CW_FD_LISTENING;
+            }
+        }
+        by_inode_pending.inode[i] = 0;
+    }
+    return 0;
+}
+
+static void adopt_by_inode(void)
+{
+    if (by_inode_pending.n)
+        cw_sock_diag_dump(CW_TCP_OWNED_STATES, adopt_from_diag, NULL);
+    by_inode_pending.n = 0;
 }
 
 static void inherit_one(int fd, void *from_fork)
@@ -333,7 +400,8 @@ static void reconcile_one(int fd, void *ctx)
         if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
             return;
         rc.candidate_inode[fd] = 0;
-        adopt(fd, CW_ORIGIN_UNTRACKED);
+        if (!adopt(fd, CW_ORIGIN_UNTRACKED))
+            adopt_by_inode_later(fd, ino);
     } else {
         rc.candidate_inode[fd] = ino;
         rc.since[fd] = cw_now();
@@ -361,6 +429,7 @@ static void reconcile(void)
     int hwm = cw_fd_hwm();
     memset(rc.seen, 0, (size_t)hwm / 8 + 1);
     for_each_fd(reconcile_one, NULL);
+    adopt_by_inode();
     hwm = cw_fd_hwm(); /* adopted sockets may have raised it */
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);

@@ -976,3 +976,55 @@ Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini 
     }
     wait_exit_ok(&p, 10000);
 }
+
+static int fd_adopted_untracked(void *arg)
+{
+    struct fd_watch *w = arg;
+    struct cw_fd_entry e = fd_entry(w->r, w->fd);
+    return entry_open(&e) && e.origin == CW_ORIGIN_UNTRACKED;
+}
+
+/* Where the sampler may not fetch the program's fds (seccomp here, Yama
+ * ptrace_scope 1 on Ubuntu), an untracked TCP socket is still adopted, with
+ * its addresses, from sock_diag, and its CLOSE_WAIT still found. */
+Test(preload, untracked_socket_found_without_pidfd_getfd, .timeout = 40, .fini = drop_test_dir)
+{
+#if !defined(__x86_64__)
+    cr_skip_test("the fixture makes its raw system calls in x86-64 assembly");
+#endif
+    char *dir = test_dir("pre-denied");
+    int port;
+    int listener = h_listen(&port);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    struct ctl ctl;
+    ctl_open(&ctl);
+    char *argv[] = {(char *)FIXTURE("denied_getfd"), port_arg, ctl.arg, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&ctl);
+    int fd = (int)read_value(&p, "connected");
+    int served = accept(listener, NULL, NULL);
+    cr_assert_geq(served, 0);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct fd_watch w = {&r, fd};
+    /* Two reconciliations, 0.5 s apart at least, every fifth round. */
+    cr_assert(h_wait_for(fd_adopted_untracked, &w, 20000),
+              "the sampler did not adopt the raw socket fd %d", fd);
+    struct cw_fd_entry e = fd_entry(&r, fd);
+    cr_assert_eq(e.family, AF_INET);
+    cr_assert_eq(e.type, SOCK_STREAM);
+    cr_assert(e.flags & CW_FD_CONNECTED);
+    cr_assert_eq(e.peer.port, port, "peer port %u, expected %d", e.peer.port, port);
+    cr_assert_neq(e.inode, 0);
+
+    close(served); /* the peer's FIN: CLOSE_WAIT, seen by a dump this time */
+    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000),
+              "the sampler did not mark fd %d CLOSE_WAIT", fd);
+    ctl_release(&ctl);
+    wait_exit_ok(&p, 10000);
+    cw_ring_close(&r);
+    close(listener);
+}
