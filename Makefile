@@ -112,7 +112,7 @@ install: all
 	install -m 0644 docs/closewatch.1 $(DESTDIR)$(PREFIX)/share/man/man1/closewatch.1
 
 format:
-	clang-format -i preload/*.[ch] analyzer/*.[ch] common/*.[ch] tests/*.[ch] tests/fixtures/*.[ch] tests/fuzz/*.[ch] tests/real/*.c scripts/*.c
+	clang-format -i preload/*.[ch] analyzer/*.[ch] common/*.[ch] tests/*.[ch] tests/fixtures/*.[ch] tests/fuzz/*.[ch] tests/real/*.c scripts/*.c scripts/*.h
 
 clean:
 	rm -rf $(B)

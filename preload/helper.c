@@ -97,7 +97,7 @@ void cw_helper_main(long argc, char **argv)
             leave(2);
         leave(2);
     }
-    cw_nesting = 1; /* should one of our hooks run here, it passes through */
+    cw_nesting = 1;                     /* should one of our hooks run here, it passes through */
     atomic_store(&cw.sampler_state, 1); /* and never starts another sampler */
     pid_t pid = (pid_t)atol(argv[1]);
     prctl(PR_SET_NAME, "cw-sampler", 0, 0, 0);

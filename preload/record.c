@@ -109,8 +109,8 @@ static void note_hwm(int fd)
     _Atomic uint32_t *hwm = (_Atomic uint32_t *)&cw.hdr->fd_hwm;
     uint32_t cur = atomic_load_explicit(hwm, memory_order_relaxed);
     while ((uint32_t)fd + 1 > cur &&
-           !atomic_compare_exchange_weak_explicit(hwm, &cur, (uint32_t)fd + 1,
-                                                  memory_order_release, memory_order_relaxed))
+           !atomic_compare_exchange_weak_explicit(hwm, &cur, (uint32_t)fd + 1, memory_order_release,
+                                                  memory_order_relaxed))
         ;
 }
 

@@ -499,8 +499,7 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every)
     unsigned long start_code = 0, c;
     /* Opened after a check that the pid is still our program's (the pidfd
      * then cannot be another's). */
-    if (program_stat(pid, &start_time, &start_code) != 0 ||
-        start_time != cw.hdr->proc_starttime)
+    if (program_stat(pid, &start_time, &start_code) != 0 || start_time != cw.hdr->proc_starttime)
         return;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
@@ -508,8 +507,8 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every)
                               (long)(period_ns % 1000000000ull)};
         struct pollfd p = {.fd = exit_fd, .events = POLLIN};
         /* Without a pidfd (kernel < 5.3), a period's sleep, then /proc. */
-        long r = syscall(SYS_ppoll, exit_fd >= 0 ? &p : NULL, exit_fd >= 0 ? 1L : 0L, &ts, NULL,
-                         0L);
+        long r =
+            syscall(SYS_ppoll, exit_fd >= 0 ? &p : NULL, exit_fd >= 0 ? 1L : 0L, &ts, NULL, 0L);
         if (r > 0 || (r < 0 && errno != EINTR))
             return; /* the program is gone */
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
@@ -580,7 +579,8 @@ static int start_sampler(void *arg)
 {
     struct spawn *s = arg;
     int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
-    int pid = real_clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
+    int pid =
+        real_clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
     atomic_store(&s->sampler, pid > 0 ? pid : 0);
     syscall(SYS_exit, 0L);
     return 0;
@@ -605,10 +605,8 @@ void cw_sampler_start(void)
     snprintf(ms, sizeof ms, "%u", cw.sample_ms);
     snprintf(every, sizeof every, "%u", reconcile_every);
     static uint8_t stacks[2][SPAWN_STACK] __attribute__((aligned(16)));
-    struct spawn s = {{(char *)"closewatch-sampler", pid, cw.path, ms, every, NULL},
-                      {NULL, NULL},
-                      stacks[1],
-                      0};
+    struct spawn s = {
+        {(char *)"closewatch-sampler", pid, cw.path, ms, every, NULL}, {NULL, NULL}, stacks[1], 0};
     /* The sampler's libraries are found where ours were. */
     extern char **environ;
     for (char **e = environ; e && *e; e++)
@@ -623,9 +621,9 @@ void cw_sampler_start(void)
     /* glibc's clone, not our trampoline (vfork.c): these children run none
      * of our hooks. */
     int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
-    int first = real_clone ? real_clone(start_sampler, stacks[0] + SPAWN_STACK,
-                                        CLONE_VM | CLONE_VFORK, &s)
-                           : -1;
+    int first = real_clone
+                    ? real_clone(start_sampler, stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_VFORK, &s)
+                    : -1;
     if (first > 0)
         syscall(SYS_wait4, (long)first, NULL, (long)__WALL, NULL);
     pthread_sigmask(SIG_SETMASK, &old, NULL);

@@ -88,8 +88,8 @@ static int page_readable(uintptr_t addr)
  */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define WALK_CACHE 1
-#define WALKS      2  /* per thread */
-#define WALK_WORDS 48 /* words a walk may read to be remembered */
+#define WALKS      2          /* per thread */
+#define WALK_WORDS 48         /* words a walk may read to be remembered */
 #define WALK_SPAN  (8u << 20) /* ...all on the stack above where it starts */
 
 struct walk {
@@ -234,15 +234,15 @@ static struct cw_stack_slot *slot_at(uint32_t i)
  */
 static int modules_cover(void *const *pcs, int n)
 {
-    uint32_t count = atomic_load_explicit((_Atomic uint32_t *)&cw.hdr->module_count,
-                                          memory_order_acquire);
+    uint32_t count =
+        atomic_load_explicit((_Atomic uint32_t *)&cw.hdr->module_count, memory_order_acquire);
     if (count > cw.hdr->module_cap)
         count = cw.hdr->module_cap;
     for (int i = 0; i < n; i++) {
         uintptr_t pc = (uintptr_t)pcs[i];
         uint32_t m = 0;
-        while (m < count && !(cw.modules[m].ready && cw.modules[m].start <= pc &&
-                              pc < cw.modules[m].end))
+        while (m < count &&
+               !(cw.modules[m].ready && cw.modules[m].start <= pc && pc < cw.modules[m].end))
             m++;
         if (m == count)
             return 0;
@@ -318,9 +318,12 @@ static uint32_t intern(void **pcs, int n)
 }
 
 #ifdef WALK_CACHE
-__attribute__((noinline, optimize("no-omit-frame-pointer")))
+#define WITH_FRAME_POINTER __attribute__((noinline, optimize("no-omit-frame-pointer")))
+#else
+#define WITH_FRAME_POINTER
 #endif
-uint32_t cw_stack(void)
+
+WITH_FRAME_POINTER uint32_t cw_stack(void)
 {
     void *pcs[CW_MAX_DEPTH + 8];
 #ifdef WALK_CACHE

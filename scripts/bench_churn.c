@@ -92,7 +92,6 @@ static void write_full(int fd, const char *buf, size_t n)
     }
 }
 
-
 static const char request[MSG] = "GET / HTTP/1.0\r\nHost: bench\r\n\r\n";
 static const char response[MSG] = "HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n";
 

@@ -76,7 +76,6 @@ static int listen_any_port(int *port)
     return fd;
 }
 
-
 static int write_all(int fd, const char *buf, size_t n)
 {
     while (n > 0) {

@@ -1021,8 +1021,8 @@ Test(preload, untracked_socket_found_without_pidfd_getfd, .timeout = 40, .fini =
     cr_assert_neq(e.inode, 0);
 
     close(served); /* the peer's FIN: CLOSE_WAIT, seen by a dump this time */
-    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000),
-              "the sampler did not mark fd %d CLOSE_WAIT", fd);
+    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000), "the sampler did not mark fd %d CLOSE_WAIT",
+              fd);
     ctl_release(&ctl);
     wait_exit_ok(&p, 10000);
     cw_ring_close(&r);

@@ -376,10 +376,10 @@ Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini 
         const char *want = opens % 2 ? "via_y" : "via_x";
         const char *other = opens % 2 ? "via_x" : "via_y";
         cr_assert_neq(e->stack, 0, "open %d has no stack", opens);
-        cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u",
-                  opens, want, e->stack);
-        cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u",
-                  opens, other, e->stack);
+        cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u", opens,
+                  want, e->stack);
+        cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u", opens,
+                  other, e->stack);
         cr_assert(stack_has_fn(&r, e->stack, &mod, "open_here"));
         if (!first[opens % 2])
             first[opens % 2] = e->stack;
