@@ -68,6 +68,60 @@ static int dump_family(int nl, int family, uint32_t states, cw_sock_diag_cb cb, 
     }
 }
 
+int cw_sock_diag_open(void)
+{
+    int nl = (int)syscall(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    return nl < 0 ? -errno : nl;
+}
+
+int cw_sock_diag_find(int nl, const struct cw_sock_id *id, uint8_t *state, uint64_t *inode)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg;
+    memset(&msg, 0, sizeof msg);
+    msg.nlh.nlmsg_len = sizeof msg;
+    msg.nlh.nlmsg_type = SOCK_DIAG_BY_FAMILY;
+    msg.nlh.nlmsg_flags = NLM_F_REQUEST;
+    msg.req.sdiag_family = (uint8_t)id->family;
+    msg.req.sdiag_protocol = IPPROTO_TCP;
+    msg.req.idiag_states = ~0u;
+    /* "src" is the socket's own end. */
+    msg.req.id.idiag_sport = htons(id->local_port);
+    msg.req.id.idiag_dport = htons(id->peer_port);
+    memcpy(msg.req.id.idiag_src, id->local, id->family == AF_INET ? 4 : 16);
+    memcpy(msg.req.id.idiag_dst, id->peer, id->family == AF_INET ? 4 : 16);
+    msg.req.id.idiag_if = id->scope_id;
+    msg.req.id.idiag_cookie[0] = msg.req.id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (syscall(SYS_sendto, nl, &msg, sizeof msg, 0, &kernel, sizeof kernel) < 0)
+        return -errno;
+    long buf[1024 / sizeof(long)];
+    for (;;) {
+        long n = syscall(SYS_recvfrom, nl, buf, sizeof buf, 0, NULL, NULL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EPROTO;
+        const struct nlmsghdr *h = (const struct nlmsghdr *)buf;
+        if (!NLMSG_OK(h, (unsigned long)n))
+            return -EPROTO;
+        if (h->nlmsg_type == NLMSG_ERROR) {
+            const struct nlmsgerr *e = NLMSG_DATA(h);
+            return h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error ? e->error : -EPROTO;
+        }
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+            h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+            return -EPROTO;
+        const struct inet_diag_msg *m = NLMSG_DATA(h);
+        *state = m->idiag_state;
+        *inode = m->idiag_inode;
+        return 0;
+    }
+}
+
 int cw_sock_diag_dump(uint32_t states, cw_sock_diag_cb cb, void *ctx)
 {
     int nl = (int)syscall(SYS_socket, AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);

@@ -22,4 +22,21 @@ typedef int (*cw_sock_diag_cb)(void *ctx, const struct inet_diag_msg *msg);
 /* Returns 0, or -errno when the kernel could not be asked. */
 int cw_sock_diag_dump(uint32_t states, cw_sock_diag_cb cb, void *ctx);
 
+/* One TCP socket by its two ends (a hash lookup in the kernel, not a walk):
+ * its state and inode. Ports in host order, addresses in network order
+ * (4 bytes for AF_INET, 16 for AF_INET6). */
+struct cw_sock_id {
+    int family;
+    uint8_t local[16], peer[16];
+    uint16_t local_port, peer_port;
+    uint32_t scope_id;
+};
+
+/* A NETLINK_SOCK_DIAG socket for cw_sock_diag_find; -errno on failure. */
+int cw_sock_diag_open(void);
+
+/* 0 with *state and *inode filled, -ENOENT if there is no such socket, or
+ * another -errno. */
+int cw_sock_diag_find(int nl, const struct cw_sock_id *id, uint8_t *state, uint64_t *inode);
+
 #endif

@@ -48,23 +48,21 @@
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
-#ifndef SYS_pidfd_getfd
-#define SYS_pidfd_getfd 438
-#endif
 #ifndef SYS_close_range
 #define SYS_close_range 436
 #endif
 
 /*
  * Where the program's fds are: our own table (in the program), or, in the
- * sampler process, /proc/PID/fd to list them and pidfd_getfd to fetch a
- * copy to ask about (-1: not permitted; sock_diag then does without).
+ * sampler process, /proc/PID/fd to list them. The sampler never takes a
+ * reference to one of the program's sockets (no pidfd_getfd): a copy in its
+ * hands would keep a socket the program closes alive, its epoll
+ * registrations firing and its port bound. It asks sock_diag instead.
  */
 static struct {
     int remote;
-    int pidfd;
     char fd_dir[48];
-} prog = {0, -1, "/proc/self/fd"};
+} prog = {0, "/proc/self/fd"};
 
 struct kstate {
     uint64_t inode;
@@ -116,39 +114,33 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
     cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
 }
 
-/* The program's fd as something we can ask about; -1 if we cannot. */
-static int fetch_fd(int fd)
+/* The two ends of e as sock_diag names them; 0 if they are not both known. */
+static int sock_id_of(const struct cw_fd_entry *e, struct cw_sock_id *id)
 {
-    if (!prog.remote)
-        return fd;
-    return prog.pidfd < 0 ? -1 : (int)syscall(SYS_pidfd_getfd, prog.pidfd, fd, 0);
-}
-
-/* Whether fetch_fd failed for want of permission or support (seccomp,
- * Yama, kernel < 5.6) rather than because the fd was gone. */
-static int fetch_refused(void)
-{
-    return errno == EPERM || errno == EACCES || errno == ENOSYS;
-}
-
-static void release_fd(int q, int fd)
-{
-    if (q >= 0 && q != fd)
-        syscall(SYS_close, q);
+    const struct cw_addr *l = &e->local, *p = &e->peer;
+    if (l->family != e->family || p->family != e->family || !l->port || !p->port)
+        return 0;
+    memset(id, 0, sizeof *id);
+    id->family = e->family;
+    size_t n = e->family == AF_INET ? 4 : 16;
+    memcpy(id->local, l->bytes, n);
+    memcpy(id->peer, p->bytes, n);
+    id->local_port = l->port;
+    id->peer_port = p->port;
+    id->scope_id = p->scope_id;
+    return 1;
 }
 
 /*
- * With few sockets open, asking each one (TCP_INFO on a copy fetched with
- * pidfd_getfd) is far cheaper than a sock_diag dump, which walks every TCP
- * socket of the host, TIME_WAIT ones included. Returns 0 if it could not
- * ask (then the dump is used).
+ * With few sockets open, asking for each one by its two ends is far cheaper
+ * than a sock_diag dump, which walks every TCP socket of the host, TIME_WAIT
+ * ones included. Returns 0 if it could not ask about every one (then the
+ * dump is used).
  */
-#define PER_SOCKET_MAX 64
+#define PER_SOCKET_MAX 256
 
 static int sample_close_wait_per_socket(void)
 {
-    if (prog.pidfd < 0)
-        return 0;
     int hwm = cw_fd_hwm(), open_tcp = 0;
     for (int fd = 0; fd < hwm && open_tcp <= PER_SOCKET_MAX; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
@@ -156,32 +148,38 @@ static int sample_close_wait_per_socket(void)
     }
     if (open_tcp > PER_SOCKET_MAX)
         return 0;
+    int nl = cw_sock_diag_open();
+    if (nl < 0)
+        return 0;
     uint64_t now = cw_now();
+    int complete = 1;
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
-        if (!(sid & CW_SID_OPEN) || !is_tcp(e))
+        struct cw_sock_id id;
+        /* Only a connected socket can reach CLOSE_WAIT. */
+        if (!(sid & CW_SID_OPEN) || !is_tcp(e) || (e->flags & CW_FD_LISTENING) ||
+            !(e->flags & CW_FD_CONNECTED))
             continue;
-        int q = fetch_fd(fd);
-        if (q < 0) {
-            if (fetch_refused())
-                return 0; /* not allowed after all (Yama, seccomp): dump */
+        if (!sock_id_of(e, &id)) {
+            complete = 0; /* its ends are unknown: the dump will say */
             continue;
         }
-        struct tcp_info ti;
-        socklen_t len = sizeof ti;
-        struct stat st;
-        /* The fd may have been closed and reused since we read the table. */
-        if (syscall(SYS_fstat, q, &st) == 0 && (uint64_t)st.st_ino == e->inode &&
-            syscall(SYS_getsockopt, q, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0) {
-            if (ti.tcpi_state == CW_TCP_CLOSE_WAIT)
+        uint8_t state;
+        uint64_t inode;
+        int r = cw_sock_diag_find(nl, &id, &state, &inode);
+        /* The ends may belong to a newer socket by now: the inode says. */
+        if (r == 0 && inode == e->inode) {
+            if (state == CW_TCP_CLOSE_WAIT)
                 set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now);
             else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
                 set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
+        } else if (r != 0 && r != -ENOENT) {
+            complete = 0;
         }
-        release_fd(q, fd);
     }
-    return 1;
+    syscall(SYS_close, nl);
+    return complete;
 }
 
 /* Marks which of our open TCP sockets are in CLOSE_WAIT; one no longer
@@ -259,42 +257,37 @@ static uint64_t socket_inode(int fd)
     return strtoull(link + 8, NULL, 10);
 }
 
-/* Records an open socket that no hook told us about. Returns 0 if the
- * sampler may not fetch the program's fd (then see adopt_by_inode). */
-static int adopt(int fd, int origin)
+/* Records an open socket that no hook told us about, asking the fd itself:
+ * only in the program, where the fd is in our own table. */
+static void adopt(int fd, int origin)
 {
-    int q = fetch_fd(fd);
-    if (q < 0)
-        return !fetch_refused();
     int family = 0, type = 0;
     socklen_t l1 = sizeof family, l2 = sizeof type;
     struct stat st;
-    if (syscall(SYS_getsockopt, q, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
-        syscall(SYS_getsockopt, q, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
-        syscall(SYS_fstat, q, &st) != 0)
-        goto out;
+    if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
+        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
+        syscall(SYS_fstat, fd, &st) != 0)
+        return;
     cw_on_adopt(fd, origin, family, type, (uint64_t)st.st_ino);
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e)
-        goto out;
+        return;
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (syscall(SYS_getsockname, q, &ss, &len) == 0)
+    if (syscall(SYS_getsockname, fd, &ss, &len) == 0)
         cw_addr_from_sockaddr(&e->local, (struct sockaddr *)&ss, len);
     len = sizeof ss;
-    if (syscall(SYS_getpeername, q, &ss, &len) == 0) {
+    if (syscall(SYS_getpeername, fd, &ss, &len) == 0) {
         cw_addr_from_sockaddr(&e->peer, (struct sockaddr *)&ss, len);
         e->flags |= CW_FD_CONNECTED;
     }
-out:
-    release_fd(q, fd);
-    return 1;
 }
 
 /*
- * Where pidfd_getfd is refused (Yama ptrace_scope 1: the sampler is not the
- * program's ancestor), TCP sockets can still be adopted from what sock_diag
- * says about their inodes; the others stay unknown.
+ * In the sampler, a socket created behind our back is adopted from what
+ * sock_diag says about its inode: TCP sockets (Go's, io_uring's), with
+ * their addresses and state. Others (unix, UDP) are left alone: they are
+ * never in CLOSE_WAIT.
  */
 #define BY_INODE_MAX 256
 static struct {
@@ -400,8 +393,7 @@ static void reconcile_one(int fd, void *ctx)
         if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
             return;
         rc.candidate_inode[fd] = 0;
-        if (!adopt(fd, CW_ORIGIN_UNTRACKED))
-            adopt_by_inode_later(fd, ino);
+        adopt_by_inode_later(fd, ino);
     } else {
         rc.candidate_inode[fd] = ino;
         rc.since[fd] = cw_now();
@@ -494,7 +486,6 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every)
     prog.remote = 1;
     snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
     int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
-    prog.pidfd = exit_fd;
     unsigned long long start_time = 0, t;
     unsigned long start_code = 0, c;
     /* Opened after a check that the pid is still our program's (the pidfd
