@@ -108,13 +108,13 @@ CW_HIDDEN extern struct cw_state cw;
 /*
  * Nesting guard. Every record path enters through cw_enter(); it fails when
  * we are already inside the library on this thread (libunwind's own calls,
- * a signal handler interrupting a record), before init, or, for the calls
- * that change the fd table (may_be_vfork_child), in a vfork child.
+ * a signal handler interrupting a record), before init, or in a child that
+ * never ran our fork handler.
  */
 CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
-CW_HIDDEN int cw_enter(int may_be_vfork_child);
-/* Raised once the program made a child sharing our memory (vfork.c). */
-CW_HIDDEN extern int cw_vm_child_seen;
+CW_HIDDEN int cw_enter(void);
+/* Raised once the program made a child that skips our fork handler (vfork.c). */
+CW_HIDDEN extern int cw_unforked_child_seen;
 CW_HIDDEN void cw_vfork_init(void);
 CW_HIDDEN void *cw_resolve_clone(void);
 static inline void cw_leave(void)
@@ -153,6 +153,7 @@ static inline int64_t cw_open_arg(int origin, int family, int type)
 }
 CW_HIDDEN uint32_t cw_stack(void);
 CW_HIDDEN void cw_stacks_warm_up(void);
+CW_HIDDEN void cw_stacks_after_fork(void);
 CW_HIDDEN void cw_modules_refresh(void);
 
 CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);

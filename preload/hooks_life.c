@@ -11,7 +11,6 @@
 #include "cw.h"
 
 #include <fcntl.h>
-#include <sched.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <sys/syscall.h>
@@ -235,9 +234,9 @@ CW_EXPORT long syscall(long nr, ...)
         a[i] = va_arg(ap, long);
     va_end(ap);
 
-    /* A child on our memory may follow (see vfork.c). */
-    if (nr == SYS_vfork || nr == SYS_clone3 || (nr == SYS_clone && (a[0] & CLONE_VM)))
-        __atomic_store_n(&cw_vm_child_seen, 1, __ATOMIC_RELAXED);
+    /* A child that skips our fork handler may follow (see vfork.c). */
+    if (nr == SYS_fork || nr == SYS_vfork || nr == SYS_clone || nr == SYS_clone3)
+        __atomic_store_n(&cw_unforked_child_seen, 1, __ATOMIC_RELAXED);
     uint64_t sid = 0;
     if (nr == SYS_close || nr == SYS_dup2 || nr == SYS_dup3)
         sid = cw_sid_before((int)(nr == SYS_close ? a[0] : a[1]));

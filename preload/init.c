@@ -28,7 +28,7 @@ uint64_t cw_now(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int cw_enter(int may_be_vfork_child)
+int cw_enter(void)
 {
     if (cw_nesting) {
         /* A signal handler interrupted a record on this thread, or we are
@@ -39,12 +39,11 @@ int cw_enter(int may_be_vfork_child)
     }
     if (!cw.hdr)
         return 0;
-    /* A vfork child shares our memory and thread but has its own copy of the
-     * fd table: its close/dup2/close_range (Python's subprocess, shells)
-     * before exec are not ours. POSIX allows it nothing else, so only those
-     * calls pay for the getpid (one system call, ~90 ns here), and only in
-     * a program that ever made such a child (vfork.c). */
-    if (may_be_vfork_child && __atomic_load_n(&cw_vm_child_seen, __ATOMIC_RELAXED) &&
+    /* A child that never ran our fork handler (vfork, clone, _Fork, a raw
+     * fork system call) still writes to our ring: it must record nothing,
+     * and only getpid (one system call, ~90 ns here) tells it from us. Most
+     * programs never make one (vfork.c), and pay nothing. */
+    if (__atomic_load_n(&cw_unforked_child_seen, __ATOMIC_RELAXED) &&
         (pid_t)syscall(SYS_getpid) != cw.pid)
         return 0;
     cw_nesting++;
@@ -85,6 +84,7 @@ static int main_is_go(void)
 static void atfork_child(void)
 {
     cw_nesting = 0;
+    cw_stacks_after_fork();
     cw_sampler_after_fork();
     cw_shm_after_fork_child();
 }

@@ -189,7 +189,7 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
 
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
 {
-    if (!cw_enter(origin == CW_ORIGIN_DUP))
+    if (!cw_enter())
         return;
     int saved = errno;
     /* socket() and socketpair() types carry SOCK_NONBLOCK (04000) and
@@ -229,7 +229,7 @@ static int addr_is_any(const struct cw_addr *a)
 
 void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-    if (!cw_enter(0))
+    if (!cw_enter())
         return;
     int saved = errno;
     struct cw_fd_entry *l = cw_fd(lfd);
@@ -266,7 +266,7 @@ void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_l
 void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, int err)
 {
     struct cw_fd_entry *e = cw_fd(fd);
-    if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter(0))
+    if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter())
         return;
     int saved = errno;
     if (ret == 0 || err == EINPROGRESS || err == EAGAIN) {
@@ -292,7 +292,7 @@ void cw_on_listen(int fd)
 
 void cw_on_open_failed(int call, int err)
 {
-    if ((err != EMFILE && err != ENFILE) || !cw_enter(0))
+    if ((err != EMFILE && err != ENFILE) || !cw_enter())
         return;
     cw_event(CW_EV_ERROR, -1, 0, cw_stack(), err, call, cw.hdr->sockets_open);
     errno = err; /* the failed call's errno, which is what errno held */
@@ -325,7 +325,7 @@ static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int oth
 
 void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other)
 {
-    if (!cw_fd(fd) || !cw_enter(1))
+    if (!cw_fd(fd) || !cw_enter())
         return;
     int saved = errno;
     if (ret == -1 && err == EBADF) {
@@ -343,7 +343,7 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
 void cw_on_close_range(unsigned first, unsigned last, int how)
 {
     int hwm = cw.hdr ? cw_fd_hwm() : 0;
-    if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter(1))
+    if (hwm <= 0 || first >= (unsigned)hwm || !cw_enter())
         return;
     if (last >= (unsigned)hwm)
         last = (unsigned)hwm - 1;
@@ -378,7 +378,7 @@ void cw_on_eof(int fd, int how)
         return; /* HUP on a socket never connected is not a peer FIN */
     if (how == CW_EOF_READ)
         atomic_fetch_add_explicit((_Atomic uint32_t *)&e->eof_count, 1, memory_order_relaxed);
-    if (e->eof_ns || !cw_enter(0))
+    if (e->eof_ns || !cw_enter())
         return;
     int saved = errno;
     uint64_t now = cw_now();
@@ -394,7 +394,7 @@ void cw_on_eof(int fd, int how)
 void cw_on_shutdown(int fd, int how, int ret)
 {
     struct cw_fd_entry *e = cw_fd(fd);
-    if (!e || !(e->sid & CW_SID_OPEN) || how < 0 || how > 2 || !cw_enter(0))
+    if (!e || !(e->sid & CW_SID_OPEN) || how < 0 || how > 2 || !cw_enter())
         return;
     int saved = errno;
     if (ret == 0) {

@@ -94,8 +94,10 @@ static int page_readable(uintptr_t addr)
 
 struct walk {
     uintptr_t start;   /* cw_stack's frame address */
-    uint32_t nwords;   /* WALK_WORDS + 1: too many to remember */
+    const void *ring;  /* the stack table stack_id is in */
+    uint32_t nwords;   /* WALK_WORDS + 1: not to be remembered */
     uint32_t stack_id; /* 0: nothing remembered */
+    int above;         /* a word at or above start was read */
     uintptr_t addr[WALK_WORDS], word[WALK_WORDS];
 };
 
@@ -106,11 +108,17 @@ static __thread unsigned walk_next __attribute__((tls_model("initial-exec")));
 static void remember_word(uintptr_t addr, uintptr_t word)
 {
     struct walk *w = recording;
-    /* Below start are the frames of the walk itself (unw_backtrace's):
-     * their words follow from start and our code, and are gone by the
-     * time a later walk is recalled. */
-    if (addr < w->start)
+    /* Below start are first the frames of the walk itself (unw_backtrace's):
+     * their words follow from start and our code, and are gone by the time
+     * a later walk is recalled. A word below start read after the walk got
+     * above it is another stack's: a signal handler on an alternate stack
+     * above the thread's. Such a walk is not remembered. */
+    if (addr < w->start) {
+        if (w->above)
+            w->nwords = WALK_WORDS + 1;
         return;
+    }
+    w->above = 1;
     if (w->nwords < WALK_WORDS) {
         w->addr[w->nwords] = addr;
         w->word[w->nwords] = word;
@@ -124,11 +132,22 @@ static uint32_t walk_recall(uintptr_t start)
 {
     for (unsigned i = 0; i < WALKS; i++) {
         const struct walk *w = &walks[i];
-        if (!w->stack_id || w->start != start)
+        if (!w->stack_id || w->start != start || w->ring != cw.hdr)
             continue;
+        /* Readable when remembered, on this thread's stack above us; a
+         * coroutine library may have put a smaller stack there since. */
         uint32_t k = 0;
-        while (k < w->nwords && *(const uintptr_t *)w->addr[k] == w->word[k])
+        uintptr_t page = 0;
+        while (k < w->nwords) {
+            if (w->addr[k] >> 12 != page) {
+                page = w->addr[k] >> 12;
+                if (!page_readable(w->addr[k]))
+                    break;
+            }
+            if (*(const uintptr_t *)w->addr[k] != w->word[k])
+                break;
             k++;
+        }
         if (k == w->nwords)
             return w->stack_id;
     }
@@ -139,8 +158,10 @@ static struct walk *walk_begin(uintptr_t start)
 {
     struct walk *w = &walks[walk_next++ % WALKS];
     w->start = start;
+    w->ring = cw.hdr;
     w->nwords = 0;
     w->stack_id = 0;
+    w->above = 0;
     recording = w;
     return w;
 }
@@ -160,6 +181,15 @@ static void walk_end(struct walk *w, int frames_above, uint32_t stack_id)
     w->stack_id = stack_id;
 }
 #endif
+
+/* In a fork child: the walks remembered name stacks of the parent's table. */
+void cw_stacks_after_fork(void)
+{
+#ifdef WALK_CACHE
+    memset(walks, 0, sizeof walks);
+    recording = NULL;
+#endif
+}
 
 static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
 {

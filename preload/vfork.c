@@ -1,23 +1,25 @@
 /*
- * vfork.c - knowing when a vfork child may be running our hooks.
+ * vfork.c - knowing when a child may be running our hooks as if it were us.
  *
- * A child made with vfork() or clone(CLONE_VM) runs on the program's memory,
- * and so on our tables, with its own copy of the fd table: its close(),
- * dup2() and close_range() before exec are not the program's. Only the
- * getpid() check in cw_enter tells them apart, a system call on every
- * recorded close. Most programs never make such a child: vfork and clone are
- * interposed by trampolines that raise cw_vm_child_seen and jump on to
- * glibc's, and the check is made only once that flag is up.
+ * fork() runs our handler in the child (init.c), which gives it a ring of
+ * its own. Children made otherwise do not: vfork() and clone(CLONE_VM) ones
+ * run on the program's very memory, clone() and _Fork() ones on a copy of
+ * it, and all of them still write to the program's ring, with fd tables of
+ * their own. Only the getpid() check in cw_enter tells them from the
+ * program, a system call on every recorded event. Most programs never make
+ * such a child, so vfork, clone and _Fork are interposed (and the matching
+ * raw system calls watched, hooks_life.c) to raise cw_unforked_child_seen,
+ * and the check is made only once it is up.
  *
- * The trampolines are assembly because a vfork wrapper must not have a
- * frame: the child returns through it and then reuses that stack before the
- * parent resumes. Elsewhere than x86-64 the flag is up from the start.
+ * vfork and clone are assembly trampolines because a vfork wrapper must not
+ * have a frame: the child returns through it and reuses that stack before
+ * the parent resumes. Elsewhere than x86-64 the flag is up from the start.
  */
 #include "cw.h"
 
 #include <dlfcn.h>
 
-int cw_vm_child_seen;
+int cw_unforked_child_seen;
 CW_HIDDEN void *cw_real_vfork, *cw_real_clone;
 CW_HIDDEN void *cw_resolve_vfork(void);
 CW_HIDDEN void *cw_resolve_clone(void);
@@ -36,13 +38,29 @@ void *cw_resolve_clone(void)
     return cw_real_clone;
 }
 
+/* A fork without fork handlers: a copy of our memory, so an ordinary
+ * wrapper will do. */
+CW_EXPORT pid_t _Fork(void)
+{
+    static pid_t (*real)(void);
+    __atomic_store_n(&cw_unforked_child_seen, 1, __ATOMIC_RELAXED);
+    if (!real)
+        *(void **)&real = dlsym(RTLD_NEXT, "_Fork");
+    if (!real) {
+        errno = ENOSYS;
+        return -1;
+    }
+    return real();
+}
+
 #if defined(__x86_64__)
 /* r11 is neither an argument nor preserved: free to hold the target. */
 __asm__(".text\n"
         ".globl vfork\n"
         ".type vfork,@function\n"
         "vfork:\n"
-        "  movl $1, cw_vm_child_seen(%rip)\n"
+        "  endbr64\n"
+        "  movl $1, cw_unforked_child_seen(%rip)\n"
         "  mov cw_real_vfork(%rip), %r11\n"
         "  test %r11, %r11\n"
         "  jz 1f\n"
@@ -58,10 +76,8 @@ __asm__(".text\n"
         ".globl clone\n"
         ".type clone,@function\n"
         "clone:\n"
-        "  testl $0x100, %edx\n" /* CLONE_VM */
-        "  jz 2f\n"
-        "  movl $1, cw_vm_child_seen(%rip)\n"
-        "2:\n"
+        "  endbr64\n"
+        "  movl $1, cw_unforked_child_seen(%rip)\n"
         "  mov cw_real_clone(%rip), %r11\n"
         "  test %r11, %r11\n"
         "  jz 3f\n"
@@ -94,6 +110,6 @@ void cw_vfork_init(void)
 #else
 void cw_vfork_init(void)
 {
-    cw_vm_child_seen = 1;
+    cw_unforked_child_seen = 1;
 }
 #endif

@@ -106,11 +106,11 @@ static inline int ev_count(const struct ev_list *l, int type, int fd)
     return n;
 }
 
-/* The last event of `type` on fd, or NULL. */
+/* The last event of `type` on fd (or ANY_FD), or NULL. */
 static inline const struct cw_event *ev_last(const struct ev_list *l, int type, int fd)
 {
     for (size_t i = l->n; i-- > 0;)
-        if (l->v[i].type == type && l->v[i].fd == fd)
+        if (l->v[i].type == type && (fd == ANY_FD || l->v[i].fd == fd))
             return &l->v[i];
     return NULL;
 }

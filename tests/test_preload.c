@@ -742,35 +742,42 @@ Test(preload, invisible_to_the_program_no_fds_no_output, .timeout = 30, .fini = 
     cw_ring_close(&r);
 }
 
-/* A clone(CLONE_VM) child as the program's first child sharing its memory:
- * its close() calls must not close the parent's sockets in the ring either. */
-Test(preload, clone_vm_child_leaves_the_parent_ring_intact, .timeout = 30, .fini = drop_test_dir)
+/* Children that skip fork handlers (clone with or without CLONE_VM, a raw
+ * fork system call, _Fork), each as the program's first: what they close
+ * and open is theirs, not the parent's. */
+Test(preload, unforked_children_leave_the_parent_ring_intact, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = test_dir("pre-clone");
-    char *argv[] = {(char *)FIXTURE("vfork_exec"), "clone-only", NULL};
-    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
-    struct h_proc p = spawn_fixture(argv, env, dir);
-    char line[256];
-    int fds[5];
-    read_line(&p, line, sizeof line);
-    cr_assert(sscanf(line, "sockets %d %d %d %d %d", &fds[0], &fds[1], &fds[2], &fds[3], &fds[4]) ==
-                  5,
-              "bad line \"%s\"", line);
-    expect_line(&p, "ok");
-    wait_exit_ok(&p, 10000);
+    static const char *const modes[] = {"clone-vm", "clone-copy", "raw-fork", "_Fork"};
+    for (size_t m = 0; m < sizeof modes / sizeof modes[0]; m++) {
+        char *dir = test_dir("pre-unforked");
+        char *argv[] = {(char *)FIXTURE("vfork_exec"), (char *)modes[m], NULL};
+        char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+        struct h_proc p = spawn_fixture(argv, env, dir);
+        char line[256];
+        int fds[5];
+        read_line(&p, line, sizeof line);
+        cr_assert(sscanf(line, "sockets %d %d %d %d %d", &fds[0], &fds[1], &fds[2], &fds[3],
+                         &fds[4]) == 5,
+                  "bad line \"%s\"", line);
+        expect_line(&p, "ok");
+        wait_exit_ok(&p, 10000);
 
-    struct cw_ring r;
-    open_ring(&r, dir, p.pid);
-    struct ev_list evs;
-    ev_collect(&r, &evs);
-    cr_assert_eq(ev_count(&evs, CW_EV_CLOSE, ANY_FD), 0,
-                 "the clone(CLONE_VM) child's close() was recorded in the parent");
-    for (int i = 0; i < 5; i++) {
-        struct cw_fd_entry e = fd_entry(&r, fds[i]);
-        cr_assert(entry_open(&e), "fd %d closed in the parent's table", fds[i]);
+        struct cw_ring r;
+        open_ring(&r, dir, p.pid);
+        struct ev_list evs;
+        ev_collect(&r, &evs);
+        cr_assert_eq(ev_count(&evs, CW_EV_CLOSE, ANY_FD), 0,
+                     "%s: the child's close() was recorded in the parent", modes[m]);
+        cr_assert_eq(ev_count(&evs, CW_EV_OPEN, ANY_FD), 5,
+                     "%s: the child's socket() was recorded in the parent", modes[m]);
+        for (int i = 0; i < 5; i++) {
+            struct cw_fd_entry e = fd_entry(&r, fds[i]);
+            cr_assert(entry_open(&e), "%s: fd %d closed in the parent's table", modes[m], fds[i]);
+        }
+        ev_free(&evs);
+        cw_ring_close(&r);
+        drop_test_dir();
     }
-    ev_free(&evs);
-    cw_ring_close(&r);
 }
 
 Test(preload, vfork_children_leave_the_parent_ring_intact, .timeout = 30, .fini = drop_test_dir)

@@ -392,6 +392,72 @@ Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini 
     cw_ring_close(&r);
 }
 
+/* A fork child starts with an empty stack table: a walk its parent
+ * remembered must not hand it the parent's stack ids. */
+Test(ring, fork_child_stacks_are_its_own, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("ring-forkwalk");
+    const char *exe = FIXTURE("walk_sites");
+    char *argv[] = {(char *)exe, "fork", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    pid_t child = (pid_t)read_value(&p, "child");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, child);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    struct cw_module mod;
+    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
+    const struct cw_event *open = ev_last(&evs, CW_EV_OPEN, ANY_FD);
+    cr_assert_not_null(open, "the child recorded no open");
+    cr_assert_neq(open->stack, 0);
+    cr_assert(stack_has_fn(&r, open->stack, &mod, "via_x"),
+              "the child's open has stack %u, without via_x() in the child's table", open->stack);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
+/* The same from a signal handler on an alternate stack above the thread's:
+ * the handler's frames are the same each time, the interrupted ones (read
+ * from another stack) are not. */
+Test(ring, signal_handler_stacks_keep_the_interrupted_path, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("ring-altstack");
+    const char *exe = FIXTURE("altstack_sites");
+    char *argv[] = {(char *)exe, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    expect_line(&p, "done");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    struct cw_module mod;
+    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
+    int opens = 0;
+    for (size_t i = 0; i < evs.n; i++) {
+        const struct cw_event *e = &evs.v[i];
+        if (e->type != CW_EV_OPEN)
+            continue;
+        const char *want = opens % 2 ? "wait_y" : "wait_x";
+        const char *other = opens % 2 ? "wait_x" : "wait_y";
+        cr_assert(stack_has_fn(&r, e->stack, &mod, "on_signal"), "open %d: not in the handler",
+                  opens);
+        cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u", opens,
+                  want, e->stack);
+        cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u", opens,
+                  other, e->stack);
+        opens++;
+    }
+    cr_assert_eq(opens, 20);
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
 /* The fixture's "name fd" lines. */
 struct named_fds {
     char name[32][32];
