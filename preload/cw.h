@@ -154,6 +154,8 @@ static inline int64_t cw_open_arg(int origin, int family, int type)
 CW_HIDDEN uint32_t cw_stack(void);
 CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_stacks_after_fork(void);
+/* Whether n bytes at p can be read (checked once per page and thread). */
+CW_HIDDEN int cw_readable(const void *p, size_t n);
 CW_HIDDEN void cw_modules_refresh(void);
 
 CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);
@@ -212,7 +214,7 @@ CW_HIDDEN void cw_shm_mark_exit(void);
 CW_HIDDEN void cw_sampler_init(void); /* in the constructor: where to exec it from */
 CW_HIDDEN void cw_sampler_start(void);
 /* The sampler process's loop (helper.c), until the program is gone. */
-CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every);
+CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long image);
 /* For programs that make their socket calls without libc (Go). */
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);

@@ -89,7 +89,7 @@ static struct cw_header *map_ring(const char *path, pid_t pid)
 
 void cw_helper_main(long argc, char **argv)
 {
-    if (argc != 5 || strcmp(argv[0], "closewatch-sampler") != 0) {
+    if (argc != 6 || strcmp(argv[0], "closewatch-sampler") != 0) {
         static const char usage[] =
             "libclosewatch.so is loaded into a program with LD_PRELOAD, or by `closewatch run`;\n"
             "see closewatch(1). Run by itself it is closewatch's sampler process, started by\n"
@@ -110,7 +110,7 @@ void cw_helper_main(long argc, char **argv)
     cw.sample_ms = (uint32_t)atol(argv[3]);
     unsigned every = (unsigned)atol(argv[4]);
     if (cw.sample_ms > 0)
-        cw_sampler_run(pid, every ? every : 1);
+        cw_sampler_run(pid, every ? every : 1, strtoull(argv[5], NULL, 10));
     leave(0);
 }
 #endif

@@ -58,37 +58,64 @@ CW_EXPORT int socketpair(int domain, int type, int protocol, int sv[2])
  * The peer's address comes with accept for free: from the caller's buffer
  * when the kernel did not truncate it (after accept, *len is the address's
  * full length, which may exceed what the caller passed), from a buffer of
- * ours when the caller passed none (the kernel then writes nothing the
- * caller can see), else from getpeername.
+ * ours when the caller passed none and the listener is a TCP/IP one we know
+ * (for those the kernel's extra getname cannot fail), else from getpeername.
+ * *len is read before the call only where it is readable: a bad pointer
+ * must get the program EFAULT from the kernel, not SIGSEGV from us.
  */
-static void after_accept(int lfd, int r, const struct sockaddr *addr, socklen_t given,
-                         const socklen_t *len)
+struct accept_args {
+    struct sockaddr *addr;
+    socklen_t *len;
+    socklen_t given; /* the buffer's size before the call, 0 if unknown */
+    struct sockaddr_storage own;
+    socklen_t own_len;
+};
+
+static void accept_prepare(int lfd, struct sockaddr *addr, socklen_t *len, struct accept_args *x)
+{
+    x->addr = addr;
+    x->len = len;
+    x->given = 0;
+    if (addr && len) {
+        int saved = errno; /* the check may fail a system call */
+        if (cw_readable(len, sizeof *len))
+            x->given = *len;
+        errno = saved;
+    } else if (!addr) {
+        struct cw_fd_entry *l = cw_fd(lfd);
+        if (l && (l->sid & CW_SID_OPEN) && (l->family == AF_INET || l->family == AF_INET6)) {
+            x->own_len = sizeof x->own;
+            x->addr = (struct sockaddr *)&x->own;
+            x->len = &x->own_len;
+            x->given = sizeof x->own;
+        }
+    }
+}
+
+static void after_accept(int lfd, int r, const struct accept_args *x)
 {
     if (r >= 0)
-        cw_on_accept(lfd, r, addr && len && *len <= given ? addr : NULL, len ? *len : 0);
+        cw_on_accept(lfd, r, x && x->given && *x->len <= x->given ? x->addr : NULL,
+                     x && x->given ? *x->len : 0);
     else
         cw_on_open_failed(CW_CALL_ACCEPT, errno);
 }
 
 CW_EXPORT int accept(int fd, struct sockaddr *addr, socklen_t *len)
 {
-    struct sockaddr_storage own;
-    socklen_t own_len = sizeof own, given = addr && len ? *len : sizeof own;
-    socklen_t *l = addr ? len : &own_len;
-    struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
-    int r = REAL(accept)(fd, a, l);
-    after_accept(fd, r, a, given, l);
+    struct accept_args x;
+    accept_prepare(fd, addr, len, &x);
+    int r = REAL(accept)(fd, x.addr, x.len);
+    after_accept(fd, r, &x);
     return r;
 }
 
 CW_EXPORT int accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags)
 {
-    struct sockaddr_storage own;
-    socklen_t own_len = sizeof own, given = addr && len ? *len : sizeof own;
-    socklen_t *l = addr ? len : &own_len;
-    struct sockaddr *a = addr ? addr : (struct sockaddr *)&own;
-    int r = REAL(accept4)(fd, a, l, flags);
-    after_accept(fd, r, a, given, l);
+    struct accept_args x;
+    accept_prepare(fd, addr, len, &x);
+    int r = REAL(accept4)(fd, x.addr, x.len, flags);
+    after_accept(fd, r, &x);
     return r;
 }
 
@@ -252,7 +279,7 @@ CW_EXPORT long syscall(long nr, ...)
         after_socketpair((int)r, (int)a[0], (int)a[1], (int)a[2], (int *)a[3]);
         break;
     case SYS_accept:
-    case SYS_accept4: after_accept((int)a[0], (int)r, NULL, 0, NULL); break;
+    case SYS_accept4: after_accept((int)a[0], (int)r, NULL); break;
     case SYS_connect:
         cw_on_connect((int)a[0], (const struct sockaddr *)a[1], (socklen_t)a[2], (int)r,
                       r == 0 ? 0 : errno);

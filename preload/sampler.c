@@ -319,6 +319,13 @@ static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
         if (by_inode_pending.inode[i] != m->idiag_inode || !m->idiag_inode)
             continue;
         int fd = by_inode_pending.fd[i];
+        by_inode_pending.inode[i] = 0;
+        /* The program may have closed that fd and opened a tracked socket
+         * there since the reconciliation: look again just before. */
+        struct cw_fd_entry *cur = cw_fd(fd);
+        if (!cur || (atomic_load((_Atomic uint64_t *)&cur->sid) & CW_SID_OPEN) ||
+            socket_inode(fd) != m->idiag_inode)
+            continue;
         cw_on_adopt(fd, CW_ORIGIN_UNTRACKED, m->idiag_family, SOCK_STREAM, m->idiag_inode);
         struct cw_fd_entry *e = cw_fd(fd);
         if (e && e->inode == m->idiag_inode) {
@@ -330,7 +337,6 @@ static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
                 e->flags |= CW_FD_LISTENING;
             }
         }
-        by_inode_pending.inode[i] = 0;
     }
     return 0;
 }
@@ -450,10 +456,11 @@ static void reconcile(void)
     }
 }
 
-/* Fields 22 (start time) and 26 (where the text starts) of /proc/PID/stat:
- * the first tells our program from a later one with its pid, the second
- * changes when it execs another image (the pid and our ring stay). */
-static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long *start_code)
+/* From /proc/PID/stat: field 22, the start time, tells our program from a
+ * later one with its pid; fields 26-28 and 48-51 (text, stack, arguments
+ * and environment addresses) make up *image, which an exec changes (the pid
+ * and our ring stay). */
+static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long long *image)
 {
     char path[48], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -468,29 +475,32 @@ static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long
     char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
     if (!p)
         return -1;
+    *image = 0;
     for (int field = 2; *p; p++) {
         if (*p != ' ')
             continue;
-        if (++field == 22)
+        field++;
+        if (field == 22)
             *start_time = strtoull(p + 1, NULL, 10);
-        else if (field == 26) {
-            *start_code = strtoul(p + 1, NULL, 10);
+        else if ((field >= 26 && field <= 28) || (field >= 48 && field <= 51))
+            *image = (*image ^ strtoull(p + 1, NULL, 10)) * 0x100000001b3ull;
+        if (field == 51)
             return 0;
-        }
     }
     return -1;
 }
 
-void cw_sampler_run(pid_t pid, unsigned reconcile_every)
+void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long image)
 {
     prog.remote = 1;
     snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
     int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
-    unsigned long long start_time = 0, t;
-    unsigned long start_code = 0, c;
+    unsigned long long start_time = 0, t, i;
     /* Opened after a check that the pid is still our program's (the pidfd
-     * then cannot be another's). */
-    if (program_stat(pid, &start_time, &start_code) != 0 || start_time != cw.hdr->proc_starttime)
+     * then cannot be another's) and that it has not exec'd since it started
+     * us (image: what it read of itself then). */
+    if (program_stat(pid, &start_time, &i) != 0 || start_time != cw.hdr->proc_starttime ||
+        i != image)
         return;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
@@ -503,8 +513,8 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every)
         if (r > 0 || (r < 0 && errno != EINTR))
             return; /* the program is gone */
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
-         * a sampler of its own; an untraced one shows a new text address. */
-        if (program_stat(pid, &t, &c) != 0 || t != start_time || c != start_code ||
+         * a sampler of its own; an untraced one shows new addresses. */
+        if (program_stat(pid, &t, &i) != 0 || t != start_time || i != image ||
             atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) != CW_RUNNING)
             return;
         /* Reconcile first: a socket adopted now gets its state in this
@@ -540,7 +550,7 @@ void cw_sampler_init(void)
 }
 
 struct spawn {
-    char *argv[6];
+    char *argv[7];
     char *envp[2];
     uint8_t *stack; /* for the second child */
     _Atomic pid_t sampler;
@@ -591,13 +601,21 @@ void cw_sampler_start(void)
         errno = saved;
         return;
     }
-    char pid[16], ms[16], every[16];
+    char pid[16], ms[16], every[16], image[24];
+    unsigned long long start_time, self_image;
+    if (program_stat(cw.pid, &start_time, &self_image) != 0) {
+        errno = saved;
+        return;
+    }
+    snprintf(image, sizeof image, "%llu", self_image);
     snprintf(pid, sizeof pid, "%d", (int)cw.pid);
     snprintf(ms, sizeof ms, "%u", cw.sample_ms);
     snprintf(every, sizeof every, "%u", reconcile_every);
     static uint8_t stacks[2][SPAWN_STACK] __attribute__((aligned(16)));
-    struct spawn s = {
-        {(char *)"closewatch-sampler", pid, cw.path, ms, every, NULL}, {NULL, NULL}, stacks[1], 0};
+    struct spawn s = {{(char *)"closewatch-sampler", pid, cw.path, ms, every, image, NULL},
+                      {NULL, NULL},
+                      stacks[1],
+                      0};
     /* The sampler's libraries are found where ours were. */
     extern char **environ;
     for (char **e = environ; e && *e; e++)

@@ -191,6 +191,12 @@ void cw_stacks_after_fork(void)
 #endif
 }
 
+int cw_readable(const void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p;
+    return n > 0 && page_readable(a) && page_readable(a + n - 1);
+}
+
 static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
 {
     (void)as;

@@ -984,6 +984,36 @@ Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini 
     wait_exit_ok(&p, 10000);
 }
 
+/* An exec into an image without the preload: the old image's sampler
+ * leaves at once, while the process runs on. */
+Test(preload, sampler_leaves_when_the_program_execs_untraced, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("pre-untraced");
+    struct ctl to_exec, to_exit;
+    ctl_open(&to_exec);
+    ctl_open(&to_exit);
+    char *argv[] = {(char *)FIXTURE("sampler_visibility"), to_exec.arg, to_exit.arg, "untraced",
+                    NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&to_exec);
+    ctl_spawned(&to_exit);
+    expect_line(&p, "threads 1");
+    expect_line(&p, "wait -1 ECHILD");
+    expect_line(&p, "children []");
+    pid_t sampler = sampler_of(dir, p.pid, 0);
+    cr_assert_gt(sampler, 0);
+    ctl_release(&to_exec);
+    expect_line(&p, "sigchld 0");
+    expect_line(&p, "threads 1"); /* the untraced image is running */
+    cr_assert(h_wait_for(process_gone, (void *)(intptr_t)sampler, 10000),
+              "the sampler %d stayed after the exec", (int)sampler);
+    char paths[4][512];
+    cr_assert_eq(h_rings(dir, p.pid, paths, 4), 1, "the untraced image made a ring");
+    ctl_release(&to_exit);
+    wait_exit_ok(&p, 10000);
+}
+
 static int fd_adopted_untracked(void *arg)
 {
     struct fd_watch *w = arg;
