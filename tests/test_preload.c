@@ -1021,10 +1021,12 @@ static int fd_adopted_untracked(void *arg)
     return entry_open(&e) && e.origin == CW_ORIGIN_UNTRACKED;
 }
 
-/* Where the sampler may not fetch the program's fds (seccomp here, Yama
- * ptrace_scope 1 on Ubuntu), an untracked TCP socket is still adopted, with
- * its addresses, from sock_diag, and its CLOSE_WAIT still found. */
-Test(preload, untracked_socket_found_without_pidfd_getfd, .timeout = 40, .fini = drop_test_dir)
+/* A TCP socket made with raw system calls (as Go does) is adopted from what
+ * sock_diag says about its inode, with its addresses, and its CLOSE_WAIT
+ * found, without the sampler ever holding a copy of it: here under a policy
+ * that refuses pidfd_getfd (Docker's without CAP_SYS_PTRACE; Yama's
+ * ptrace_scope 1 too), which the sampler inherits. */
+Test(preload, untracked_socket_adopted_from_sock_diag, .timeout = 40, .fini = drop_test_dir)
 {
 #if !defined(__x86_64__)
     cr_skip_test("the fixture makes its raw system calls in x86-64 assembly");
