@@ -348,13 +348,16 @@ static int stack_has_fn(const struct cw_ring *r, uint32_t id, const struct cw_mo
     return 0;
 }
 
-/* Walks that start at the same stack address but come from different
- * callers two frames up (the recorder remembers walks by where they start)
- * must keep their own stacks, call after call. */
-Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini = drop_test_dir)
+/*
+ * Runs a fixture that opens `count` sockets from two call paths in turn, the
+ * first through x(), the second through y(), both through common(), and
+ * checks that every open carries its own path, each path interned once.
+ */
+static void expect_alternating_paths(const char *tag, const char *fixture, const char *x,
+                                     const char *y, const char *common, int count)
 {
-    char *dir = test_dir("ring-walks");
-    const char *exe = FIXTURE("walk_sites");
+    char *dir = test_dir(tag);
+    const char *exe = h_path(fixture);
     char *argv[] = {(char *)exe, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
@@ -373,23 +376,31 @@ Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini 
         const struct cw_event *e = &evs.v[i];
         if (e->type != CW_EV_OPEN)
             continue;
-        const char *want = opens % 2 ? "via_y" : "via_x";
-        const char *other = opens % 2 ? "via_x" : "via_y";
+        const char *want = opens % 2 ? y : x, *other = opens % 2 ? x : y;
         cr_assert_neq(e->stack, 0, "open %d has no stack", opens);
         cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u", opens,
                   want, e->stack);
         cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u", opens,
                   other, e->stack);
-        cr_assert(stack_has_fn(&r, e->stack, &mod, "open_here"));
+        cr_assert(stack_has_fn(&r, e->stack, &mod, common), "open %d: no %s()", opens, common);
         if (!first[opens % 2])
             first[opens % 2] = e->stack;
         cr_assert_eq(e->stack, first[opens % 2], "open %d: path interned twice", opens);
         opens++;
     }
-    cr_assert_eq(opens, 200);
+    cr_assert_eq(opens, count);
     cr_assert_neq(first[0], first[1]);
     ev_free(&evs);
     cw_ring_close(&r);
+}
+
+/* Walks that start at the same stack address but come from different
+ * callers two frames up (the recorder remembers walks by where they start)
+ * must keep their own stacks, call after call. */
+Test(ring, same_depth_different_callers_keep_their_stacks, .timeout = 30, .fini = drop_test_dir)
+{
+    expect_alternating_paths("ring-walks", "fixtures/walk_sites", "via_x", "via_y", "open_here",
+                             200);
 }
 
 /* A fork child starts with an empty stack table: a walk its parent
@@ -424,38 +435,8 @@ Test(ring, fork_child_stacks_are_its_own, .timeout = 30, .fini = drop_test_dir)
  * from another stack) are not. */
 Test(ring, signal_handler_stacks_keep_the_interrupted_path, .timeout = 30, .fini = drop_test_dir)
 {
-    char *dir = test_dir("ring-altstack");
-    const char *exe = FIXTURE("altstack_sites");
-    char *argv[] = {(char *)exe, NULL};
-    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
-    struct h_proc p = spawn_fixture(argv, env, dir);
-    expect_line(&p, "done");
-    wait_exit_ok(&p, 10000);
-
-    struct cw_ring r;
-    open_ring(&r, dir, p.pid);
-    struct ev_list evs;
-    ev_collect(&r, &evs);
-    struct cw_module mod;
-    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
-    int opens = 0;
-    for (size_t i = 0; i < evs.n; i++) {
-        const struct cw_event *e = &evs.v[i];
-        if (e->type != CW_EV_OPEN)
-            continue;
-        const char *want = opens % 2 ? "wait_y" : "wait_x";
-        const char *other = opens % 2 ? "wait_x" : "wait_y";
-        cr_assert(stack_has_fn(&r, e->stack, &mod, "on_signal"), "open %d: not in the handler",
-                  opens);
-        cr_assert(stack_has_fn(&r, e->stack, &mod, want), "open %d: no %s() in its stack %u", opens,
-                  want, e->stack);
-        cr_assert(!stack_has_fn(&r, e->stack, &mod, other), "open %d: %s() in its stack %u", opens,
-                  other, e->stack);
-        opens++;
-    }
-    cr_assert_eq(opens, 20);
-    ev_free(&evs);
-    cw_ring_close(&r);
+    expect_alternating_paths("ring-altstack", "fixtures/altstack_sites", "wait_x", "wait_y",
+                             "on_signal", 20);
 }
 
 /* The fixture's "name fd" lines. */
