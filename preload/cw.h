@@ -67,6 +67,10 @@ struct cw_real {
     int (*ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
     int (*poll_chk)(struct pollfd *, nfds_t, int, size_t);
     int (*ppoll_chk)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *, size_t);
+    int (*setuid)(uid_t);
+    int (*seteuid)(uid_t);
+    int (*setreuid)(uid_t, uid_t);
+    int (*setresuid)(uid_t, uid_t, uid_t);
     void *(*dlopen)(const char *, int);
     int (*dlclose)(void *);
 };

@@ -72,7 +72,7 @@ static struct cw_header *map_ring(const char *path, pid_t pid)
         return NULL;
     struct stat st;
     void *map = MAP_FAILED;
-    if (syscall(SYS_fstat, fd, &st) == 0 && st.st_uid == getuid() &&
+    if (syscall(SYS_fstat, fd, &st) == 0 && st.st_uid == geteuid() &&
         (size_t)st.st_size >= sizeof(struct cw_header))
         map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
     syscall(SYS_close, fd);
@@ -98,6 +98,13 @@ void cw_helper_main(long argc, char **argv)
             leave(2);
         leave(2);
     }
+    /* Started with no fds at all: 0-2 on /dev/null, so nothing of ours ever
+     * lands there, and out of the program's cwd, which we must not pin. */
+    for (int fd = 0; fd < 3; fd++)
+        if (syscall(SYS_openat, AT_FDCWD, "/dev/null", O_RDWR) < 0)
+            leave(1);
+    if (chdir("/") != 0)
+        leave(1);
     cw_nesting = 1;                     /* should one of our hooks run here, it passes through */
     atomic_store(&cw.sampler_state, 1); /* and never starts another sampler */
     pid_t pid = (pid_t)atol(argv[1]);

@@ -54,6 +54,10 @@ void cw_resolve_real(void)
     R(ppoll, "ppoll");
     R(poll_chk, "__poll_chk");
     R(ppoll_chk, "__ppoll_chk");
+    R(setuid, "setuid");
+    R(seteuid, "seteuid");
+    R(setreuid, "setreuid");
+    R(setresuid, "setresuid");
     R(dlopen, "dlopen");
     R(dlclose, "dlclose");
 #undef R

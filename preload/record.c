@@ -269,7 +269,7 @@ void cw_on_connect(int fd, const struct sockaddr *peer, socklen_t len, int ret, 
     if (!e || !(e->sid & CW_SID_OPEN) || !cw_enter())
         return;
     int saved = errno;
-    if (ret == 0 || err == EINPROGRESS || err == EAGAIN) {
+    if (ret == 0 || err == EINPROGRESS || err == EAGAIN || err == EINTR) {
         e->flags |= CW_FD_CONNECTED;
         cw_addr_from_sockaddr(&e->peer, peer, len);
         fill_addr(fd, &e->local, SYS_getsockname);

@@ -109,8 +109,18 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
     uint8_t old = e->tcp_state;
     e->tcp_state = state;
     e->state_ns = now;
-    if (state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns)
+    int first_close_wait = state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns;
+    if (first_close_wait)
         e->close_wait_ns = now;
+    /* In the sampler, the program may have closed that fd and opened
+     * another socket there meanwhile (its open clears these fields before
+     * it publishes the new sid): the newcomer must not keep our state. */
+    if (atomic_load((_Atomic uint64_t *)&e->sid) != sid) {
+        e->tcp_state = 0;
+        if (first_close_wait)
+            e->close_wait_ns = 0;
+        return;
+    }
     cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
 }
 
@@ -157,12 +167,12 @@ static int sample_close_wait_per_socket(void)
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
         struct cw_sock_id id;
-        /* Only a connected socket can reach CLOSE_WAIT. */
-        if (!(sid & CW_SID_OPEN) || !is_tcp(e) || (e->flags & CW_FD_LISTENING) ||
-            !(e->flags & CW_FD_CONNECTED))
+        if (!(sid & CW_SID_OPEN) || !is_tcp(e) || (e->flags & CW_FD_LISTENING))
             continue;
-        if (!sock_id_of(e, &id)) {
-            complete = 0; /* its ends are unknown: the dump will say */
+        /* Not known to be connected (a connect we did not see finish, a
+         * TCP Fast Open sendto), or ends unknown: the dump will say. */
+        if (!(e->flags & CW_FD_CONNECTED) || !sock_id_of(e, &id)) {
+            complete = 0;
             continue;
         }
         uint8_t state;
@@ -174,7 +184,11 @@ static int sample_close_wait_per_socket(void)
                 set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now);
             else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
                 set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
-        } else if (r != 0 && r != -ENOENT) {
+        } else {
+            /* Not found by its ends, or another socket has them: ends we
+             * recorded wrong (a connect to 0.0.0.0, a transparent proxy),
+             * a socket bound to a device (SO_BINDTODEVICE, a VRF), or one
+             * just closed. The dump, by inode, settles it. */
             complete = 0;
         }
     }
@@ -332,6 +346,7 @@ static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
             addr_from_diag(&e->local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
             if (m->idiag_state != CW_TCP_LISTEN) {
                 addr_from_diag(&e->peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
+                e->peer.scope_id = m->id.idiag_if;
                 e->flags |= CW_FD_CONNECTED;
             } else {
                 e->flags |= CW_FD_LISTENING;
@@ -460,7 +475,8 @@ static void reconcile(void)
  * later one with its pid; fields 26-28 and 48-51 (text, stack, arguments
  * and environment addresses) make up *image, which an exec changes (the pid
  * and our ring stay). */
-static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long long *image)
+static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long long *image,
+                        int *masked)
 {
     char path[48], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -476,14 +492,21 @@ static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long
     if (!p)
         return -1;
     *image = 0;
+    *masked = 1;
     for (int field = 2; *p; p++) {
         if (*p != ' ')
             continue;
         field++;
-        if (field == 22)
+        if (field == 22) {
             *start_time = strtoull(p + 1, NULL, 10);
-        else if ((field >= 26 && field <= 28) || (field >= 48 && field <= 51))
-            *image = (*image ^ strtoull(p + 1, NULL, 10)) * 0x100000001b3ull;
+        } else if ((field >= 26 && field <= 28) || (field >= 48 && field <= 51)) {
+            unsigned long long v = strtoull(p + 1, NULL, 10);
+            *image = (*image ^ v) * 0x100000001b3ull;
+            /* A process that is not dumpable (one that changed uid, say)
+             * shows others zeros there (and 1 in 26, 27). */
+            if (v > 1)
+                *masked = 0;
+        }
         if (field == 51)
             return 0;
     }
@@ -496,11 +519,13 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
     snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
     int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
     unsigned long long start_time = 0, t, i;
+    int masked;
     /* Opened after a check that the pid is still our program's (the pidfd
      * then cannot be another's) and that it has not exec'd since it started
-     * us (image: what it read of itself then). */
-    if (program_stat(pid, &start_time, &i) != 0 || start_time != cw.hdr->proc_starttime ||
-        i != image)
+     * us (image: what it read of itself then; hidden from us if it is not
+     * dumpable, and then only a traced exec is noticed, by exit_state). */
+    if (program_stat(pid, &start_time, &i, &masked) != 0 || start_time != cw.hdr->proc_starttime ||
+        (!masked && i != image))
         return;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
@@ -514,7 +539,7 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
             return; /* the program is gone */
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
          * a sampler of its own; an untraced one shows new addresses. */
-        if (program_stat(pid, &t, &i) != 0 || t != start_time || i != image ||
+        if (program_stat(pid, &t, &i, &masked) != 0 || t != start_time || (!masked && i != image) ||
             atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) != CW_RUNNING)
             return;
         /* Reconcile first: a socket adopted now gets its state in this
@@ -603,7 +628,8 @@ void cw_sampler_start(void)
     }
     char pid[16], ms[16], every[16], image[24];
     unsigned long long start_time, self_image;
-    if (program_stat(cw.pid, &start_time, &self_image) != 0) {
+    int masked;
+    if (program_stat(cw.pid, &start_time, &self_image, &masked) != 0) {
         errno = saved;
         return;
     }

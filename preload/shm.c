@@ -1,7 +1,7 @@
 /*
  * shm.c - the shared-memory file of this process: its creation, its layout
  * (computed once from the environment), and what happens to it across
- * fork, exec and exit.
+ * fork, exec, a change of user and exit.
  *
  * The file is created O_EXCL|O_NOFOLLOW, 0600, mapped MAP_SHARED and closed
  * at once: the program never sees an fd of ours. Pages are only touched when
@@ -293,6 +293,50 @@ void cw_shm_after_fork_child(void)
     } else {
         munmap(parent, psize);
     }
+}
+
+/*
+ * A program that drops privileges after it started (nginx's and Apache's
+ * workers, sshd's children) starts its sampler with the credentials it has
+ * then, and the sampler must open the ring: the file (0600, ours) follows
+ * the effective uid, handed over while we may still chown it. If the change
+ * then fails, the program's own uid keeps the file; root reads it anyway.
+ */
+static void ring_follows_euid(uid_t euid)
+{
+    if (!cw.hdr || euid == (uid_t)-1 || euid == geteuid())
+        return;
+    int saved = errno;
+    int fd = (int)syscall(SYS_openat, AT_FDCWD, cw.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
+    if (fd >= 0) {
+        syscall(SYS_fchown, fd, (long)euid, -1L);
+        syscall(SYS_close, fd);
+    }
+    errno = saved;
+}
+
+CW_EXPORT int setuid(uid_t uid)
+{
+    ring_follows_euid(uid);
+    return REAL(setuid)(uid);
+}
+
+CW_EXPORT int seteuid(uid_t euid)
+{
+    ring_follows_euid(euid);
+    return REAL(seteuid)(euid);
+}
+
+CW_EXPORT int setreuid(uid_t ruid, uid_t euid)
+{
+    ring_follows_euid(euid);
+    return REAL(setreuid)(ruid, euid);
+}
+
+CW_EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
+{
+    ring_follows_euid(euid);
+    return REAL(setresuid)(ruid, euid, suid);
 }
 
 void cw_shm_mark_exit(void)

@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -131,16 +132,18 @@ static int sampler_beat(void *arg)
     return live_hdr(r)->heartbeat_mono_ns > r->hdr.start_mono_ns;
 }
 
-Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = drop_test_dir)
+/* An idle client (connected to address, NULL: 127.0.0.1) whose server hangs
+ * up: no read, so only the sampler can tell. */
+static void idle_client_case(const char *tag, char *address)
 {
-    char *dir = test_dir("pre-idle");
+    char *dir = test_dir(tag);
     int port;
     int listener = h_listen(&port);
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port);
     struct ctl ctl;
     ctl_open(&ctl);
-    char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, NULL};
+    char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, address, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
     ctl_spawned(&ctl);
@@ -181,6 +184,20 @@ Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = dr
     ev_free(&evs);
     cw_ring_close(&r);
     close(listener);
+}
+
+Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = drop_test_dir)
+{
+    idle_client_case("pre-idle", NULL);
+}
+
+/* Connected to 0.0.0.0: the kernel made it 127.0.0.1, the recorded peer is
+ * the wildcard, so the sampler's lookup by the two ends finds nothing and
+ * its dump (by inode) must. */
+Test(preload, idle_client_to_the_wildcard_address_found_by_sampler, .timeout = 30,
+     .fini = drop_test_dir)
+{
+    idle_client_case("pre-idle-any", "0.0.0.0");
 }
 
 Test(preload, spinning_on_eof_counts_every_read_logs_one_event, .timeout = 30,
@@ -1012,6 +1029,44 @@ Test(preload, sampler_leaves_when_the_program_execs_untraced, .timeout = 30, .fi
     cr_assert_eq(h_rings(dir, p.pid, paths, 4), 1, "the untraced image made a ring");
     ctl_release(&to_exit);
     wait_exit_ok(&p, 10000);
+}
+
+/* A root program that drops to nobody before its first TCP socket: its
+ * sampler runs as nobody, on a ring root created, for a process that is no
+ * longer dumpable. The socket it never reads must still be found. */
+Test(preload, sampler_works_after_the_program_drops_privileges, .timeout = 30,
+     .fini = drop_test_dir)
+{
+    if (geteuid() != 0)
+        cr_skip_test("needs root, to drop privileges from");
+    char *dir = test_dir("pre-setuid");
+    cr_assert_eq(chmod(dir, 0711), 0); /* nobody's sampler must reach its ring */
+    int port;
+    int listener = h_listen(&port);
+    char port_arg[16];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    struct ctl ctl;
+    ctl_open(&ctl);
+    char *argv[] = {(char *)FIXTURE("drops_privileges"), port_arg, ctl.arg, NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    ctl_spawned(&ctl);
+    int fd = (int)read_value(&p, "connected");
+    int served = accept(listener, NULL, NULL);
+    cr_assert_geq(served, 0);
+    close(served);
+
+    struct cw_ring r;
+    open_ring(&r, dir, p.pid);
+    struct fd_watch w = {&r, fd};
+    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000),
+              "the sampler did not mark fd %d CLOSE_WAIT after the program became nobody", fd);
+    pid_t sampler = live_hdr(&r)->sampler_pid;
+    cr_assert_gt(sampler, 0);
+    ctl_release(&ctl);
+    wait_exit_ok(&p, 10000);
+    cw_ring_close(&r);
+    close(listener);
 }
 
 static int fd_adopted_untracked(void *arg)
