@@ -941,6 +941,18 @@ static void fd_links(pid_t pid, char *buf, size_t len)
     closedir(d);
 }
 
+static int sampler_settled(void *arg)
+{
+    char path[64], cwd[64] = "", in[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/cwd", (int)(intptr_t)arg);
+    if (readlink(path, cwd, sizeof cwd - 1) < 0)
+        return 0;
+    snprintf(path, sizeof path, "/proc/%d/fd/0", (int)(intptr_t)arg);
+    if (readlink(path, in, sizeof in - 1) < 0)
+        return 0;
+    return !strcmp(cwd, "/") && !strcmp(in, "/dev/null");
+}
+
 /* Checks that pid is a sampler process watching program, outside its tree,
  * holding none of its sockets. */
 static void expect_sampler(pid_t pid, pid_t program)
@@ -958,6 +970,10 @@ static void expect_sampler(pid_t pid, pid_t program)
     cr_assert_not_null(ppid);
     cr_assert_neq(atoi(ppid + 6), (int)program, "the sampler is the program's child");
     free(buf);
+
+    /* Once started: out of the program's cwd, 0-2 on /dev/null. */
+    cr_assert(h_wait_for(sampler_settled, (void *)(intptr_t)pid, 10000),
+              "sampler %d: cwd not / or fd 0 not /dev/null", (int)pid);
 
     static char theirs[16384], ours[16384];
     fd_links(program, theirs, sizeof theirs);
