@@ -132,18 +132,20 @@ static int sampler_beat(void *arg)
     return live_hdr(r)->heartbeat_mono_ns > r->hdr.start_mono_ns;
 }
 
-/* An idle client (connected to address, NULL: 127.0.0.1) whose server hangs
- * up: no read, so only the sampler can tell. */
-static void idle_client_case(const char *tag, char *address)
+/* An idle client (connected to address; as nobody if as_nobody) whose
+ * server hangs up: no read, so only the sampler can tell. */
+static void idle_client_case(const char *tag, char *address, char *as_nobody)
 {
     char *dir = test_dir(tag);
+    if (as_nobody)
+        cr_assert_eq(chmod(dir, 0711), 0); /* nobody's sampler must reach its ring */
     int port;
     int listener = h_listen(&port);
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port);
     struct ctl ctl;
     ctl_open(&ctl);
-    char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, address, NULL};
+    char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, address, as_nobody, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
     ctl_spawned(&ctl);
@@ -188,7 +190,7 @@ static void idle_client_case(const char *tag, char *address)
 
 Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = drop_test_dir)
 {
-    idle_client_case("pre-idle", NULL);
+    idle_client_case("pre-idle", NULL, NULL);
 }
 
 /* Connected to 0.0.0.0: the kernel made it 127.0.0.1, the recorded peer is
@@ -197,7 +199,7 @@ Test(preload, idle_client_close_wait_found_by_sampler, .timeout = 30, .fini = dr
 Test(preload, idle_client_to_the_wildcard_address_found_by_sampler, .timeout = 30,
      .fini = drop_test_dir)
 {
-    idle_client_case("pre-idle-any", "0.0.0.0");
+    idle_client_case("pre-idle-any", "0.0.0.0", NULL);
 }
 
 Test(preload, spinning_on_eof_counts_every_read_logs_one_event, .timeout = 30,
@@ -1055,34 +1057,7 @@ Test(preload, sampler_works_after_the_program_drops_privileges, .timeout = 30,
 {
     if (geteuid() != 0)
         cr_skip_test("needs root, to drop privileges from");
-    char *dir = test_dir("pre-setuid");
-    cr_assert_eq(chmod(dir, 0711), 0); /* nobody's sampler must reach its ring */
-    int port;
-    int listener = h_listen(&port);
-    char port_arg[16];
-    snprintf(port_arg, sizeof port_arg, "%d", port);
-    struct ctl ctl;
-    ctl_open(&ctl);
-    char *argv[] = {(char *)FIXTURE("drops_privileges"), port_arg, ctl.arg, NULL};
-    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
-    struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&ctl);
-    int fd = (int)read_value(&p, "connected");
-    int served = accept(listener, NULL, NULL);
-    cr_assert_geq(served, 0);
-    close(served);
-
-    struct cw_ring r;
-    open_ring(&r, dir, p.pid);
-    struct fd_watch w = {&r, fd};
-    cr_assert(h_wait_for(fd_in_close_wait, &w, 10000),
-              "the sampler did not mark fd %d CLOSE_WAIT after the program became nobody", fd);
-    pid_t sampler = live_hdr(&r)->sampler_pid;
-    cr_assert_gt(sampler, 0);
-    ctl_release(&ctl);
-    wait_exit_ok(&p, 10000);
-    cw_ring_close(&r);
-    close(listener);
+    idle_client_case("pre-setuid", "127.0.0.1", "nobody");
 }
 
 static int fd_adopted_untracked(void *arg)
