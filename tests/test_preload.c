@@ -137,8 +137,21 @@ static int sampler_beat(void *arg)
 static void idle_client_case(const char *tag, char *address, char *as_nobody)
 {
     char *dir = test_dir(tag);
-    if (as_nobody)
+    if (as_nobody) {
         cr_assert_eq(chmod(dir, 0711), 0); /* nobody's sampler must reach its ring */
+        /* ...and execute the library: a checkout or a TMPDIR under a private
+         * directory (/root) keeps nobody out. */
+        char lib[4096];
+        snprintf(lib, sizeof lib, "%s/libclosewatch.so", h_build());
+        pid_t probe = fork();
+        if (probe == 0)
+            _exit(setgid(65534) || setuid(65534) || access(lib, R_OK | X_OK) != 0 ||
+                  access(dir, X_OK) != 0);
+        int status = 0;
+        cr_assert_eq(waitpid(probe, &status, 0), probe);
+        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+            cr_skip_test("user nobody cannot reach %s or %s", lib, dir);
+    }
     int port;
     int listener = h_listen(&port);
     char port_arg[16];
