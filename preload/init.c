@@ -4,6 +4,7 @@
  * nesting guard every record path goes through.
  */
 #include "cw.h"
+#include "../common/elf_note.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -55,22 +56,8 @@ int cw_enter(void)
 static int note_is_go(struct dl_phdr_info *info, size_t size, void *found)
 {
     (void)size;
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE)
-            continue;
-        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-        const uint8_t *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const void *)p;
-            const uint8_t *name = p + sizeof *nh;
-            /* The Go linker writes the name padded, "Go\0\0": n_namesz 4. */
-            if ((nh->n_namesz == 3 || nh->n_namesz == 4) && name + 3 <= end &&
-                !memcmp(name, "Go", 3))
-                *(int *)found = 1;
-            p = name + ((nh->n_namesz + 3) & ~3u) + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
+    uint32_t len;
+    *(int *)found = cw_elf_note(info, "Go", CW_NOTE_ANY_TYPE, &len) != NULL;
     return 1; /* the main program comes first: stop after it */
 }
 

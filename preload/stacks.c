@@ -15,6 +15,7 @@
  */
 #define UNW_LOCAL_ONLY
 #include "cw.h"
+#include "../common/elf_note.h"
 
 #include <dlfcn.h>
 #include <elf.h>
@@ -380,27 +381,12 @@ WITH_FRAME_POINTER uint32_t cw_stack(void)
 
 static void read_build_id(struct cw_module *m, const struct dl_phdr_info *info)
 {
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE)
-            continue;
-        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-        const uint8_t *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const void *)p;
-            const uint8_t *name = p + sizeof *nh;
-            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-            if (desc + nh->n_descsz > end)
-                break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
-                uint32_t len = nh->n_descsz < CW_BUILD_ID_MAX ? nh->n_descsz : CW_BUILD_ID_MAX;
-                memcpy(m->build_id, desc, len);
-                m->build_id_len = len;
-                return;
-            }
-            p = desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
+    uint32_t len;
+    const uint8_t *id = cw_elf_note(info, "GNU", NT_GNU_BUILD_ID, &len);
+    if (!id)
+        return;
+    m->build_id_len = len < CW_BUILD_ID_MAX ? len : CW_BUILD_ID_MAX;
+    memcpy(m->build_id, id, m->build_id_len);
 }
 
 static int module_known(uintptr_t start, uintptr_t bias, const char *path)

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../analyzer/symbolize.h"
+#include "../common/elf_note.h"
 #include "harness.h"
 
 #ifdef __clang__
@@ -35,26 +36,11 @@ struct mod_list {
 
 static void note_build_id(struct cw_module *m, const struct dl_phdr_info *info)
 {
-    for (int i = 0; i < info->dlpi_phnum; i++) {
-        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
-        if (ph->p_type != PT_NOTE)
-            continue;
-        const uint8_t *p = (const uint8_t *)(info->dlpi_addr + ph->p_vaddr);
-        const uint8_t *end = p + ph->p_memsz;
-        while (p + sizeof(ElfW(Nhdr)) <= end) {
-            const ElfW(Nhdr) *nh = (const void *)p;
-            const uint8_t *name = p + sizeof *nh;
-            const uint8_t *desc = name + ((nh->n_namesz + 3) & ~3u);
-            if (desc + nh->n_descsz > end)
-                break;
-            if (nh->n_type == NT_GNU_BUILD_ID && nh->n_namesz == 4 && !memcmp(name, "GNU", 4)) {
-                m->build_id_len = nh->n_descsz < CW_BUILD_ID_MAX ? nh->n_descsz : CW_BUILD_ID_MAX;
-                memcpy(m->build_id, desc, m->build_id_len);
-                return;
-            }
-            p = desc + ((nh->n_descsz + 3) & ~3u);
-        }
-    }
+    uint32_t len;
+    const uint8_t *id = cw_elf_note(info, "GNU", NT_GNU_BUILD_ID, &len);
+    m->build_id_len = id ? (len < CW_BUILD_ID_MAX ? len : CW_BUILD_ID_MAX) : 0;
+    if (id)
+        memcpy(m->build_id, id, m->build_id_len);
 }
 
 static int add_module(struct dl_phdr_info *info, size_t size, void *arg)
