@@ -319,13 +319,6 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
 
 /* When the peer's FIN arrived, as far as we know: the first EOF the program
  * saw, or the first sample that found the socket in CLOSE_WAIT. */
-static uint64_t peer_closed_at(const struct sock *s)
-{
-    if (s->eof_ns && s->close_wait_ns)
-        return s->eof_ns < s->close_wait_ns ? s->eof_ns : s->close_wait_ns;
-    return s->eof_ns ? s->eof_ns : s->close_wait_ns;
-}
-
 static void classify(struct cw_analysis *a, struct cw_process *p, const struct sock *s)
 {
     uint64_t end = p->end_mono_ns;
@@ -339,7 +332,7 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
     if (!is_tcp(s))
         return;
 
-    uint64_t fin = peer_closed_at(s);
+    uint64_t fin = cw_peer_fin_ns(s->eof_ns, s->close_wait_ns);
     /* We sent our FIN too (shutdown): the connection left CLOSE_WAIT. A
      * known kernel state other than CLOSE_WAIT settles it as well. */
     int half_closed_by_us = s->shut_wr_ns != 0;

@@ -66,6 +66,15 @@ enum cw_fd_flag {
  * is later than this, the one case a report shows it. */
 #define CW_PROMPT_CLOSE_NS 10000000ull /* 10 ms */
 
+/* When the peer's FIN came, as far as we know: the first of the EOF seen
+ * by the program and the CLOSE_WAIT seen by the sampler; 0 if neither. */
+static inline uint64_t cw_peer_fin_ns(uint64_t eof_ns, uint64_t close_wait_ns)
+{
+    if (eof_ns && close_wait_ns)
+        return eof_ns < close_wait_ns ? eof_ns : close_wait_ns;
+    return eof_ns ? eof_ns : close_wait_ns;
+}
+
 /* Kernel TCP states as in include/net/tcp_states.h. */
 enum cw_tcp_state {
     CW_TCP_UNKNOWN = 0,

@@ -309,9 +309,7 @@ static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int oth
 {
     struct cw_fd_entry *e = cw_fd(fd);
     uint64_t now = cw_now();
-    uint64_t fin = e->eof_ns;
-    if (e->close_wait_ns && (!fin || e->close_wait_ns < fin))
-        fin = e->close_wait_ns;
+    uint64_t fin = cw_peer_fin_ns(e->eof_ns, e->close_wait_ns);
     if (fin && now > fin + CW_PROMPT_CLOSE_NS && !*stack)
         *stack = cw_stack();
     /* If the number was reused meanwhile, the opener already retired our
