@@ -65,7 +65,7 @@ static void diag_addr(struct cw_addr *a, int family, const __be32 *ip, __be16 po
     memcpy(a->bytes, ip, family == AF_INET ? 4 : 16);
 }
 
-static int join_diag(void *ctx, const struct inet_diag_msg *m)
+static int join_diag(void *ctx, const struct inet_diag_msg *m, uint32_t last_ack_ms)
 {
     struct cw_kview *v = ctx;
     struct cw_ksock *s = (struct cw_ksock *)cw_kview_find(v, m->idiag_inode);
@@ -82,6 +82,9 @@ static int join_diag(void *ctx, const struct inet_diag_msg *m)
                       s->state == CW_TCP_CLOSING))
         s->recv_q--;
     s->send_q = m->idiag_wqueue;
+    /* The clock read after the kernel wrote its age: errs on the young side. */
+    if (s->state == CW_TCP_CLOSE_WAIT)
+        s->fin_mono_ns = cw_fin_from_age(cw_mono_now(), last_ack_ms);
     diag_addr(&s->local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
     diag_addr(&s->peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
     return 0;
@@ -91,6 +94,7 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     out->pid = pid;
+    out->taken_mono_ns = cw_mono_now();
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/fd", pid);
     DIR *d = opendir(path);
@@ -133,7 +137,7 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen)
         /* Only with sockets: a process without any has no array, and
          * qsort(NULL, 0, ...) is undefined (UBSan stops the report). */
         qsort(out->socks, (size_t)out->n, sizeof *out->socks, by_inode);
-        int r = cw_sock_diag_dump(CW_TCP_OWNED_STATES, join_diag, out);
+        int r = cw_sock_diag_dump_aged(CW_TCP_OWNED_STATES, join_diag, out);
         if (r != 0) {
             snprintf(err, errlen, "pid %d: sock_diag failed: %s", pid, strerror(-r));
             cw_kview_free(out);

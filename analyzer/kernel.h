@@ -18,12 +18,17 @@ struct cw_ksock {
     int state;  /* enum cw_tcp_state */
     struct cw_addr local, peer;
     uint32_t recv_q, send_q;
+    /* In CLOSE_WAIT: when the peer's FIN came as the kernel dates it
+     * (CLOCK_MONOTONIC, an upper bound: see cw_sock_diag_dump_aged); 0 if
+     * the kernel did not say. */
+    uint64_t fin_mono_ns;
 };
 
 struct cw_kview {
     int pid;
     struct cw_ksock *socks; /* sorted by inode */
     int n;
+    uint64_t taken_mono_ns; /* when the kernel was asked */
 };
 
 /* Returns 0, or -1 with a message: no such process, or not permitted. */

@@ -345,8 +345,12 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
             return;
         kind = CW_K_LATE_CLOSE;
     } else if (fin && !half_closed_by_us && !kernel_disagrees) {
-        if (end <= fin || end - fin < grace_ns)
+        /* --grace=0 flags every socket in CLOSE_WAIT, even one whose FIN is
+         * the very last thing known (fin == end). */
+        if (end < fin || end - fin < grace_ns) {
+            a->young_close_wait++;
             return;
+        }
         kind = s->origin == CW_ORIGIN_UNTRACKED ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT;
     } else if (s->origin == CW_ORIGIN_UNTRACKED && s->tcp_state == CW_TCP_CLOSE_WAIT) {
         kind = CW_K_UNTRACKED;
@@ -410,47 +414,82 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
         live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
 }
 
-/* For a live process, the kernel knows better than the last sample. */
+/* When the peer's FIN came: the earliest of what the recorder saw and what
+ * the kernel says (its date is an upper bound), else the moment we looked. */
+static uint64_t earliest_fin(uint64_t recorded_ns, const struct cw_ksock *k, uint64_t now)
+{
+    uint64_t fin = recorded_ns;
+    if (k->fin_mono_ns && (!fin || k->fin_mono_ns < fin))
+        fin = k->fin_mono_ns;
+    return fin ? fin : now;
+}
+
+/* A CLOSE_WAIT socket only the kernel knows (no ring, or never seen by the
+ * library): a finding once the kernel's date puts it past the grace. */
+static void add_kernel_only(struct cw_analysis *a, struct cw_process *p, const struct cw_ksock *k,
+                            enum cw_kind kind)
+{
+    uint64_t fin = earliest_fin(0, k, p->end_mono_ns);
+    uint64_t grace_ns = (uint64_t)(a->opt.grace_s * 1e9);
+    if (p->end_mono_ns < fin || p->end_mono_ns - fin < grace_ns) {
+        a->young_close_wait++;
+        return;
+    }
+    struct cw_finding *f = add_finding(a, kind, p);
+    if (!f)
+        return;
+    f->fd = k->fd;
+    f->inode = k->inode;
+    f->family = k->local.family;
+    f->type = SOCK_STREAM;
+    f->origin = CW_ORIGIN_UNTRACKED;
+    f->local = k->local;
+    f->peer = k->peer;
+    f->tcp_state = k->state;
+    f->recv_q = k->recv_q;
+    f->eof = CW_EOF_UNKNOWN;
+    f->close_wait_ns = fin;
+    f->seconds_in_close_wait = secs(fin, p->end_mono_ns);
+}
+
+/* For a live process, the kernel knows better than the last sample. kv was
+ * taken after the ring was read, and the ring read once more after that, so
+ * every socket the kernel shows was opened before our last look: one the
+ * ring does not know was really made behind libc's back. */
 static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
                         const struct cw_kview *kv)
 {
-    /* Kernel sockets some tracked open socket accounts for. */
+    /* Kernel sockets some tracked socket accounts for. */
     uint8_t *known = calloc((size_t)kv->n + 1, 1);
     if (!known)
         return;
     for (size_t i = 0; i < m->cap; i++) {
         struct sock *s = &m->v[i];
-        if (!s->sid || s->closed || !s->inode)
+        if (!s->sid || !s->inode)
             continue;
         const struct cw_ksock *k = cw_kview_find(kv, s->inode);
         if (!k)
             continue;
         known[k - kv->socks] = 1;
-        if (!k->is_tcp)
+        if (s->closed || !k->is_tcp)
             continue;
         s->tcp_state = k->state;
         s->recv_q = k->recv_q;
-        if (k->state == CW_TCP_CLOSE_WAIT && !s->close_wait_ns)
-            s->close_wait_ns = s->eof_ns ? s->eof_ns : a->now_mono_ns;
+        if (k->state == CW_TCP_CLOSE_WAIT) {
+            uint64_t fin =
+                earliest_fin(cw_peer_fin_ns(s->eof_ns, s->close_wait_ns), k, p->end_mono_ns);
+            /* Queued for accept when the FIN came: the program's part starts
+             * at the accept (an adopted socket's open_ns is its adoption). */
+            if (fin < s->open_ns && s->origin != CW_ORIGIN_UNTRACKED)
+                fin = s->open_ns;
+            s->close_wait_ns = fin;
+        }
     }
     /* Sockets the library never saw: CLOSE_WAIT ones are findings. */
     for (int i = 0; i < kv->n; i++) {
         const struct cw_ksock *k = &kv->socks[i];
-        if (!k->is_tcp || k->state != CW_TCP_CLOSE_WAIT || known[i])
-            continue;
-        struct cw_finding *f = add_finding(a, CW_K_UNTRACKED, p);
-        if (!f)
-            break;
-        f->fd = k->fd;
-        f->inode = k->inode;
-        f->family = k->local.family;
-        f->type = SOCK_STREAM;
-        f->origin = CW_ORIGIN_UNTRACKED;
-        f->local = k->local;
-        f->peer = k->peer;
-        f->tcp_state = k->state;
-        f->recv_q = k->recv_q;
-        f->eof = CW_EOF_UNKNOWN;
+        if (k->is_tcp && k->state == CW_TCP_CLOSE_WAIT && !known[i])
+            add_kernel_only(a, p, k, p->has_ring ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT);
     }
     free(known);
 }
@@ -521,19 +560,45 @@ static void complete_findings(struct cw_analysis *a, struct cw_process *p, int f
     free(idx);
 }
 
-static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const struct cw_kview *kv)
+/* Everything the ring says, from event `it` onwards, into m. */
+static uint64_t read_ring(struct cw_analysis *a, struct cw_process *p, struct sockmap *m,
+                          struct cw_ring_iter *it, uint64_t last)
+{
+    struct cw_event ev;
+    while (cw_ring_iter_next(&p->ring, it, &ev)) {
+        apply_event(a, p, m, &ev);
+        if (ev.time_ns > last)
+            last = ev.time_ns;
+    }
+    p->sockets_open = 0;
+    apply_fd_table(p, m);
+    return last;
+}
+
+static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
 {
     int first_finding = a->nfindings;
     copy_identity(p);
     struct sockmap m = {0};
     struct cw_ring_iter it;
-    struct cw_event ev;
-    uint64_t last = p->ring.hdr.start_mono_ns;
     cw_ring_iter_begin(&p->ring, &it);
-    while (cw_ring_iter_next(&p->ring, &it, &ev)) {
-        apply_event(a, p, &m, &ev);
-        if (ev.time_ns > last)
-            last = ev.time_ns;
+    uint64_t last = read_ring(a, p, &m, &it, p->ring.hdr.start_mono_ns);
+    decide_end(a, p, last);
+
+    /* A live process: the ring first, then the kernel, then the ring again.
+     * The kernel's view is newer than the first read, so a socket opened
+     * and closed in between shows up in the second; a socket the kernel
+     * shows is in the ring by the second read, unless no hook saw it. */
+    struct cw_kview kv = {0};
+    int have_kv = 0;
+    if (p->end == CW_END_RUNNING) {
+        char err[256];
+        have_kv = cw_kernel_view(p->pid, &kv, err, sizeof err) == 0;
+        p->end_mono_ns = cw_mono_now(); /* judged up to our last look */
+        cw_ring_iter_extend(&p->ring, &it);
+        read_ring(a, p, &m, &it, last);
+        if (have_kv)
+            join_kernel(a, p, &m, &kv);
     }
     const struct cw_header *live = (const void *)p->ring.base;
     p->events = it.end;
@@ -542,17 +607,6 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const 
     p->dropped = live->events_dropped;
     p->stacks_dropped = live->stacks_dropped;
     p->fds_beyond_table = live->fds_beyond_table;
-    apply_fd_table(p, &m);
-    decide_end(a, p, last);
-
-    struct cw_kview own = {0};
-    if (p->end == CW_END_RUNNING && !kv) {
-        char err[256];
-        if (cw_kernel_view(p->pid, &own, err, sizeof err) == 0)
-            kv = &own;
-    }
-    if (p->end == CW_END_RUNNING && kv)
-        join_kernel(a, p, &m, kv);
 
     for (size_t i = 0; i < m.cap; i++) {
         struct sock *s = &m.v[i];
@@ -569,8 +623,8 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p, const 
         classify(a, p, s);
     }
     free(m.v);
-    complete_findings(a, p, first_finding, p->end == CW_END_RUNNING ? kv : NULL);
-    cw_kview_free(&own);
+    complete_findings(a, p, first_finding, have_kv ? &kv : NULL);
+    cw_kview_free(&kv);
     return 0;
 }
 
@@ -589,7 +643,7 @@ int cw_analyze_ring(struct cw_analysis *a, const char *path, char *err, size_t e
     }
     p->has_ring = 1;
     snprintf(p->ring_path, sizeof p->ring_path, "%s", path);
-    return analyze_open_ring(a, p, NULL);
+    return analyze_open_ring(a, p);
 }
 
 /* ---- ring discovery ------------------------------------------------------- */
@@ -674,9 +728,11 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
                  pid, dir);
         return -1;
     }
+    /* Fails early, with the reason, for a process we may not look at. */
     struct cw_kview kv;
     if (cw_kernel_view(pid, &kv, err, errlen) != 0)
         return -1;
+    cw_kview_free(&kv);
 
     char **paths;
     int n = cw_find_rings(dir, pid, &paths), used = 0;
@@ -695,30 +751,27 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
         }
         p->has_ring = 1;
         snprintf(p->ring_path, sizeof p->ring_path, "%s", paths[i]);
-        analyze_open_ring(a, p, &kv);
+        analyze_open_ring(a, p);
         used++;
     }
     cw_free_paths(paths, n);
+    if (used)
+        return 0;
 
-    if (!used) {
-        /* No ring: the kernel's view is all there is, without stacks. */
-        struct cw_process *p = add_process(a);
-        if (p) {
-            p->pid = pid;
-            p->end = CW_END_NO_RING;
-            p->end_mono_ns = a->now_mono_ns;
-            char path[64];
-            snprintf(path, sizeof path, "/proc/%d/exe", pid);
-            ssize_t l = readlink(path, p->exe, sizeof p->exe - 1);
-            p->exe[l > 0 ? l : 0] = 0;
-            struct sockmap empty = {0};
-            join_kernel(a, p, &empty, &kv);
-            for (int i = 0; i < a->nfindings; i++)
-                if (a->findings[i].proc == p)
-                    a->findings[i].kind = CW_K_CLOSE_WAIT;
-            p->sockets_seen = kv.n;
-        }
-    }
+    /* No ring: the kernel's view is all there is, without stacks. */
+    struct cw_process *p = add_process(a);
+    if (!p || cw_kernel_view(pid, &kv, err, errlen) != 0)
+        return p ? -1 : 0;
+    p->pid = pid;
+    p->end = CW_END_NO_RING;
+    p->end_mono_ns = cw_mono_now();
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t l = readlink(path, p->exe, sizeof p->exe - 1);
+    p->exe[l > 0 ? l : 0] = 0;
+    struct sockmap empty = {0};
+    join_kernel(a, p, &empty, &kv);
+    p->sockets_seen = kv.n;
     cw_kview_free(&kv);
     return 0;
 }

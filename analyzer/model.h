@@ -96,6 +96,7 @@ struct cw_analysis {
     int nfindings, cap;
     int counts[CW_K_COUNT]; /* unsuppressed findings per kind */
     int suppressed_total;
+    int young_close_wait; /* sockets in CLOSE_WAIT for less than the grace */
 };
 
 void cw_analysis_init(struct cw_analysis *a, const struct cw_options *opt);

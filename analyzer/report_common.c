@@ -136,5 +136,10 @@ void cw_summary_line(char *buf, size_t len, const struct cw_analysis *a)
             n += (size_t)snprintf(buf + n, len - n, ")");
     }
     if (a->suppressed_total && n < len)
-        snprintf(buf + n, len - n, "; %d suppressed", a->suppressed_total);
+        n += (size_t)snprintf(buf + n, len - n, "; %d suppressed", a->suppressed_total);
+    /* Not findings yet, but not nothing either: the user may be watching
+     * them in `ss` right now. */
+    if (a->young_close_wait && n < len)
+        snprintf(buf + n, len - n, "; %d socket%s in CLOSE_WAIT for less than the grace of %g s",
+                 a->young_close_wait, a->young_close_wait == 1 ? "" : "s", a->opt.grace_s);
 }

@@ -276,6 +276,22 @@ void cw_ring_iter_begin(const struct cw_ring *r, struct cw_ring_iter *it)
     it->overwritten = it->next;
 }
 
+void cw_ring_iter_extend(const struct cw_ring *r, struct cw_ring_iter *it)
+{
+    if (!r->base)
+        return;
+    uint64_t written = atomic_load_explicit(
+        (_Atomic uint64_t *)&((const struct cw_header *)r->base)->write_idx, memory_order_acquire);
+    if (written <= it->end)
+        return;
+    it->end = written;
+    uint64_t oldest = written > r->hdr.ring_cap ? written - r->hdr.ring_cap : 0;
+    if (it->next < oldest) {
+        it->overwritten += oldest - it->next;
+        it->next = oldest;
+    }
+}
+
 int cw_ring_iter_next(const struct cw_ring *r, struct cw_ring_iter *it, struct cw_event *ev)
 {
     while (it->next < it->end) {

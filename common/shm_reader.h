@@ -62,6 +62,8 @@ struct cw_ring_iter {
 };
 
 void cw_ring_iter_begin(const struct cw_ring *r, struct cw_ring_iter *it);
+/* Takes in the events written since begin (or the last extend). */
+void cw_ring_iter_extend(const struct cw_ring *r, struct cw_ring_iter *it);
 /* Returns 1 with *ev filled, 0 at the end. Torn slots are skipped and counted. */
 int cw_ring_iter_next(const struct cw_ring *r, struct cw_ring_iter *it, struct cw_event *ev);
 

@@ -66,6 +66,7 @@ static struct {
 
 struct kstate {
     uint64_t inode;
+    uint64_t fin_ns; /* CLOSE_WAIT: the kernel's date of the peer's FIN, or 0 */
     uint8_t state;
 };
 
@@ -74,7 +75,12 @@ struct kstates {
     size_t n, cap;
 };
 
-static int collect(void *ctx, const struct inet_diag_msg *m)
+static uint64_t fin_from_age(uint32_t last_ack_ms)
+{
+    return cw_fin_from_age(cw_now(), last_ack_ms);
+}
+
+static int collect(void *ctx, const struct inet_diag_msg *m, uint32_t last_ack_ms)
 {
     struct kstates *ks = ctx;
     if (ks->n == ks->cap) {
@@ -87,6 +93,7 @@ static int collect(void *ctx, const struct inet_diag_msg *m)
     }
     ks->v[ks->n].inode = m->idiag_inode;
     ks->v[ks->n].state = m->idiag_state;
+    ks->v[ks->n].fin_ns = fin_from_age(last_ack_ms);
     ks->n++;
     return 0;
 }
@@ -102,7 +109,10 @@ static int is_tcp(const struct cw_fd_entry *e)
     return (e->family == AF_INET || e->family == AF_INET6) && e->type == SOCK_STREAM;
 }
 
-static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state, uint64_t now)
+/* fin_ns: for CLOSE_WAIT, the kernel's date of the FIN when it gave one:
+ * an unread CLOSE_WAIT is dated from it, not from this round. */
+static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state, uint64_t now,
+                      uint64_t fin_ns)
 {
     if (e->tcp_state == state)
         return;
@@ -110,8 +120,12 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
     e->tcp_state = state;
     e->state_ns = now;
     int first_close_wait = state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns;
+    /* A FIN that came before the program had the socket (queued for
+     * accept) counts from the accept: the program could not close before. */
+    if (fin_ns && fin_ns < e->open_ns && e->origin != CW_ORIGIN_UNTRACKED)
+        fin_ns = e->open_ns;
     if (first_close_wait)
-        e->close_wait_ns = now;
+        e->close_wait_ns = fin_ns && fin_ns < now ? fin_ns : now;
     /* In the sampler, the program may have closed that fd and opened
      * another socket there meanwhile (its open clears these fields before
      * it publishes the new sid): the newcomer must not keep our state. */
@@ -177,13 +191,14 @@ static int sample_close_wait_per_socket(void)
         }
         uint8_t state;
         uint64_t inode;
-        int r = cw_sock_diag_find(nl, &id, &state, &inode);
+        uint32_t last_ack_ms;
+        int r = cw_sock_diag_find(nl, &id, &state, &inode, &last_ack_ms);
         /* The ends may belong to a newer socket by now: the inode says. */
         if (r == 0 && inode == e->inode) {
             if (state == CW_TCP_CLOSE_WAIT)
-                set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now);
+                set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now, fin_from_age(last_ack_ms));
             else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
-                set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
+                set_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
         } else {
             /* Not found by its ends, or another socket has them: ends we
              * recorded wrong (a connect to 0.0.0.0, a transparent proxy),
@@ -204,7 +219,7 @@ static void sample_close_wait(void)
         return;
     uint32_t states = CW_TCP_STATE_BIT(CW_TCP_CLOSE_WAIT);
     struct kstates ks = {0};
-    if (cw_sock_diag_dump(states, collect, &ks) != 0) {
+    if (cw_sock_diag_dump_aged(states, collect, &ks) != 0) {
         free(ks.v);
         return;
     }
@@ -219,9 +234,9 @@ static void sample_close_wait(void)
         struct kstate key = {.inode = e->inode};
         const struct kstate *k = ks.n ? bsearch(&key, ks.v, ks.n, sizeof key, by_inode) : NULL;
         if (k)
-            set_state(fd, e, sid, k->state, now);
+            set_state(fd, e, sid, k->state, now, k->fin_ns);
         else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
-            set_state(fd, e, sid, CW_TCP_UNKNOWN, now);
+            set_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
     }
     free(ks.v);
 }
@@ -535,8 +550,14 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
         /* Without a pidfd (kernel < 5.3), a period's sleep, then /proc. */
         long r =
             syscall(SYS_ppoll, exit_fd >= 0 ? &p : NULL, exit_fd >= 0 ? 1L : 0L, &ts, NULL, 0L);
-        if (r > 0 || (r < 0 && errno != EINTR))
-            return; /* the program is gone */
+        if (r > 0 || (r < 0 && errno != EINTR)) {
+            /* The program is gone. Killed, or a runtime whose exit skips our
+             * destructor (Go): stamp the moment, so the analyzer judges its
+             * sockets up to its death, not to our last round. */
+            if (r > 0 && atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) == CW_RUNNING)
+                cw.hdr->heartbeat_mono_ns = cw_now();
+            return;
+        }
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
          * a sampler of its own; an untraced one shows new addresses. */
         if (program_stat(pid, &t, &i, &masked) != 0 || t != start_time || (!masked && i != image) ||
@@ -696,6 +717,7 @@ void cw_final_snapshot(void)
         if ((sid & CW_SID_OPEN) && is_tcp(e) && syscall(SYS_fstat, fd, &st) == 0 &&
             (uint64_t)st.st_ino == e->inode &&
             syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-            set_state(fd, e, sid, ti.tcpi_state, now);
+            set_state(fd, e, sid, ti.tcpi_state, now,
+                      ti.tcpi_state == CW_TCP_CLOSE_WAIT ? fin_from_age(ti.tcpi_last_ack_recv) : 0);
     }
 }
