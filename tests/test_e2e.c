@@ -12,7 +12,10 @@
  * deadline. The only fixed delays are inside fixtures, where the time a
  * socket spends in CLOSE_WAIT is what is being tested.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <netinet/in.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +33,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../analyzer/kernel.h"
 #include "harness.h"
 #include "jsonq.h"
 
@@ -1541,4 +1545,191 @@ Test(e2e, run_keeps_rings_only_when_needed, .timeout = 30)
     cr_assert_str_neq(kept2, kept);
     cr_assert_eq(count_entries(dir, "closewatch-run-"), 2);
     cr_assert_eq(h_rings(kept2, 0, rings, 4), 1, "no ring in %s", kept2);
+}
+
+/* ================================================================================
+ * suite edges: findings a user can trust at the boundaries (issue 9)
+ * ================================================================================ */
+
+/* A client that connects, sends a byte and hangs up, again and again. */
+struct churn {
+    int port;
+    _Atomic int stop;
+    _Atomic long done;
+};
+
+static void *churn_client(void *arg)
+{
+    struct churn *c = arg;
+    struct sockaddr_in sa = {.sin_family = AF_INET,
+                             .sin_port = htons((uint16_t)c->port),
+                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    while (!c->stop) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof sa) == 0 &&
+            send(fd, "x", 1, MSG_NOSIGNAL) == 1)
+            c->done++;
+        if (fd >= 0)
+            close(fd);
+    }
+    return NULL;
+}
+
+static int churned_enough(void *arg)
+{
+    return ((struct churn *)arg)->done >= 300;
+}
+
+/* A correct server under sustained churn: every live report is clean,
+ * however many sockets open and close between its looks at the ring and
+ * at the kernel. */
+Test(edges, live_reports_of_a_correct_server_under_churn_flag_nothing, .timeout = 90)
+{
+    const char *dir = e2e_mkdtemp("churn");
+    char *argv[] = {(char *)fixture("threaded_server"), "100000000", NULL};
+    struct h_proc p = spawn_bg(argv, NULL, 1, dir);
+    struct churn c = {.port = atoi(expect_line(&p, "port "))};
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, churn_client, &c), 0);
+    cr_assert(h_wait_for(churned_enough, &c, COND_TIMEOUT_MS), "no churn: %ld", (long)c.done);
+
+    char pidarg[16], dirarg[1024];
+    snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    int flagged = 0;
+    char first[4096] = "";
+    for (int i = 0; i < 12; i++) {
+        struct cmd r = CW(dir, "report", "--grace=1", dirarg, pidarg);
+        if (exit_code(&r) != 0 && !flagged++)
+            snprintf(first, sizeof first, "%s", r.out);
+        cmd_free(&r);
+    }
+    long during = c.done;
+    c.stop = 1;
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    stop(p.pid);
+    e2e_untrack(p.pid);
+    cr_assert_gt(during, 300);
+    cr_assert_eq(flagged, 0,
+                 "%d of 12 live reports flagged a correct server (%ld connections); "
+                 "the first:\n%s",
+                 flagged, during, first);
+}
+
+/* The kernel shows pid holding `want` sockets in CLOSE_WAIT. */
+struct kwant {
+    int pid, want;
+};
+
+static int kernel_shows_close_wait(void *arg)
+{
+    struct kwant *k = arg;
+    struct cw_kview kv;
+    char err[256];
+    if (cw_kernel_view(k->pid, &kv, err, sizeof err) != 0)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < kv.n; i++)
+        n += kv.socks[i].is_tcp && kv.socks[i].state == CW_TCP_CLOSE_WAIT;
+    cw_kview_free(&kv);
+    return n >= k->want;
+}
+
+/* --grace=0 means every socket in CLOSE_WAIT: asked the moment the kernel
+ * shows them, and after a SIGKILL whose last record was the final EOF (no
+ * sampler round after it: the sampler's period is longer than the test). */
+Test(edges, grace_zero_flags_every_close_wait_socket_live_and_after_sigkill, .timeout = 60)
+{
+    const char *dir = e2e_mkdtemp("grace0");
+    char *argv[] = {(char *)fixture("demo_server"), "5", "60", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=600000", NULL};
+    struct h_proc p = spawn_bg(argv, env, 1, dir);
+    expect_line(&p, "demo server: served 5");
+    struct kwant k = {p.pid, 5};
+    cr_assert(h_wait_for(kernel_shows_close_wait, &k, COND_TIMEOUT_MS));
+
+    char pidarg[16], dirarg[1024];
+    snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    struct cmd live = CW(dir, "report", "--format=json", "--grace=0", dirarg, pidarg);
+    cr_assert_eq(exit_code(&live), 1, "%s%s", live.out, live.err);
+    struct jv *doc = parse_or_fail(live.out, "live report");
+    cr_assert_eq(count_findings(doc, "close_wait", p.pid), 5, "%s", live.out);
+    jq_free(doc);
+    cmd_free(&live);
+    /* Younger than the grace: not findings, but not "nothing" either. */
+    struct cmd young = CW(dir, "report", "--grace=3600", dirarg, pidarg);
+    cr_assert_eq(exit_code(&young), 0, "%s", young.out);
+    cr_assert(strstr(young.out, "5 sockets in CLOSE_WAIT for less than the grace of 3600 s"), "%s",
+              young.out);
+    cmd_free(&young);
+
+    kill(p.pid, SIGKILL);
+    h_wait(&p, CMD_TIMEOUT_MS);
+    e2e_untrack(p.pid);
+    char rings[4][512];
+    cr_assert_eq(h_rings(dir, p.pid, rings, 4), 1);
+    struct cmd dead = CW(dir, "report", "--format=json", "--grace=0", rings[0]);
+    cr_assert_eq(exit_code(&dead), 1, "%s%s", dead.out, dead.err);
+    doc = parse_or_fail(dead.out, "post-mortem report");
+    cr_assert_eq(count_findings(doc, "close_wait", p.pid), 5, "%s", dead.out);
+    cr_assert_str_eq(jq_str(doc, "processes.0.state"), "died");
+    jq_free(doc);
+    cmd_free(&dead);
+}
+
+/* An unread CLOSE_WAIT is dated by the kernel (tcpi_last_ack_recv), not by
+ * the sampler round that first saw it: flagged as soon as the grace is
+ * over, with an age within 100 ms of the truth. Default sampling period. */
+Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
+{
+    const char *dir = e2e_mkdtemp("kdate");
+    int port, lfd = h_listen(&port);
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", port);
+    struct e2e_ctl ctl;
+    ctl_make(&ctl);
+    char *argv[] = {(char *)fixture("idle_client"), portarg, ctl.arg, NULL};
+    struct h_proc p = spawn_bg(argv, NULL, 1, dir);
+    ctl_spawned(&ctl);
+    expect_line(&p, "connected ");
+    int conn = accept(lfd, NULL, NULL);
+    cr_assert_geq(conn, 0);
+    uint64_t fin_ms = h_now_ms();
+    close(conn);
+
+    char pidarg[16], dirarg[1024];
+    snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    for (;;) {
+        uint64_t before = h_now_ms();
+        struct cmd r = CW(dir, "report", "--format=json", "--grace=1", dirarg, pidarg);
+        uint64_t after = h_now_ms();
+        int code = exit_code(&r);
+        struct jv *doc = parse_or_fail(r.out, "live report");
+        if (code == 1) {
+            double age = jq_num(doc, "findings.0.seconds_in_close_wait");
+            double lo = (double)(before - fin_ms) / 1e3 - 0.1,
+                   hi = (double)(after - fin_ms) / 1e3 + 0.1;
+            cr_assert(age >= lo && age <= hi, "age %.3f s, the truth was %.3f-%.3f s", age,
+                      lo + 0.1, hi - 0.1);
+            jq_free(doc);
+            cmd_free(&r);
+            break;
+        }
+        cr_assert_eq(code, 0, "%s", r.err);
+        /* A report begun past the grace (and a jiffy) flags it: not one a
+         * sampling period later. */
+        cr_assert(before - fin_ms < 1000 + 100, "not flagged %llu ms after the FIN (grace 1 s)",
+                  (unsigned long long)(before - fin_ms));
+        jq_free(doc);
+        cmd_free(&r);
+        struct timespec ts = {0, 20 * 1000000}; /* between polls, not synchronisation */
+        nanosleep(&ts, NULL);
+    }
+    ctl_release(&ctl);
+    wait_exit(&p);
+    close(lfd);
 }
