@@ -12,7 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "kernel.h"
 #include "model.h"
 #include "report.h"
+#include "tree_view.h"
 
 #define EXIT_USAGE 2
 
@@ -382,8 +385,8 @@ static void warn_if_unpreloadable(const char *cmd)
     if (st.st_mode & (S_ISUID | S_ISGID)) {
         fprintf(stderr,
                 "closewatch: warning: %s is setuid/setgid: the dynamic loader ignores "
-                "LD_PRELOAD for it, closewatch sees nothing of it (use `closewatch report "
-                "PID` while it runs for the kernel's view)\n",
+                "LD_PRELOAD for it: closewatch sees only what the kernel shows of its "
+                "sockets (CLOSE_WAIT ones with their age, no stacks)\n",
                 path);
         return;
     }
@@ -408,17 +411,46 @@ static void warn_if_unpreloadable(const char *cmd)
     if (is_static)
         fprintf(stderr,
                 "closewatch: warning: %s is statically linked: LD_PRELOAD cannot load into "
-                "it, so closewatch sees nothing of it (dynamically linked children are "
-                "still traced; `closewatch report PID` gives the kernel's view)\n",
+                "it: closewatch sees only what the kernel shows of its sockets (CLOSE_WAIT "
+                "ones with their age, no stacks; dynamically linked children are still "
+                "traced)\n",
                 path);
 }
 
-static pid_t run_child;
+/* A terminating signal for the program, forwarded by cmd_run's loop once
+ * it has looked at the process tree: what the signal ends is seen first. */
+static volatile sig_atomic_t pending_signal;
 
 static void forward_signal(int sig)
 {
-    if (run_child > 0)
-        kill(run_child, sig);
+    pending_signal = sig;
+}
+
+#define TREE_SAMPLE_MS 500
+
+/* Waits for the program, looking at its tree every TREE_SAMPLE_MS and
+ * before each signal it forwards. */
+static int wait_program(pid_t pid, struct cw_tree *tree)
+{
+    int pidfd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
+    int status = 0;
+    for (;;) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno != EINTR))
+            break;
+        int sig = pending_signal;
+        if (sig) {
+            pending_signal = 0;
+            cw_tree_sample(tree, pid);
+            kill(pid, sig);
+        }
+        struct pollfd p = {.fd = pidfd, .events = POLLIN};
+        if (poll(pidfd >= 0 ? &p : NULL, pidfd >= 0 ? 1 : 0, TREE_SAMPLE_MS) == 0)
+            cw_tree_sample(tree, pid);
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    return status;
 }
 
 static void remove_dir(const char *dir)
@@ -468,17 +500,15 @@ static int cmd_run(int argc, char **argv, struct cli *c)
         fprintf(stderr, "closewatch: cannot run %s: %s\n", argv[first], strerror(errno));
         _exit(127);
     }
-    run_child = pid;
     struct sigaction sa = {.sa_handler = forward_signal};
     sigemptyset(&sa.sa_mask);
-    sa.sa_flags = SA_RESTART;
+    sa.sa_flags = 0; /* interrupt the wait: the loop forwards the signal */
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGHUP, &sa, NULL);
     sigaction(SIGQUIT, &sa, NULL);
-    int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-        ;
+    struct cw_tree tree = {.ring_dir = dir};
+    int status = wait_program(pid, &tree);
     int program_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
     struct cw_analysis a;
@@ -492,6 +522,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
             input_errors++;
         }
     cw_free_paths(paths, n);
+    cw_tree_report(&tree, &a);
+    cw_tree_free(&tree);
     int errors = write_report(c, &a, pid, stderr);
     cw_analysis_free(&a);
 

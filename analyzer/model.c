@@ -759,21 +759,30 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
         return 0;
 
     /* No ring: the kernel's view is all there is, without stacks. */
-    struct cw_process *p = add_process(a);
-    if (!p || cw_kernel_view(pid, &kv, err, errlen) != 0)
-        return p ? -1 : 0;
-    p->pid = pid;
-    p->end = CW_END_NO_RING;
-    p->end_mono_ns = cw_mono_now();
-    char path[64];
+    if (cw_kernel_view(pid, &kv, err, errlen) != 0)
+        return -1;
+    char path[64], exe[CW_EXE_MAX];
     snprintf(path, sizeof path, "/proc/%d/exe", pid);
-    ssize_t l = readlink(path, p->exe, sizeof p->exe - 1);
-    p->exe[l > 0 ? l : 0] = 0;
-    struct sockmap empty = {0};
-    join_kernel(a, p, &empty, &kv);
-    p->sockets_seen = kv.n;
+    ssize_t l = readlink(path, exe, sizeof exe - 1);
+    exe[l > 0 ? l : 0] = 0;
+    cw_analyze_kernel_view(a, &kv, exe, kv.taken_mono_ns);
     cw_kview_free(&kv);
     return 0;
+}
+
+void cw_analyze_kernel_view(struct cw_analysis *a, const struct cw_kview *kv, const char *exe,
+                            uint64_t end_mono_ns)
+{
+    struct cw_process *p = add_process(a);
+    if (!p)
+        return;
+    p->pid = kv->pid;
+    p->end = CW_END_NO_RING;
+    p->end_mono_ns = end_mono_ns;
+    snprintf(p->exe, sizeof p->exe, "%s", exe);
+    struct sockmap empty = {0};
+    join_kernel(a, p, &empty, kv);
+    p->sockets_seen = kv->n;
 }
 
 /* ---- inherited sockets ----------------------------------------------------- */

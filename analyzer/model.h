@@ -114,6 +114,12 @@ int cw_analyze_ring(struct cw_analysis *a, const char *path, char *err, size_t e
  */
 int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, size_t errlen);
 
+/* Adds a process known only from a view the kernel gave of it (no ring: a
+ * static binary, a process no preload reached), judged up to end_mono_ns. */
+struct cw_kview;
+void cw_analyze_kernel_view(struct cw_analysis *a, const struct cw_kview *kv, const char *exe,
+                            uint64_t end_mono_ns);
+
 /* Ring files in dir (pid 0: all of this user's); returns a malloc'd array. */
 int cw_find_rings(const char *dir, int pid, char ***paths);
 void cw_free_paths(char **paths, int n);

@@ -39,6 +39,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../analyzer/kernel.h"
 #include "harness.h"
 #include "jsonq.h"
 
@@ -1457,4 +1458,118 @@ Test(real, fortified_c_client_leak, .timeout = 60)
 Test(real, fortified_c_client_correct_is_clean, .timeout = 60)
 {
     fortified_client(0);
+}
+
+/* ---- Go under `closewatch run`, stopped by a signal (issue 9) ------------------------ */
+
+/* The kernel shows pid holding `want` sockets in CLOSE_WAIT. */
+struct go_wait {
+    int pid, want;
+};
+
+static int go_close_wait(void *arg)
+{
+    struct go_wait *w = arg;
+    struct cw_kview kv;
+    char err[256];
+    if (cw_kernel_view(w->pid, &kv, err, sizeof err) != 0)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < kv.n; i++)
+        n += kv.socks[i].is_tcp && kv.socks[i].state == CW_TCP_CLOSE_WAIT;
+    cw_kview_free(&kv);
+    return n >= w->want;
+}
+
+/* The seed's Go server (reads, echoes, never closes) under `closewatch run
+ * --grace=1`, five clients, SIGTERM to closewatch two seconds later: every
+ * socket the kernel showed in CLOSE_WAIT is in the report, for a binary
+ * the preload reaches (cgo: the sampler adopts them) and for a static one
+ * it never reaches (closewatch run looks at the tree itself). */
+static void go_under_run(int cgo)
+{
+    need("go");
+    char *tmp = h_mkdtemp("real-gorun");
+    char exe[600], log[600], cache[600], gopath[600], home[600], cgoenv[32], report[600];
+    snprintf(exe, sizeof exe, "%s/goserver", tmp);
+    snprintf(log, sizeof log, "%s/go.log", tmp);
+    snprintf(report, sizeof report, "%s/report.json", tmp);
+    snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
+    snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
+    snprintf(home, sizeof home, "HOME=%s", tmp);
+    snprintf(cgoenv, sizeof cgoenv, "CGO_ENABLED=%d", cgo);
+    char *env[] = {
+        cache,  gopath, home, "GO111MODULE=off", "GOFLAGS=", "GOPROXY=off", "GOTOOLCHAIN=local",
+        cgoenv, NULL};
+    char *build[] = {"go", "build", "-o", exe, (char *)repo_path("tests/real/goserver/main.go"),
+                     NULL};
+    cr_assert_eq(run_cmd(tmp, build, env, NULL, log), 0, "go build failed:\n%s", tail_of(log));
+
+    int in[2], out[2];
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    char outarg[700];
+    snprintf(outarg, sizeof outarg, "--output=%s", report);
+    pid_t cw = fork();
+    cr_assert_neq(cw, -1);
+    if (cw == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        unsetenv("LD_PRELOAD");
+        unsetenv("CLOSEWATCH_DIR");
+        execl(h_path("closewatch"), "closewatch", "run", "--grace=1", "--format=json", outarg, "--",
+              exe, "leak", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    struct h_proc reader = {.pid = cw, .out_fd = out[0]};
+    char line[128];
+    cr_assert(h_read_line(&reader, line, sizeof line, COND_MS), "no 'listening' line");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    for (int i = 0; i < 5; i++)
+        echo_session(port, 0);
+    /* The program is closewatch's only child. */
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)cw, (int)cw);
+    char *kids = h_slurp(path, NULL);
+    cr_assert(kids && atoi(kids) > 0);
+    struct go_wait w = {atoi(kids), 5};
+    free(kids);
+    cr_assert(h_wait_for(go_close_wait, &w, COND_MS),
+              "the kernel never showed 5 CLOSE_WAIT sockets");
+    /* Two seconds in CLOSE_WAIT, past the grace: the age is under test. */
+    struct timespec ts = {2, 0};
+    nanosleep(&ts, NULL);
+    kill(cw, SIGTERM);
+    int st;
+    cr_assert_eq(waitpid(cw, &st, 0), cw);
+    cr_assert(WIFEXITED(st), "closewatch run died: 0x%x", st);
+    close(in[1]);
+    close(out[0]);
+    char *text = h_slurp(report, NULL);
+    cr_assert_not_null(text, "no report written");
+    struct jv *doc = jq_parse(text, NULL, 0);
+    cr_assert_not_null(doc, "%s", text);
+    int n = jq_len(doc, "findings");
+    cr_assert_eq(n, 5, "%d findings, the kernel showed 5 in CLOSE_WAIT:\n%s", n, text);
+    for (int i = 0; i < n; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "findings.%d.seconds_in_close_wait", i);
+        cr_assert_geq(jq_num(doc, p), 1.9, "%s", text);
+    }
+    jq_free(doc);
+    free(text);
+}
+
+Test(real, go_server_under_closewatch_run_stopped_by_sigterm, .timeout = 180)
+{
+    go_under_run(1);
+}
+
+Test(real, static_go_server_under_closewatch_run_stopped_by_sigterm, .timeout = 180)
+{
+    go_under_run(0);
 }

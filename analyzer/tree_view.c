@@ -1,0 +1,158 @@
+/*
+ * tree_view.c - `closewatch run`'s own look at the process tree it runs:
+ * the kernel's view of every descendant that no ring covers (a static
+ * binary such as a CGO_ENABLED=0 Go program, which LD_PRELOAD never
+ * reaches), taken once per period and once more before a terminating
+ * signal is forwarded. The last view of each such process is what its
+ * report is made of: no stacks, but every socket the kernel showed in
+ * CLOSE_WAIT, dated by the kernel.
+ */
+#include "tree_view.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "model.h"
+
+/* ppid and start time of pid from /proc/PID/stat; 0 if gone. */
+static int stat_of(int pid, int *ppid, uint64_t *start)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    if (!p || sscanf(p + 2, "%*c %d", ppid) != 1)
+        return 0;
+    int field = 2;
+    for (; *p && field < 22; p++)
+        if (*p == ' ')
+            field++;
+    *start = strtoull(p, NULL, 10);
+    return 1;
+}
+
+/* Whether the ring directory holds a ring of this very process. */
+static int has_ring(const char *dir, int pid, uint64_t start)
+{
+    char **paths;
+    int n = cw_find_rings(dir, pid, &paths), found = 0;
+    for (int i = 0; i < n && !found; i++) {
+        struct cw_ring r;
+        char err[256];
+        if (cw_ring_open(&r, paths[i], err, sizeof err) == CW_RING_OK) {
+            found = r.hdr.proc_starttime == start;
+            cw_ring_close(&r);
+        }
+    }
+    cw_free_paths(paths, n);
+    return found;
+}
+
+static struct cw_tree_proc *slot_of(struct cw_tree *t, int pid, uint64_t start)
+{
+    for (int i = 0; i < t->n; i++)
+        if (t->v[i].pid == pid && t->v[i].start == start)
+            return &t->v[i];
+    struct cw_tree_proc *v = realloc(t->v, (size_t)(t->n + 1) * sizeof *v);
+    if (!v)
+        return NULL;
+    t->v = v;
+    struct cw_tree_proc *s = &t->v[t->n++];
+    memset(s, 0, sizeof *s);
+    s->pid = pid;
+    s->start = start;
+    return s;
+}
+
+static int holds_tcp(const struct cw_kview *kv)
+{
+    for (int i = 0; i < kv->n; i++)
+        if (kv->socks[i].is_tcp)
+            return 1;
+    return 0;
+}
+
+void cw_tree_sample(struct cw_tree *t, int root)
+{
+    /* The tree from /proc: each process's parent, then who descends from root. */
+    int npids = 0, cap = 0;
+    struct {
+        int pid, ppid;
+        uint64_t start;
+    } *all = NULL;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        int pid = atoi(e->d_name), ppid;
+        uint64_t start;
+        if (pid <= 0 || !stat_of(pid, &ppid, &start))
+            continue;
+        if (npids == cap) {
+            cap = cap ? cap * 2 : 256;
+            void *v = realloc(all, (size_t)cap * sizeof *all);
+            if (!v)
+                break;
+            all = v;
+        }
+        all[npids].pid = pid;
+        all[npids].ppid = ppid;
+        all[npids++].start = start;
+    }
+    if (d)
+        closedir(d);
+    for (int i = 0; i < npids; i++) {
+        int q = all[i].pid, hops = 0;
+        while (q != root && q > 1 && hops++ < 64) {
+            int parent = 0;
+            for (int j = 0; j < npids && !parent; j++)
+                if (all[j].pid == q)
+                    parent = all[j].ppid;
+            q = parent;
+        }
+        if (q != root || has_ring(t->ring_dir, all[i].pid, all[i].start))
+            continue;
+        struct cw_kview kv;
+        char err[256];
+        if (cw_kernel_view(all[i].pid, &kv, err, sizeof err) != 0)
+            continue;
+        struct cw_tree_proc *s = holds_tcp(&kv) ? slot_of(t, all[i].pid, all[i].start) : NULL;
+        if (!s) {
+            cw_kview_free(&kv);
+            continue;
+        }
+        cw_kview_free(&s->kv);
+        s->kv = kv;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/exe", all[i].pid);
+        ssize_t l = readlink(path, s->exe, sizeof s->exe - 1);
+        if (l > 0)
+            s->exe[l] = 0;
+    }
+    free(all);
+}
+
+void cw_tree_report(const struct cw_tree *t, struct cw_analysis *a)
+{
+    for (int i = 0; i < t->n; i++)
+        /* A process that made a ring after all (it opened its first socket
+         * later) is judged from that ring. */
+        if (!has_ring(t->ring_dir, t->v[i].pid, t->v[i].start))
+            cw_analyze_kernel_view(a, &t->v[i].kv, t->v[i].exe, t->v[i].kv.taken_mono_ns);
+}
+
+void cw_tree_free(struct cw_tree *t)
+{
+    for (int i = 0; i < t->n; i++)
+        cw_kview_free(&t->v[i].kv);
+    free(t->v);
+    t->v = NULL;
+    t->n = 0;
+}

@@ -1,0 +1,34 @@
+/*
+ * tree_view.h - `closewatch run`'s kernel views of the processes in its
+ * tree that no ring covers (static binaries): see tree_view.c.
+ */
+#ifndef CW_TREE_VIEW_H
+#define CW_TREE_VIEW_H
+
+#include <stdint.h>
+
+#include "kernel.h"
+
+struct cw_analysis;
+
+struct cw_tree_proc {
+    int pid;
+    uint64_t start; /* /proc/PID/stat start time: pids are reused */
+    char exe[256];
+    struct cw_kview kv; /* the last view the kernel gave */
+};
+
+struct cw_tree {
+    const char *ring_dir;
+    struct cw_tree_proc *v;
+    int n;
+};
+
+/* Takes a view of every descendant of root (root too) without a ring in
+ * t->ring_dir that holds a TCP socket; keeps the last one per process. */
+void cw_tree_sample(struct cw_tree *t, int root);
+/* Adds each process's last view to the analysis. */
+void cw_tree_report(const struct cw_tree *t, struct cw_analysis *a);
+void cw_tree_free(struct cw_tree *t);
+
+#endif
