@@ -21,7 +21,7 @@ uint64_t cw_mono_now(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-int cw_pid_alive(int pid, uint64_t *starttime)
+int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime)
 {
     char path[64], buf[1024];
     snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -31,17 +31,27 @@ int cw_pid_alive(int pid, uint64_t *starttime)
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
     buf[n] = 0;
-    char *p = strrchr(buf, ')');
-    if (!p)
+    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
+    if (!p || sscanf(p + 2, "%c %d", state, ppid) != 2)
         return 0;
-    if (p[1] == ' ' && p[2] == 'Z')
-        return 0; /* a zombie holds no fds */
+    /* after ") " comes field 3; starttime is field 22 */
     int field = 2;
     for (; *p && field < 22; p++)
         if (*p == ' ')
             field++;
+    *starttime = strtoull(p, NULL, 10);
+    return 1;
+}
+
+int cw_pid_alive(int pid, uint64_t *starttime)
+{
+    char state;
+    int ppid;
+    uint64_t start;
+    if (!cw_proc_stat(pid, &state, &ppid, &start) || state == 'Z')
+        return 0; /* a zombie holds no fds */
     if (starttime)
-        *starttime = strtoull(p, NULL, 10);
+        *starttime = start;
     return 1;
 }
 

@@ -28,7 +28,8 @@ struct cw_kview {
     int pid;
     struct cw_ksock *socks; /* sorted by inode */
     int n;
-    uint64_t taken_mono_ns; /* when the kernel was asked */
+    uint64_t taken_mono_ns;  /* when the kernel was asked */
+    uint64_t proc_starttime; /* the process's start time, when the taker knew it */
 };
 
 /* Returns 0, or -1 with a message: no such process, or not permitted. */
@@ -36,6 +37,9 @@ int cw_kernel_view(int pid, struct cw_kview *out, char *err, size_t errlen);
 void cw_kview_free(struct cw_kview *v);
 const struct cw_ksock *cw_kview_find(const struct cw_kview *v, uint64_t inode);
 
+/* 1 with pid's state letter, parent and start time (clock ticks after
+ * boot) from /proc/PID/stat; 0 if there is no such process. */
+int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime);
 /* 1 if pid exists; its start time (clock ticks after boot) in *starttime. */
 int cw_pid_alive(int pid, uint64_t *starttime);
 /* CLOCK_MONOTONIC now, in ns. */

@@ -515,6 +515,7 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     cw_analysis_init(&a, &c->opt);
     char **paths;
     char err[1024];
+    cw_tree_report(&tree, &a);
     int n = cw_find_rings(dir, 0, &paths), input_errors = 0;
     for (int i = 0; i < n; i++)
         if (cw_analyze_ring(&a, paths[i], err, sizeof err) != 0) {
@@ -522,10 +523,9 @@ static int cmd_run(int argc, char **argv, struct cli *c)
             input_errors++;
         }
     cw_free_paths(paths, n);
-    cw_tree_report(&tree, &a);
-    cw_tree_free(&tree);
     int errors = write_report(c, &a, pid, stderr);
     cw_analysis_free(&a);
+    cw_tree_free(&tree);
 
     if (errors == 0 && !input_errors && !c->keep)
         remove_dir(dir);

@@ -427,11 +427,11 @@ static uint64_t earliest_fin(uint64_t recorded_ns, const struct cw_ksock *k, uin
 /* A CLOSE_WAIT socket only the kernel knows (no ring, or never seen by the
  * library): a finding once the kernel's date puts it past the grace. */
 static void add_kernel_only(struct cw_analysis *a, struct cw_process *p, const struct cw_ksock *k,
-                            enum cw_kind kind)
+                            enum cw_kind kind, uint64_t end)
 {
-    uint64_t fin = earliest_fin(0, k, p->end_mono_ns);
+    uint64_t fin = earliest_fin(0, k, end);
     uint64_t grace_ns = (uint64_t)(a->opt.grace_s * 1e9);
-    if (p->end_mono_ns < fin || p->end_mono_ns - fin < grace_ns) {
+    if (end < fin || end - fin < grace_ns) {
         a->young_close_wait++;
         return;
     }
@@ -449,7 +449,7 @@ static void add_kernel_only(struct cw_analysis *a, struct cw_process *p, const s
     f->recv_q = k->recv_q;
     f->eof = CW_EOF_UNKNOWN;
     f->close_wait_ns = fin;
-    f->seconds_in_close_wait = secs(fin, p->end_mono_ns);
+    f->seconds_in_close_wait = secs(fin, end);
 }
 
 /* For a live process, the kernel knows better than the last sample. kv was
@@ -489,7 +489,9 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
     for (int i = 0; i < kv->n; i++) {
         const struct cw_ksock *k = &kv->socks[i];
         if (k->is_tcp && k->state == CW_TCP_CLOSE_WAIT && !known[i])
-            add_kernel_only(a, p, k, p->has_ring ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT);
+            add_kernel_only(a, p, k, p->has_ring ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT,
+                            kv->taken_mono_ns < p->end_mono_ns ? kv->taken_mono_ns
+                                                               : p->end_mono_ns);
     }
     free(known);
 }
@@ -599,6 +601,15 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
         read_ring(a, p, &m, &it, last);
         if (have_kv)
             join_kernel(a, p, &m, &kv);
+    }
+    for (int i = 0; p->end == CW_END_DIED && i < a->nlast_views; i++) {
+        const struct cw_kview *v = a->last_views[i];
+        if (v->pid != p->pid || v->proc_starttime != p->ring.hdr.proc_starttime)
+            continue;
+        /* Alive when the view was taken: judged up to then at least. */
+        if (v->taken_mono_ns > p->end_mono_ns)
+            p->end_mono_ns = v->taken_mono_ns;
+        join_kernel(a, p, &m, v);
     }
     const struct cw_header *live = (const void *)p->ring.base;
     p->events = it.end;

@@ -97,6 +97,11 @@ struct cw_analysis {
     int counts[CW_K_COUNT]; /* unsuppressed findings per kind */
     int suppressed_total;
     int young_close_wait; /* sockets in CLOSE_WAIT for less than the grace */
+    /* Views `closewatch run` took of its processes while they lived: one
+     * whose ring ends in death (a Go program, a SIGKILL) is judged with its
+     * last view as well, matched by pid and start time. */
+    const struct cw_kview *const *last_views;
+    int nlast_views;
 };
 
 void cw_analysis_init(struct cw_analysis *a, const struct cw_options *opt);

@@ -2,10 +2,11 @@
  * tree_view.c - `closewatch run`'s own look at the process tree it runs:
  * the kernel's view of every descendant that no ring covers (a static
  * binary such as a CGO_ENABLED=0 Go program, which LD_PRELOAD never
- * reaches), taken once per period and once more before a terminating
- * signal is forwarded. The last view of each such process is what its
- * report is made of: no stacks, but every socket the kernel showed in
- * CLOSE_WAIT, dated by the kernel.
+ * reaches) and of every one that dies (its sockets are gone by the time
+ * the report is made), taken once per period and once more before a
+ * terminating signal is forwarded. A process without a ring is reported
+ * from its last view alone: no stacks, but every socket the kernel showed
+ * in CLOSE_WAIT, dated by the kernel.
  */
 #include "tree_view.h"
 
@@ -16,28 +17,6 @@
 #include <unistd.h>
 
 #include "model.h"
-
-/* ppid and start time of pid from /proc/PID/stat; 0 if gone. */
-static int stat_of(int pid, int *ppid, uint64_t *start)
-{
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
-    FILE *f = fopen(path, "re");
-    if (!f)
-        return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    if (!p || sscanf(p + 2, "%*c %d", ppid) != 1)
-        return 0;
-    int field = 2;
-    for (; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    *start = strtoull(p, NULL, 10);
-    return 1;
-}
 
 /* Whether the ring directory holds a ring of this very process. */
 static int has_ring(const char *dir, int pid, uint64_t start)
@@ -93,7 +72,8 @@ void cw_tree_sample(struct cw_tree *t, int root)
     while (d && (e = readdir(d))) {
         int pid = atoi(e->d_name), ppid;
         uint64_t start;
-        if (pid <= 0 || !stat_of(pid, &ppid, &start))
+        char state;
+        if (pid <= 0 || !cw_proc_stat(pid, &state, &ppid, &start))
             continue;
         if (npids == cap) {
             cap = cap ? cap * 2 : 256;
@@ -117,7 +97,7 @@ void cw_tree_sample(struct cw_tree *t, int root)
                     parent = all[j].ppid;
             q = parent;
         }
-        if (q != root || has_ring(t->ring_dir, all[i].pid, all[i].start))
+        if (q != root)
             continue;
         struct cw_kview kv;
         char err[256];
@@ -130,6 +110,7 @@ void cw_tree_sample(struct cw_tree *t, int root)
         }
         cw_kview_free(&s->kv);
         s->kv = kv;
+        s->kv.proc_starttime = all[i].start;
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/exe", all[i].pid);
         ssize_t l = readlink(path, s->exe, sizeof s->exe - 1);
@@ -139,11 +120,17 @@ void cw_tree_sample(struct cw_tree *t, int root)
     free(all);
 }
 
-void cw_tree_report(const struct cw_tree *t, struct cw_analysis *a)
+void cw_tree_report(struct cw_tree *t, struct cw_analysis *a)
 {
+    /* For processes with a ring, the model takes the view of one that died. */
+    t->views = calloc((size_t)t->n + 1, sizeof *t->views);
+    for (int i = 0; t->views && i < t->n; i++)
+        t->views[i] = &t->v[i].kv;
+    a->last_views = (const struct cw_kview *const *)t->views;
+    a->nlast_views = t->views ? t->n : 0;
     for (int i = 0; i < t->n; i++)
-        /* A process that made a ring after all (it opened its first socket
-         * later) is judged from that ring. */
+        /* A process that made a ring (perhaps only at its first socket) is
+         * judged from that ring. */
         if (!has_ring(t->ring_dir, t->v[i].pid, t->v[i].start))
             cw_analyze_kernel_view(a, &t->v[i].kv, t->v[i].exe, t->v[i].kv.taken_mono_ns);
 }
@@ -153,6 +140,8 @@ void cw_tree_free(struct cw_tree *t)
     for (int i = 0; i < t->n; i++)
         cw_kview_free(&t->v[i].kv);
     free(t->v);
+    free(t->views);
+    t->views = NULL;
     t->v = NULL;
     t->n = 0;
 }

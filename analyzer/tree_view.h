@@ -22,13 +22,15 @@ struct cw_tree {
     const char *ring_dir;
     struct cw_tree_proc *v;
     int n;
+    const struct cw_kview **views; /* handed to the analysis by cw_tree_report */
 };
 
-/* Takes a view of every descendant of root (root too) without a ring in
- * t->ring_dir that holds a TCP socket; keeps the last one per process. */
+/* Takes a view of every descendant of root (root too) that holds a TCP
+ * socket; keeps the last one per process. */
 void cw_tree_sample(struct cw_tree *t, int root);
-/* Adds each process's last view to the analysis. */
-void cw_tree_report(const struct cw_tree *t, struct cw_analysis *a);
+/* Hands the last views to the analysis (before its rings are analyzed)
+ * and adds the processes no ring covers. t must outlive a's analysis. */
+void cw_tree_report(struct cw_tree *t, struct cw_analysis *a);
 void cw_tree_free(struct cw_tree *t);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "harness.h"
 
+#include "../analyzer/kernel.h"
+
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <errno.h>
@@ -234,4 +236,17 @@ char *h_slurp(const char *path, size_t *len)
     if (len)
         *len = n;
     return b;
+}
+
+int h_kernel_close_wait(int pid)
+{
+    struct cw_kview kv;
+    char err[256];
+    if (cw_kernel_view(pid, &kv, err, sizeof err) != 0)
+        return 0;
+    int n = 0;
+    for (int i = 0; i < kv.n; i++)
+        n += kv.socks[i].is_tcp && kv.socks[i].state == CW_TCP_CLOSE_WAIT;
+    cw_kview_free(&kv);
+    return n;
 }

@@ -54,5 +54,8 @@ void h_open_ring(struct cw_ring *r, const char *dir, pid_t pid);
 /* A TCP listener on 127.0.0.1 with an ephemeral port; returns fd, sets *port. */
 int h_listen(int *port);
 int h_connect(int port);
+/* How many TCP sockets the kernel shows pid holding in CLOSE_WAIT (0 if
+ * it cannot be asked). */
+int h_kernel_close_wait(int pid);
 
 #endif

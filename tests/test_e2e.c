@@ -33,7 +33,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../analyzer/kernel.h"
 #include "harness.h"
 #include "jsonq.h"
 
@@ -1626,15 +1625,7 @@ struct kwant {
 static int kernel_shows_close_wait(void *arg)
 {
     struct kwant *k = arg;
-    struct cw_kview kv;
-    char err[256];
-    if (cw_kernel_view(k->pid, &kv, err, sizeof err) != 0)
-        return 0;
-    int n = 0;
-    for (int i = 0; i < kv.n; i++)
-        n += kv.socks[i].is_tcp && kv.socks[i].state == CW_TCP_CLOSE_WAIT;
-    cw_kview_free(&kv);
-    return n >= k->want;
+    return h_kernel_close_wait(k->pid) >= k->want;
 }
 
 /* --grace=0 means every socket in CLOSE_WAIT: asked the moment the kernel

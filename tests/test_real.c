@@ -39,7 +39,6 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../analyzer/kernel.h"
 #include "harness.h"
 #include "jsonq.h"
 
@@ -1469,16 +1468,8 @@ struct go_wait {
 
 static int go_close_wait(void *arg)
 {
-    struct go_wait *w = arg;
-    struct cw_kview kv;
-    char err[256];
-    if (cw_kernel_view(w->pid, &kv, err, sizeof err) != 0)
-        return 0;
-    int n = 0;
-    for (int i = 0; i < kv.n; i++)
-        n += kv.socks[i].is_tcp && kv.socks[i].state == CW_TCP_CLOSE_WAIT;
-    cw_kview_free(&kv);
-    return n >= w->want;
+    struct go_wait *k = arg;
+    return h_kernel_close_wait(k->pid) >= k->want;
 }
 
 /* The seed's Go server (reads, echoes, never closes) under `closewatch run
