@@ -527,7 +527,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     cw_analysis_free(&a);
     cw_tree_free(&tree);
 
-    if (errors == 0 && !input_errors && !c->keep)
+    /* Nothing to keep when no process made a ring (a static binary). */
+    if ((errors == 0 && !input_errors && !c->keep) || n == 0)
         remove_dir(dir);
     else
         fprintf(stderr, "closewatch: ring files kept in %s (closewatch report %s/*.ring)\n", dir,

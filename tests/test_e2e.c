@@ -1550,6 +1550,8 @@ Test(e2e, run_keeps_rings_only_when_needed, .timeout = 30)
  * suite edges: findings a user can trust at the boundaries (issue 9)
  * ================================================================================ */
 
+TestSuite(edges, .fini = e2e_fini);
+
 /* A client that connects, sends a byte and hangs up, again and again. */
 struct churn {
     int port;
