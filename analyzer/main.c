@@ -441,12 +441,12 @@ static int wait_program(pid_t pid, struct cw_tree *tree)
         int sig = pending_signal;
         if (sig) {
             pending_signal = 0;
-            cw_tree_sample(tree, pid);
+            cw_tree_sample(tree, pid, 1);
             kill(pid, sig);
         }
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
         if (poll(pidfd >= 0 ? &p : NULL, pidfd >= 0 ? 1 : 0, TREE_SAMPLE_MS) == 0)
-            cw_tree_sample(tree, pid);
+            cw_tree_sample(tree, pid, 0);
     }
     if (pidfd >= 0)
         close(pidfd);

@@ -2,9 +2,10 @@
  * tree_view.c - `closewatch run`'s own look at the process tree it runs:
  * the kernel's view of every descendant that no ring covers (a static
  * binary such as a CGO_ENABLED=0 Go program, which LD_PRELOAD never
- * reaches) and of every one that dies (its sockets are gone by the time
- * the report is made), taken once per period and once more before a
- * terminating signal is forwarded. A process without a ring is reported
+ * reaches), taken once per period, and of every process in the tree just
+ * before a terminating signal is forwarded (what the signal ends is gone
+ * by the time the report is made; a Go program's sampler may not have had
+ * a round since its sockets went to CLOSE_WAIT). A process without a ring is reported
  * from its last view alone: no stacks, but every socket the kernel showed
  * in CLOSE_WAIT, dated by the kernel.
  */
@@ -59,7 +60,7 @@ static int holds_tcp(const struct cw_kview *kv)
     return 0;
 }
 
-void cw_tree_sample(struct cw_tree *t, int root)
+void cw_tree_sample(struct cw_tree *t, int root, int everyone)
 {
     /* The tree from /proc: each process's parent, then who descends from root. */
     int npids = 0, cap = 0;
@@ -97,7 +98,9 @@ void cw_tree_sample(struct cw_tree *t, int root)
                     parent = all[j].ppid;
             q = parent;
         }
-        if (q != root)
+        /* A traced process has a sampler of its own: between signals only
+         * the others cost us a look (each is a sock_diag dump). */
+        if (q != root || (!everyone && has_ring(t->ring_dir, all[i].pid, all[i].start)))
             continue;
         struct cw_kview kv;
         char err[256];

@@ -25,9 +25,9 @@ struct cw_tree {
     const struct cw_kview **views; /* handed to the analysis by cw_tree_report */
 };
 
-/* Takes a view of every descendant of root (root too) that holds a TCP
- * socket; keeps the last one per process. */
-void cw_tree_sample(struct cw_tree *t, int root);
+/* Takes a view of each descendant of root (root too) that holds a TCP
+ * socket: those without a ring, or everyone; keeps the last per process. */
+void cw_tree_sample(struct cw_tree *t, int root, int everyone);
 /* Hands the last views to the analysis (before its rings are analyzed)
  * and adds the processes no ring covers. t must outlive a's analysis. */
 void cw_tree_report(struct cw_tree *t, struct cw_analysis *a);
