@@ -293,7 +293,8 @@ static int cmd_report(int argc, char **argv, struct cli *c)
             int rc = cw_analyze_ring(&a, paths[i], err, sizeof err);
             /* Scanning a shared directory: other users' rings are not ours to read. */
             if (rc != CW_RING_OK && rc != CW_RING_EOWNER)
-                fprintf(stderr, "closewatch: skipping %s\n", err);
+                fprintf(stderr, "closewatch: %s %s\n",
+                        rc == CW_RING_EUNINIT ? "warning: skipping" : "skipping", err);
         }
         cw_free_paths(paths, n);
     }
@@ -304,9 +305,14 @@ static int cmd_report(int argc, char **argv, struct cli *c)
             rc = cw_analyze_pid(&a, pid, ring_dir(c), err, sizeof err);
             report_pid = report_pid ? report_pid : pid;
         } else {
-            rc = cw_analyze_ring(&a, argv[i], err, sizeof err);
+            /* A file the user names may be a symlink (a directory scan
+             * never follows one): read what it points to. */
+            char real[PATH_MAX];
+            rc = cw_analyze_ring(&a, realpath(argv[i], real) ? real : argv[i], err, sizeof err);
         }
-        if (rc != 0) {
+        if (rc == CW_RING_EUNINIT) {
+            fprintf(stderr, "closewatch: warning: skipping %s\n", err);
+        } else if (rc != 0) {
             fprintf(stderr, "closewatch: %s\n", err);
             input_errors++;
         }
@@ -315,10 +321,12 @@ static int cmd_report(int argc, char **argv, struct cli *c)
         report_pid = a.procs[0]->pid;
     int errors = input_errors && !a.nprocs ? -1 : write_report(c, &a, report_pid, stdout);
     cw_analysis_free(&a);
-    if (errors < 0 || input_errors)
-        return EXIT_USAGE;
+    /* Anything flagged wins: an unreadable input next to a leak must not
+     * hide the leak from CI. */
     if (errors > 0)
         return c->error_exitcode >= 0 ? c->error_exitcode : 1;
+    if (errors < 0 || input_errors)
+        return EXIT_USAGE;
     return 0;
 }
 
@@ -517,11 +525,15 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     char err[1024];
     cw_tree_report(&tree, &a);
     int n = cw_find_rings(dir, 0, &paths), input_errors = 0;
-    for (int i = 0; i < n; i++)
-        if (cw_analyze_ring(&a, paths[i], err, sizeof err) != 0) {
+    for (int i = 0; i < n; i++) {
+        int rc = cw_analyze_ring(&a, paths[i], err, sizeof err);
+        if (rc == CW_RING_EUNINIT) {
+            fprintf(stderr, "closewatch: warning: skipping %s\n", err);
+        } else if (rc != 0) {
             fprintf(stderr, "closewatch: %s\n", err);
             input_errors++;
         }
+    }
     cw_free_paths(paths, n);
     int errors = write_report(c, &a, pid, stderr);
     cw_analysis_free(&a);

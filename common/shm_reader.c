@@ -53,6 +53,16 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
                     sizeof(struct cw_header));
     uint64_t magic;
     memcpy(&magic, r->base, sizeof magic);
+    if (magic == 0) {
+        size_t n = r->size < sizeof(struct cw_header) ? r->size : sizeof(struct cw_header);
+        size_t i = 0;
+        while (i < n && !r->base[i])
+            i++;
+        if (i == n)
+            return fail(err, errlen, CW_RING_EUNINIT, name,
+                        "never initialised (an all-zero header): its process was killed "
+                        "while it started");
+    }
     if (magic != CW_MAGIC)
         return fail(err, errlen, CW_RING_EFOREIGN, name,
                     "not a closewatch ring file (magic is 0x%016llx, expected 0x%016llx)",
@@ -179,7 +189,9 @@ int cw_ring_open(struct cw_ring *r, const char *path, char *err, size_t errlen)
     }
     if (st.st_size == 0) {
         close(fd);
-        return fail(err, errlen, CW_RING_ETRUNC, path, "truncated: the file is empty");
+        return fail(err, errlen, CW_RING_EUNINIT, path,
+                    "never initialised (the file is empty): its process was killed while "
+                    "it started");
     }
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
     int e = errno;

@@ -29,6 +29,8 @@ enum cw_ring_err {
     CW_RING_EOWNER,   /* owned by another user */
     CW_RING_ECORRUPT, /* a field out of bounds */
     CW_RING_ETRUNC,   /* shorter than its header says */
+    CW_RING_EUNINIT,  /* empty, or an all-zero header: its process died before
+                         writing it (a warning, not an input error) */
 };
 
 /*

@@ -1726,3 +1726,52 @@ Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
     wait_exit(&p);
     close(lfd);
 }
+
+/* A ring left by a process killed while it started (empty, or all zeros)
+ * is skipped with a warning; a leak next to it still exits 1, a garbage
+ * file alone exits 2 naming it; a ring named through a symlink is read. */
+Test(edges, uninitialised_rings_are_warnings_and_a_leak_still_exits_1, .timeout = 60)
+{
+    const char *dir = e2e_mkdtemp("uninit");
+    char ring[1024], zero[1100], empty[1100], garbage[1100], link[1100];
+    demo_ring(dir, "1.5", ring, sizeof ring);
+    snprintf(zero, sizeof zero, "%s/closewatch.1.0.ring", dir);
+    snprintf(empty, sizeof empty, "%s/closewatch.2.0.ring", dir);
+    snprintf(garbage, sizeof garbage, "%s/garbage.ring", dir);
+    snprintf(link, sizeof link, "%s/link.ring", dir);
+    static uint8_t zeros[8192], junk[8192];
+    memset(junk, 'x', sizeof junk);
+    spit(zero, zeros, sizeof zeros);
+    spit(empty, "", 0);
+    spit(garbage, junk, sizeof junk);
+    cr_assert_eq(symlink(ring, link), 0);
+
+    struct cmd c = CW(dir, "report", "--grace=1", ring, zero, empty);
+    cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
+    cr_assert(strstr(c.out, "close_wait: 2"), "%s", c.out);
+    cr_assert(strstr(c.err, "warning: skipping") && strstr(c.err, zero) && strstr(c.err, empty),
+              "%s", c.err);
+    cmd_free(&c);
+
+    c = CW(dir, "report", "--grace=1", garbage);
+    cr_assert_eq(exit_code(&c), 2, "%s%s", c.out, c.err);
+    cr_assert(strstr(c.err, garbage) && strstr(c.err, "not a closewatch ring"), "%s", c.err);
+    cmd_free(&c);
+
+    /* A leak beside an unreadable input: the leak decides the status. */
+    c = CW(dir, "report", "--grace=1", ring, garbage);
+    cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
+    cmd_free(&c);
+
+    c = CW(dir, "report", "--grace=1", link);
+    cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
+    cr_assert(strstr(c.out, "close_wait: 2"), "%s", c.out);
+    cmd_free(&c);
+
+    /* Scanning the directory: the zero rings are warnings too. */
+    char dirarg[1100];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    c = CW(dir, "report", "--grace=1", dirarg);
+    cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
+    cmd_free(&c);
+}
