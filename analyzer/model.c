@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -729,6 +730,48 @@ void cw_free_paths(char **paths, int n)
     free(paths);
 }
 
+/* The rings pid has mapped, wherever its CLOSEWATCH_DIR pointed: added to
+ * paths[0..n) unless already there. Returns the new count. */
+static int add_mapped_rings(int pid, char ***paths, int n)
+{
+    char maps[64], line[4096 + 128];
+    snprintf(maps, sizeof maps, "/proc/%d/maps", pid);
+    FILE *f = fopen(maps, "re");
+    if (!f)
+        return n;
+    int cap = n;
+    while (fgets(line, sizeof line, f)) {
+        char *path = strchr(line, '/');
+        if (!path)
+            continue;
+        path[strcspn(path, "\n")] = 0;
+        const char *base = strrchr(path, '/') + 1;
+        size_t len = strlen(base), slen = sizeof CW_FILE_SUFFIX - 1;
+        if (strncmp(base, CW_FILE_PREFIX, sizeof CW_FILE_PREFIX - 1) || len < slen ||
+            strcmp(base + len - slen, CW_FILE_SUFFIX))
+            continue; /* not a ring, or " (deleted)" */
+        /* The same file under another name (a trailing slash, a link)
+         * must not be analyzed twice. */
+        struct stat st, other;
+        if (stat(path, &st) != 0)
+            continue;
+        int known = 0;
+        for (int i = 0; i < n && !known; i++)
+            known = !stat((*paths)[i], &other) && other.st_dev == st.st_dev &&
+                    other.st_ino == st.st_ino;
+        if (known)
+            continue;
+        char *slash = strrchr(path, '/');
+        *slash = 0;
+        if (!add_path(paths, &n, &cap, *path ? path : "/", slash + 1)) {
+            *slash = '/';
+            break;
+        }
+    }
+    fclose(f);
+    return n;
+}
+
 int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, size_t errlen)
 {
     uint64_t start;
@@ -747,6 +790,7 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
 
     char **paths;
     int n = cw_find_rings(dir, pid, &paths), used = 0;
+    n = add_mapped_rings(pid, &paths, n);
     for (int i = 0; i < n; i++) {
         struct cw_process *p = add_process(a);
         if (!p)

@@ -1775,3 +1775,24 @@ Test(edges, uninitialised_rings_are_warnings_and_a_leak_still_exits_1, .timeout 
     cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
     cmd_free(&c);
 }
+
+/* `report PID` finds the ring the process mapped, whatever --dir says. */
+Test(edges, live_report_finds_the_ring_from_proc_maps, .timeout = 60)
+{
+    const char *dir = e2e_mkdtemp("maps");
+    char *argv[] = {(char *)fixture("demo_server"), "2", "60", NULL};
+    struct h_proc p = spawn_bg(argv, NULL, 1, dir);
+    expect_line(&p, "demo server: served 2");
+    char pidarg[16];
+    snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
+    /* The default directory, not the one the program writes to. */
+    struct cmd c = CW(dir, "report", "--format=json", "--grace=0", "--dir=/dev/shm", pidarg);
+    cr_assert_eq(exit_code(&c), 1, "%s%s", c.out, c.err);
+    struct jv *doc = parse_or_fail(c.out, "live report");
+    cr_assert_eq(count_findings(doc, "close_wait", p.pid), 2, "%s", c.out);
+    cr_assert_eq(jq_bool(doc, "processes.0.backtraces"), 1, "%s", c.out);
+    cr_assert(stack_has(jq_get(doc, "findings.0.stacks.open"), "main", "/demo_server.c"), "%s",
+              c.out);
+    jq_free(doc);
+    cmd_free(&c);
+}
