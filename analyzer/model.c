@@ -251,10 +251,10 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
         s->type = e.type;
         s->inode = e.inode;
         s->flags = e.flags;
-        if (!s->open_ns) {
+        if (!s->open_ns)
             s->open_ns = e.open_ns;
+        if (!s->open_stack)
             s->open_stack = e.open_stack;
-        }
         if (e.eof_ns && !s->eof_ns) {
             s->eof_ns = e.eof_ns;
             s->eof_stack = e.eof_stack;

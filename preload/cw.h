@@ -156,6 +156,9 @@ static inline int64_t cw_open_arg(int origin, int family, int type)
     return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
 }
 CW_HIDDEN uint32_t cw_stack(void);
+/* Interns a stack read from another ring (a fork child's copy of its
+ * parent's): 0 if it is not there or does not fit. */
+CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);
 CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_stacks_after_fork(void);
 /* Whether n bytes at p can be read (checked once per page and thread). */

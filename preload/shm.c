@@ -274,20 +274,28 @@ void cw_shm_after_fork_child(void)
             fds[i].sid = h->next_sid++ | CW_SID_OPEN;
             fds[i].flags |= CW_FD_FROM_FORK;
             fds[i].origin = CW_ORIGIN_INHERITED;
-            fds[i].open_stack = fds[i].eof_stack = 0; /* ids of the parent's table */
-            fds[i].close_stack = 0;
+            fds[i].close_stack = 0; /* open and EOF stacks: copied below */
             fds[i].close_ns = 0;
             open++;
         }
         h->sockets_open = open;
         atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
-        munmap(parent, psize);
         cw_shm_attach(h);
         cw_modules_refresh();
+        /* The parent's stack ids mean nothing here, and the parent reuses
+         * its fd numbers (a fork-per-connection server accepts on the same
+         * one each time) and may exit: the child keeps its own copy of the
+         * stacks that opened and saw EOF on what it inherited. */
+        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
+            if (fds[i].sid & CW_SID_OPEN) {
+                fds[i].open_stack = cw_stack_copy(parent, fds[i].open_stack);
+                fds[i].eof_stack = cw_stack_copy(parent, fds[i].eof_stack);
+            }
+        munmap(parent, psize);
         cw_scan_inherited(1); /* sockets the parent's table no longer describes */
         for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
             if (fds[i].sid & CW_SID_OPEN)
-                cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, 0,
+                cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, fds[i].open_stack,
                          cw_open_arg(CW_ORIGIN_INHERITED, fds[i].family, fds[i].type), -1,
                          (int64_t)fds[i].inode);
     } else {

@@ -354,6 +354,22 @@ static uint32_t intern(void **pcs, int n)
     return 0;
 }
 
+uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
+{
+    if (!id || id > from->stack_cap || from->stack_slot_size != cw.hdr->stack_slot_size)
+        return 0;
+    const struct cw_stack_slot *s =
+        (const void *)((const uint8_t *)from + from->stack_off +
+                       (size_t)(id - 1) * from->stack_slot_size);
+    if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire) ||
+        s->depth > from->stack_depth)
+        return 0;
+    void *pcs[CW_MAX_DEPTH];
+    int n = (int)s->depth < CW_MAX_DEPTH ? (int)s->depth : CW_MAX_DEPTH;
+    memcpy(pcs, s->pcs, (size_t)n * sizeof *pcs);
+    return intern(pcs, n);
+}
+
 #ifdef WALK_CACHE
 #define WITH_FRAME_POINTER __attribute__((noinline, optimize("no-omit-frame-pointer")))
 #else
