@@ -94,8 +94,8 @@ static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g
     } else {
         char label[120];
         if (first->origin == CW_ORIGIN_INHERITED && cw_open_proc(first) == p)
-            snprintf(label, sizeof label, "opened by the parent process (pid %d), inherited, at:",
-                     p->ppid);
+            snprintf(label, sizeof label,
+                     "opened by the parent process (pid %d), inherited, at:", p->ppid);
         else if (cw_open_proc(first) != p)
             snprintf(label, sizeof label, "opened (%s) by pid %d and inherited, at:",
                      cw_origin_name((unsigned)first->origin), cw_open_proc(first)->pid);

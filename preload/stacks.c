@@ -358,9 +358,8 @@ uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
 {
     if (!id || id > from->stack_cap || from->stack_slot_size != cw.hdr->stack_slot_size)
         return 0;
-    const struct cw_stack_slot *s =
-        (const void *)((const uint8_t *)from + from->stack_off +
-                       (size_t)(id - 1) * from->stack_slot_size);
+    const struct cw_stack_slot *s = (const void *)((const uint8_t *)from + from->stack_off +
+                                                   (size_t)(id - 1) * from->stack_slot_size);
     if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire) ||
         s->depth > from->stack_depth)
         return 0;
