@@ -43,6 +43,14 @@ int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime)
     return 1;
 }
 
+void cw_proc_exe(int pid, char *buf, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/exe", pid);
+    ssize_t l = readlink(path, buf, len - 1);
+    buf[l > 0 ? l : 0] = 0;
+}
+
 int cw_pid_alive(int pid, uint64_t *starttime)
 {
     char state;

@@ -40,6 +40,8 @@ const struct cw_ksock *cw_kview_find(const struct cw_kview *v, uint64_t inode);
 /* 1 with pid's state letter, parent and start time (clock ticks after
  * boot) from /proc/PID/stat; 0 if there is no such process. */
 int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime);
+/* pid's executable (/proc/PID/exe) into buf; "" when unreadable. */
+void cw_proc_exe(int pid, char *buf, size_t len);
 /* 1 if pid exists; its start time (clock ticks after boot) in *starttime. */
 int cw_pid_alive(int pid, uint64_t *starttime);
 /* CLOCK_MONOTONIC now, in ns. */

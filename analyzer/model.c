@@ -318,6 +318,17 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
         f->eof = CW_EOF_UNKNOWN;
 }
 
+/* Whether a socket in CLOSE_WAIT since fin is still within the grace at
+ * end (then counted as such). --grace=0 flags every socket in CLOSE_WAIT,
+ * even one whose FIN is the very last thing known (fin == end). */
+static int within_grace(struct cw_analysis *a, uint64_t fin, uint64_t end)
+{
+    if (end >= fin && end - fin >= (uint64_t)(a->opt.grace_s * 1e9))
+        return 0;
+    a->young_close_wait++;
+    return 1;
+}
+
 /* When the peer's FIN arrived, as far as we know: the first EOF the program
  * saw, or the first sample that found the socket in CLOSE_WAIT. */
 static void classify(struct cw_analysis *a, struct cw_process *p, const struct sock *s)
@@ -346,12 +357,8 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
             return;
         kind = CW_K_LATE_CLOSE;
     } else if (fin && !half_closed_by_us && !kernel_disagrees) {
-        /* --grace=0 flags every socket in CLOSE_WAIT, even one whose FIN is
-         * the very last thing known (fin == end). */
-        if (end < fin || end - fin < grace_ns) {
-            a->young_close_wait++;
+        if (within_grace(a, fin, end))
             return;
-        }
         kind = s->origin == CW_ORIGIN_UNTRACKED ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT;
     } else if (s->origin == CW_ORIGIN_UNTRACKED && s->tcp_state == CW_TCP_CLOSE_WAIT) {
         kind = CW_K_UNTRACKED;
@@ -431,11 +438,8 @@ static void add_kernel_only(struct cw_analysis *a, struct cw_process *p, const s
                             enum cw_kind kind, uint64_t end)
 {
     uint64_t fin = earliest_fin(0, k, end);
-    uint64_t grace_ns = (uint64_t)(a->opt.grace_s * 1e9);
-    if (end < fin || end - fin < grace_ns) {
-        a->young_close_wait++;
+    if (within_grace(a, fin, end))
         return;
-    }
     struct cw_finding *f = add_finding(a, kind, p);
     if (!f)
         return;
@@ -476,15 +480,10 @@ static void join_kernel(struct cw_analysis *a, struct cw_process *p, struct sock
             continue;
         s->tcp_state = k->state;
         s->recv_q = k->recv_q;
-        if (k->state == CW_TCP_CLOSE_WAIT) {
-            uint64_t fin =
-                earliest_fin(cw_peer_fin_ns(s->eof_ns, s->close_wait_ns), k, p->end_mono_ns);
-            /* Queued for accept when the FIN came: the program's part starts
-             * at the accept (an adopted socket's open_ns is its adoption). */
-            if (fin < s->open_ns && s->origin != CW_ORIGIN_UNTRACKED)
-                fin = s->open_ns;
-            s->close_wait_ns = fin;
-        }
+        if (k->state == CW_TCP_CLOSE_WAIT)
+            s->close_wait_ns = cw_fin_since_open(
+                earliest_fin(cw_peer_fin_ns(s->eof_ns, s->close_wait_ns), k, p->end_mono_ns),
+                s->open_ns, s->origin == CW_ORIGIN_UNTRACKED);
     }
     /* Sockets the library never saw: CLOSE_WAIT ones are findings. */
     for (int i = 0; i < kv->n; i++) {
@@ -816,10 +815,8 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
     /* No ring: the kernel's view is all there is, without stacks. */
     if (cw_kernel_view(pid, &kv, err, errlen) != 0)
         return -1;
-    char path[64], exe[CW_EXE_MAX];
-    snprintf(path, sizeof path, "/proc/%d/exe", pid);
-    ssize_t l = readlink(path, exe, sizeof exe - 1);
-    exe[l > 0 ? l : 0] = 0;
+    char exe[CW_EXE_MAX];
+    cw_proc_exe(pid, exe, sizeof exe);
     cw_analyze_kernel_view(a, &kv, exe, kv.taken_mono_ns);
     cw_kview_free(&kv);
     return 0;

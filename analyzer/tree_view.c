@@ -19,21 +19,31 @@
 
 #include "model.h"
 
-/* Whether the ring directory holds a ring of this very process. */
-static int has_ring(const char *dir, int pid, uint64_t start)
-{
+/* The ring files of the run directory, listed once per look at the tree. */
+struct ring_list {
     char **paths;
-    int n = cw_find_rings(dir, pid, &paths), found = 0;
-    for (int i = 0; i < n && !found; i++) {
+    int n;
+};
+
+/* Whether the list holds a ring of this very process (pid and start time). */
+static int has_ring(const struct ring_list *l, int pid, uint64_t start)
+{
+    char prefix[64];
+    int plen = snprintf(prefix, sizeof prefix, CW_FILE_PREFIX "%d.", pid);
+    for (int i = 0; i < l->n; i++) {
+        const char *base = strrchr(l->paths[i], '/');
+        if (strncmp(base ? base + 1 : l->paths[i], prefix, (size_t)plen))
+            continue;
         struct cw_ring r;
         char err[256];
-        if (cw_ring_open(&r, paths[i], err, sizeof err) == CW_RING_OK) {
-            found = r.hdr.proc_starttime == start;
+        if (cw_ring_open(&r, l->paths[i], err, sizeof err) == CW_RING_OK) {
+            int same = r.hdr.proc_starttime == start;
             cw_ring_close(&r);
+            if (same)
+                return 1;
         }
     }
-    cw_free_paths(paths, n);
-    return found;
+    return 0;
 }
 
 static struct cw_tree_proc *slot_of(struct cw_tree *t, int pid, uint64_t start)
@@ -89,6 +99,10 @@ void cw_tree_sample(struct cw_tree *t, int root, int everyone)
     }
     if (d)
         closedir(d);
+    struct ring_list rings;
+    rings.n = everyone ? 0 : cw_find_rings(t->ring_dir, 0, &rings.paths);
+    if (everyone)
+        rings.paths = NULL;
     for (int i = 0; i < npids; i++) {
         int q = all[i].pid, hops = 0;
         while (q != root && q > 1 && hops++ < 64) {
@@ -100,7 +114,7 @@ void cw_tree_sample(struct cw_tree *t, int root, int everyone)
         }
         /* A traced process has a sampler of its own: between signals only
          * the others cost us a look (each is a sock_diag dump). */
-        if (q != root || (!everyone && has_ring(t->ring_dir, all[i].pid, all[i].start)))
+        if (q != root || (!everyone && has_ring(&rings, all[i].pid, all[i].start)))
             continue;
         struct cw_kview kv;
         char err[256];
@@ -114,12 +128,9 @@ void cw_tree_sample(struct cw_tree *t, int root, int everyone)
         cw_kview_free(&s->kv);
         s->kv = kv;
         s->kv.proc_starttime = all[i].start;
-        char path[64];
-        snprintf(path, sizeof path, "/proc/%d/exe", all[i].pid);
-        ssize_t l = readlink(path, s->exe, sizeof s->exe - 1);
-        if (l > 0)
-            s->exe[l] = 0;
+        cw_proc_exe(all[i].pid, s->exe, sizeof s->exe);
     }
+    cw_free_paths(rings.paths, rings.n);
     free(all);
 }
 
@@ -131,11 +142,14 @@ void cw_tree_report(struct cw_tree *t, struct cw_analysis *a)
         t->views[i] = &t->v[i].kv;
     a->last_views = (const struct cw_kview *const *)t->views;
     a->nlast_views = t->views ? t->n : 0;
+    struct ring_list rings;
+    rings.n = cw_find_rings(t->ring_dir, 0, &rings.paths);
     for (int i = 0; i < t->n; i++)
         /* A process that made a ring (perhaps only at its first socket) is
          * judged from that ring. */
-        if (!has_ring(t->ring_dir, t->v[i].pid, t->v[i].start))
+        if (!has_ring(&rings, t->v[i].pid, t->v[i].start))
             cw_analyze_kernel_view(a, &t->v[i].kv, t->v[i].exe, t->v[i].kv.taken_mono_ns);
+    cw_free_paths(rings.paths, rings.n);
 }
 
 void cw_tree_free(struct cw_tree *t)

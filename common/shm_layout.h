@@ -75,6 +75,15 @@ static inline uint64_t cw_peer_fin_ns(uint64_t eof_ns, uint64_t close_wait_ns)
     return eof_ns ? eof_ns : close_wait_ns;
 }
 
+/* The peer's FIN as the program's part of it: a FIN that came before the
+ * program had the socket (it waited in the accept queue) counts from the
+ * open, since nothing could close it earlier. Not for an adopted socket,
+ * whose open_ns is only when the sampler found it. */
+static inline uint64_t cw_fin_since_open(uint64_t fin_ns, uint64_t open_ns, int adopted)
+{
+    return fin_ns && fin_ns < open_ns && !adopted ? open_ns : fin_ns;
+}
+
 /* Kernel TCP states as in include/net/tcp_states.h. */
 enum cw_tcp_state {
     CW_TCP_UNKNOWN = 0,

@@ -120,10 +120,7 @@ static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state
     e->tcp_state = state;
     e->state_ns = now;
     int first_close_wait = state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns;
-    /* A FIN that came before the program had the socket (queued for
-     * accept) counts from the accept: the program could not close before. */
-    if (fin_ns && fin_ns < e->open_ns && e->origin != CW_ORIGIN_UNTRACKED)
-        fin_ns = e->open_ns;
+    fin_ns = cw_fin_since_open(fin_ns, e->open_ns, e->origin == CW_ORIGIN_UNTRACKED);
     if (first_close_wait)
         e->close_wait_ns = fin_ns && fin_ns < now ? fin_ns : now;
     /* In the sampler, the program may have closed that fd and opened
