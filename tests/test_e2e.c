@@ -658,26 +658,41 @@ static int ring_says_close_wait(void *arg)
            e.tcp_state == CW_TCP_CLOSE_WAIT && e.close_wait_ns;
 }
 
+/*
+ * idle_client connected to a listener of the test's, which then hangs up:
+ * the client's socket is in CLOSE_WAIT and the client never looks at it.
+ * Returns the client's fd; *fin_ms is when the test closed its end, *port
+ * the port the client connected to.
+ */
+static int idle_client_hung_up(struct h_proc *p, struct e2e_ctl *ctl, char *const env[],
+                               int preload, const char *dir, uint64_t *fin_ms, int *port)
+{
+    int lfd = h_listen(port);
+    char portarg[16];
+    snprintf(portarg, sizeof portarg, "%d", *port);
+    ctl_make(ctl);
+    char *argv[] = {(char *)fixture("idle_client"), portarg, ctl->arg, NULL};
+    *p = spawn_bg(argv, env, preload, dir);
+    ctl_spawned(ctl);
+    int fd = atoi(expect_line(p, "connected "));
+    int conn = accept(lfd, NULL, NULL);
+    cr_assert_geq(conn, 0);
+    *fin_ms = h_now_ms();
+    close(conn);
+    close(lfd);
+    return fd;
+}
+
 /* 2. A client that never reads the EOF: eof "unread", live and post-mortem. */
 Test(e2e, eof_unread_idle_client_live_and_post_mortem, .timeout = 30)
 {
     const char *dir = e2e_mkdtemp("unread");
-    int port, lfd = h_listen(&port);
-    char portarg[16];
-    snprintf(portarg, sizeof portarg, "%d", port);
-    struct e2e_ctl ctl;
-    ctl_make(&ctl);
-    char *argv[] = {(char *)fixture("idle_client"), portarg, ctl.arg, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
-    struct h_proc p = spawn_bg(argv, env, 1, dir);
-    ctl_spawned(&ctl);
-    int fd = atoi(expect_line(&p, "connected "));
-
-    /* The test is the server and hangs up: the client's socket goes to
-     * CLOSE_WAIT, and the client never looks at it. */
-    int conn = accept(lfd, NULL, NULL);
-    cr_assert_geq(conn, 0);
-    close(conn);
+    struct h_proc p;
+    struct e2e_ctl ctl;
+    uint64_t fin_ms;
+    int port;
+    int fd = idle_client_hung_up(&p, &ctl, env, 1, dir, &fin_ms, &port);
 
     struct sampled s = {.fd = fd};
     h_open_ring(&s.ring, dir, p.pid);
@@ -726,7 +741,6 @@ Test(e2e, eof_unread_idle_client_live_and_post_mortem, .timeout = 30)
     cr_assert_str_eq(jq_str(doc, "processes.0.state"), "exited");
     jq_free(doc);
     cmd_free(&c);
-    close(lfd);
 }
 
 /* 3. A correct server: nothing flagged, by report or by run. */
@@ -1067,18 +1081,11 @@ Test(e2e, shutdown_after_eof_is_not_close_wait, .timeout = 30)
 Test(e2e, live_pid_without_ring_kernel_view, .timeout = 30)
 {
     const char *dir = e2e_mkdtemp("noring");
-    int port, lfd = h_listen(&port);
-    char portarg[16];
-    snprintf(portarg, sizeof portarg, "%d", port);
+    struct h_proc p;
     struct e2e_ctl ctl;
-    ctl_make(&ctl);
-    char *argv[] = {(char *)fixture("idle_client"), portarg, ctl.arg, NULL};
-    struct h_proc p = spawn_bg(argv, NULL, 0, NULL);
-    ctl_spawned(&ctl);
-    int fd = atoi(expect_line(&p, "connected "));
-    int conn = accept(lfd, NULL, NULL);
-    cr_assert_geq(conn, 0);
-    close(conn);
+    uint64_t fin_ms;
+    int port;
+    int fd = idle_client_hung_up(&p, &ctl, NULL, 0, NULL, &fin_ms, &port);
 
     struct jv *doc = poll_live_report(dir, p.pid, 1);
     cr_assert_eq(jq_len(doc, "findings"), 1);
@@ -1109,7 +1116,6 @@ Test(e2e, live_pid_without_ring_kernel_view, .timeout = 30)
 
     ctl_release(&ctl);
     cr_assert_eq(wait_exit(&p), 0);
-    close(lfd);
 }
 
 /* 10a. report's exit status: 0 clean, 1 findings, --error-exitcode. */
@@ -1680,19 +1686,11 @@ Test(edges, grace_zero_flags_every_close_wait_socket_live_and_after_sigkill, .ti
 Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
 {
     const char *dir = e2e_mkdtemp("kdate");
-    int port, lfd = h_listen(&port);
-    char portarg[16];
-    snprintf(portarg, sizeof portarg, "%d", port);
+    struct h_proc p;
     struct e2e_ctl ctl;
-    ctl_make(&ctl);
-    char *argv[] = {(char *)fixture("idle_client"), portarg, ctl.arg, NULL};
-    struct h_proc p = spawn_bg(argv, NULL, 1, dir);
-    ctl_spawned(&ctl);
-    expect_line(&p, "connected ");
-    int conn = accept(lfd, NULL, NULL);
-    cr_assert_geq(conn, 0);
-    uint64_t fin_ms = h_now_ms();
-    close(conn);
+    uint64_t fin_ms;
+    int port;
+    idle_client_hung_up(&p, &ctl, NULL, 1, dir, &fin_ms, &port);
 
     char pidarg[16], dirarg[1024];
     snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
@@ -1725,7 +1723,6 @@ Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
     }
     ctl_release(&ctl);
     wait_exit(&p);
-    close(lfd);
 }
 
 /* A ring left by a process killed while it started (empty, or all zeros)

@@ -1069,30 +1069,33 @@ Test(real, node_keepalive_agent_client_correct_is_clean, .timeout = 90)
 
 /* ---- Go ------------------------------------------------------------------------- */
 
-Test(real, go_server_sockets_found_untracked, .timeout = 180)
+/* Builds tests/real/goserver into tmp/goserver (path in exe): stdlib only,
+ * no network (GOPATH mode, no proxy), with or without cgo. */
+static void build_goserver(const char *tmp, int cgo, char *exe, size_t len)
 {
-    need("go");
-    char *tmp = h_mkdtemp("real-gobuild");
-    char exe[600], log[600], cache[600], gopath[600], home[600];
-    snprintf(exe, sizeof exe, "%s/goserver", tmp);
+    char log[600], cache[600], gopath[600], home[600], cgoenv[32];
+    snprintf(exe, len, "%s/goserver", tmp);
     snprintf(log, sizeof log, "%s/go.log", tmp);
     snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
     snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
     snprintf(home, sizeof home, "HOME=%s", tmp);
-    /* Stdlib only, no network: GOPATH mode, no proxy. cgo on, so the binary
-     * is dynamically linked and the preload can get into it at all. */
-    char *env[] = {cache,
-                   gopath,
-                   home,
-                   "GO111MODULE=off",
-                   "GOFLAGS=",
-                   "GOPROXY=off",
-                   "GOTOOLCHAIN=local",
-                   "CGO_ENABLED=1",
-                   NULL};
+    snprintf(cgoenv, sizeof cgoenv, "CGO_ENABLED=%d", cgo);
+    char *env[] = {
+        cache,  gopath, home, "GO111MODULE=off", "GOFLAGS=", "GOPROXY=off", "GOTOOLCHAIN=local",
+        cgoenv, NULL};
     char *build[] = {"go", "build", "-o", exe, (char *)repo_path("tests/real/goserver/main.go"),
                      NULL};
     cr_assert_eq(run_cmd(tmp, build, env, NULL, log), 0, "go build failed:\n%s", tail_of(log));
+}
+
+Test(real, go_server_sockets_found_untracked, .timeout = 180)
+{
+    need("go");
+    char *tmp = h_mkdtemp("real-gobuild");
+    char exe[600];
+    /* cgo on, so the binary is dynamically linked and the preload can get
+     * into it at all. */
+    build_goserver(tmp, 1, exe, sizeof exe);
 
     for (int leak = 1; leak >= 0; leak--) {
         char *argv[] = {exe, leak ? "leak" : "good", NULL};
@@ -1481,20 +1484,9 @@ static void go_under_run(int cgo)
 {
     need("go");
     char *tmp = h_mkdtemp("real-gorun");
-    char exe[600], log[600], cache[600], gopath[600], home[600], cgoenv[32], report[600];
-    snprintf(exe, sizeof exe, "%s/goserver", tmp);
-    snprintf(log, sizeof log, "%s/go.log", tmp);
+    char exe[600], report[600];
+    build_goserver(tmp, cgo, exe, sizeof exe);
     snprintf(report, sizeof report, "%s/report.json", tmp);
-    snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
-    snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
-    snprintf(home, sizeof home, "HOME=%s", tmp);
-    snprintf(cgoenv, sizeof cgoenv, "CGO_ENABLED=%d", cgo);
-    char *env[] = {
-        cache,  gopath, home, "GO111MODULE=off", "GOFLAGS=", "GOPROXY=off", "GOTOOLCHAIN=local",
-        cgoenv, NULL};
-    char *build[] = {"go", "build", "-o", exe, (char *)repo_path("tests/real/goserver/main.go"),
-                     NULL};
-    cr_assert_eq(run_cmd(tmp, build, env, NULL, log), 0, "go build failed:\n%s", tail_of(log));
 
     int in[2], out[2];
     cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
