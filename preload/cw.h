@@ -161,6 +161,12 @@ CW_HIDDEN uint32_t cw_stack(void);
 CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);
 CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_stacks_after_fork(void);
+/* Reads the stack word at addr for a walk: 0 if it cannot be read (stacks.c). */
+CW_HIDDEN int cw_stack_word(uintptr_t addr, uintptr_t *val);
+/* Up to max return addresses, starting with the one in the frame record at fp
+ * (fp[0] the caller's rbp, fp[1] the return address); -1 when some frame
+ * needs libunwind (unwind.c). */
+CW_HIDDEN int cw_unwind(uintptr_t fp, void **pcs, int max);
 /* Whether n bytes at p can be read (checked once per page and thread). */
 CW_HIDDEN int cw_readable(const void *p, size_t n);
 CW_HIDDEN void cw_modules_refresh(void);

@@ -155,15 +155,21 @@ static uint32_t walk_recall(uintptr_t start)
     return 0;
 }
 
+/* Forgets what w has read so far: a walk that starts over. */
+static void walk_restart(struct walk *w)
+{
+    w->nwords = 0;
+    w->stack_id = 0;
+    w->above = 0;
+    recording = w;
+}
+
 static struct walk *walk_begin(uintptr_t start)
 {
     struct walk *w = &walks[walk_next++ % WALKS];
     w->start = start;
     w->ring = cw.hdr;
-    w->nwords = 0;
-    w->stack_id = 0;
-    w->above = 0;
-    recording = w;
+    walk_restart(w);
     return w;
 }
 
@@ -198,6 +204,20 @@ int cw_readable(const void *p, size_t n)
     return n > 0 && page_readable(a) && page_readable(a + n - 1);
 }
 
+int cw_stack_word(uintptr_t addr, uintptr_t *val)
+{
+    /* An 8-byte read may straddle two pages (never an aligned one). */
+    if (!page_readable(addr) ||
+        ((addr & 4095) > 4096 - sizeof *val && !page_readable(addr + sizeof *val - 1)))
+        return 0;
+    *val = *(const uintptr_t *)addr;
+#ifdef WALK_CACHE
+    if (recording)
+        remember_word(addr, *val);
+#endif
+    return 1;
+}
+
 static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int write, void *arg)
 {
     (void)as;
@@ -206,15 +226,10 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
         *(unw_word_t *)addr = *val;
         return 0;
     }
-    /* An 8-byte read may straddle two pages (never an aligned one). */
-    if (!page_readable(addr) ||
-        ((addr & 4095) > 4096 - sizeof *val && !page_readable(addr + sizeof *val - 1)))
+    uintptr_t v;
+    if (!cw_stack_word(addr, &v))
         return -UNW_EINVAL;
-    *val = *(unw_word_t *)addr;
-#ifdef WALK_CACHE
-    if (recording)
-        remember_word(addr, *val);
-#endif
+    *val = v;
     return 0;
 }
 
@@ -378,19 +393,26 @@ uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
 WITH_FRAME_POINTER uint32_t cw_stack(void)
 {
     void *pcs[CW_MAX_DEPTH + 8];
+    int max = (int)cw.depth + 8;
 #ifdef WALK_CACHE
     uintptr_t start = (uintptr_t)__builtin_frame_address(0);
     uint32_t id = walk_recall(start);
     if (id)
         return id;
     struct walk *w = walk_begin(start);
-    int n = backtrace_pcs(pcs, (int)cw.depth + 8);
+    /* Our own walk finds only frames above start; libunwind's starts with
+     * one in cw_stack itself. */
+    int n = cw_unwind(start, pcs, max), above = n;
+    if (n < 0) {
+        walk_restart(w);
+        n = backtrace_pcs(pcs, max);
+        above = n - 1;
+    }
     id = intern(pcs, n);
-    /* pcs[0] is in cw_stack itself: the frames above start are the rest. */
-    walk_end(w, n - 1, id);
+    walk_end(w, above, id);
     return id;
 #else
-    return intern(pcs, backtrace_pcs(pcs, (int)cw.depth + 8));
+    return intern(pcs, backtrace_pcs(pcs, max));
 #endif
 }
 

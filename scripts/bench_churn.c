@@ -8,6 +8,10 @@
  *                                           PORTFILE when listening; exits when done, printing the
  *                                           CPU time it used (all threads) in microseconds per
  *                                           connection.
+ *   bench_churn tserver PORTFILE CONNS      the same with a new detached thread per connection
+ *                                           (the shape of the seeds' C and Java servers, of
+ *                                           Python's ThreadingTCPServer): a thread's first
+ *                                           recorded events are the ones every connection pays.
  *   bench_churn client PORT CONNS THREADS   THREADS threads share CONNS connections, each:
  *                                           connect, request, response, close. Prints
  *                                           connections per second.
@@ -108,7 +112,21 @@ static __attribute__((noinline)) void handle(int fd)
     close(fd);
 }
 
-static int server(const char *portfile, long conns)
+static pthread_mutex_t done_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t done_cond = PTHREAD_COND_INITIALIZER;
+static long done_count;
+
+static void *handle_thread(void *arg)
+{
+    handle((int)(intptr_t)arg);
+    pthread_mutex_lock(&done_lock);
+    done_count++;
+    pthread_cond_signal(&done_cond);
+    pthread_mutex_unlock(&done_lock);
+    return NULL;
+}
+
+static int server(const char *portfile, long conns, int threaded)
 {
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     int one = 1;
@@ -130,8 +148,24 @@ static int server(const char *portfile, long conns)
         if (fd < 0)
             die("accept");
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        handle(fd);
+        if (!threaded) {
+            handle(fd);
+            continue;
+        }
+        pthread_t t;
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+        errno = pthread_create(&t, &attr, handle_thread, (void *)(intptr_t)fd);
+        pthread_attr_destroy(&attr);
+        if (errno)
+            die("pthread_create");
     }
+    /* Every handler done (their CPU time is in getrusage only once they ran). */
+    pthread_mutex_lock(&done_lock);
+    while (threaded && done_count < conns)
+        pthread_cond_wait(&done_cond, &done_lock);
+    pthread_mutex_unlock(&done_lock);
     close(lfd);
     printf("%.3f\n", conns > 0 ? bench_cpu_us() / (double)conns : 0.0);
     return 0;
@@ -188,9 +222,12 @@ static int client(int port, long conns, int threads)
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "server"))
-        return server(argv[2], atol(argv[3]));
+        return server(argv[2], atol(argv[3]), 0);
+    if (argc == 4 && !strcmp(argv[1], "tserver"))
+        return server(argv[2], atol(argv[3]), 1);
     if (argc == 5 && !strcmp(argv[1], "client"))
         return client(atoi(argv[2]), atol(argv[3]), atoi(argv[4]));
-    fprintf(stderr, "usage: bench_churn server PORTFILE CONNS | client PORT CONNS THREADS\n");
+    fprintf(stderr,
+            "usage: bench_churn server|tserver PORTFILE CONNS | client PORT CONNS THREADS\n");
     return 2;
 }
