@@ -73,6 +73,9 @@ struct cw_real {
     int (*setresuid)(uid_t, uid_t, uid_t);
     void *(*dlopen)(const char *, int);
     int (*dlclose)(void *);
+    /* Where glibc keeps a thread's tid in its descriptor, for debuggers
+     * (libthread_db): {bits, count, offset}; NULL in other libcs. */
+    const uint32_t *thread_db_tid;
 };
 
 CW_HIDDEN extern struct cw_real cw_real;

@@ -61,6 +61,8 @@ void cw_resolve_real(void)
     R(dlopen, "dlopen");
     R(dlclose, "dlclose");
 #undef R
+    if (!cw_real.thread_db_tid)
+        cw_real.thread_db_tid = dlsym(RTLD_DEFAULT, "_thread_db_pthread_tid");
     /* fcntl64 exists only in newer glibc; fcntl has the same ABI on 64-bit. */
     if (!cw_real.fcntl64)
         cw_real.fcntl64 = cw_real.fcntl;

@@ -14,15 +14,40 @@
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <unistd.h>
 
 static __thread pid_t tls_tid_pid __attribute__((tls_model("initial-exec")));
 static __thread pid_t tls_tid __attribute__((tls_model("initial-exec")));
 
+/*
+ * glibc already knows every thread's tid (the kernel wrote it there at
+ * clone and fork): read it from the thread's descriptor, at the offset glibc
+ * publishes for debuggers, instead of a gettid per thread. Checked once
+ * against gettid; any doubt, and it is gettid.
+ */
+static _Atomic int tid_from_glibc = -1; /* -1 not yet checked, 0 no, 1 yes */
+
+static pid_t glibc_tid(void)
+{
+    const uint32_t *d = cw_real.thread_db_tid;
+    if (!d || d[0] != 32 || d[1] != 1 || d[2] > 4096)
+        return 0;
+    return *(const pid_t *)((const char *)pthread_self() + d[2]);
+}
+
 static uint32_t cw_tid(void)
 {
     if (tls_tid_pid != cw.pid) {
-        tls_tid = (pid_t)syscall(SYS_gettid);
+        int use = atomic_load_explicit(&tid_from_glibc, memory_order_relaxed);
+        pid_t tid = use ? glibc_tid() : 0;
+        if (use < 0 || tid <= 0) {
+            pid_t sys = (pid_t)syscall(SYS_gettid);
+            if (use < 0)
+                atomic_store_explicit(&tid_from_glibc, tid == sys, memory_order_relaxed);
+            tid = sys;
+        }
+        tls_tid = tid;
         tls_tid_pid = cw.pid;
     }
     return (uint32_t)tls_tid;

@@ -396,6 +396,9 @@ WITH_FRAME_POINTER uint32_t cw_stack(void)
     int max = (int)cw.depth + 8;
 #ifdef WALK_CACHE
     uintptr_t start = (uintptr_t)__builtin_frame_address(0);
+    /* We are running on start's page: no need to ask the kernel about it
+     * (a new thread's first walk otherwise costs a process_vm_readv). */
+    readable_pages[(start >> 12) % PAGE_CACHE] = (start >> 12) + 1;
     uint32_t id = walk_recall(start);
     if (id)
         return id;
