@@ -442,10 +442,22 @@ static uint64_t rule_for(uintptr_t ra)
     return rule_compute(ra - 1); /* table full around here: correct, only slower */
 }
 
+/* rbp is read only when a frame needs its value: code built without frame
+ * pointers keeps anything in rbp (a loop counter), and every word a walk
+ * reads is one the walk cache (stacks.c) must find unchanged to recall it.
+ * *at: where rbp's value is saved, not read yet; 0 once *rbp holds it. */
+static int rbp_value(uintptr_t *rbp, uintptr_t *at)
+{
+    if (*at && !cw_stack_word(*at, rbp))
+        return 0;
+    *at = 0;
+    return 1;
+}
+
 int cw_unwind(uintptr_t fp, void **pcs, int max)
 {
-    uintptr_t rbp, rip, ra, cfa;
-    if (!cw_stack_word(fp, &rbp) || !cw_stack_word(fp + 8, &rip))
+    uintptr_t rbp = 0, rbp_at = fp, rip, ra, cfa;
+    if (!cw_stack_word(fp + 8, &rip))
         return -1;
     uintptr_t rsp = fp + 16;
     int n = 0;
@@ -456,25 +468,27 @@ int cw_unwind(uintptr_t fp, void **pcs, int max)
             return -1;
         if (r & R_OUTERMOST)
             break;
-        uintptr_t caller_rbp = rbp;
         if (r & R_FRAME_PTR) {
             /* libunwind's guess too: a frame record at rbp, if rbp points up
              * the stack and the record points further up. */
-            if (rbp < rsp || !cw_stack_word(rbp, &caller_rbp) || !cw_stack_word(rbp + 8, &ra) ||
-                (caller_rbp && caller_rbp <= rbp))
+            uintptr_t caller_rbp;
+            if (!rbp_value(&rbp, &rbp_at) || rbp < rsp || !cw_stack_word(rbp, &caller_rbp) ||
+                !cw_stack_word(rbp + 8, &ra) || (caller_rbp && caller_rbp <= rbp))
                 break;
             cfa = rbp + 16;
+            rbp = caller_rbp;
         } else {
+            if ((r & R_CFA_RBP) && !rbp_value(&rbp, &rbp_at))
+                break;
             cfa = (r & R_CFA_RBP ? rbp : rsp) + (uint32_t)r;
             if (!cw_stack_word(cfa + (int8_t)(r >> 48), &ra))
                 break;
-            if ((r & R_RBP_SAVED) && !cw_stack_word(cfa + (int16_t)(r >> 32), &caller_rbp))
-                break;
+            if (r & R_RBP_SAVED)
+                rbp_at = cfa + (int16_t)(r >> 32);
         }
         if (cfa <= rsp) /* a caller's frame is above its callee's: no loops */
             break;
         rsp = cfa;
-        rbp = caller_rbp;
         rip = ra;
     }
     return n;
