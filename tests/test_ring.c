@@ -439,6 +439,47 @@ Test(ring, signal_handler_stacks_keep_the_interrupted_path, .timeout = 30, .fini
                              "on_signal", 20);
 }
 
+/* Short-lived threads, each recording from its first frames (a cold walk on
+ * a stack its predecessor used): every open keeps its own path, each path
+ * interned once across all the threads. */
+Test(ring, short_lived_threads_keep_their_stacks, .timeout = 30, .fini = drop_test_dir)
+{
+    expect_alternating_paths("ring-threads", "fixtures/thread_sites", "thread_x", "thread_y",
+                             "open_here", 200);
+}
+
+/* A fork child of a process that ran threads: a thread of the child records
+ * its own path, in the child's table, under its own tid. */
+Test(ring, fork_child_threads_record_their_stack_and_tid, .timeout = 30, .fini = drop_test_dir)
+{
+    char *dir = test_dir("ring-forkthreads");
+    const char *exe = FIXTURE("thread_sites");
+    char *argv[] = {(char *)exe, "fork", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
+    struct h_proc p = spawn_fixture(argv, env, dir);
+    long tid = read_value(&p, "tid");
+    pid_t child = (pid_t)read_value(&p, "child");
+    wait_exit_ok(&p, 10000);
+
+    struct cw_ring r;
+    open_ring(&r, dir, child);
+    struct ev_list evs;
+    ev_collect(&r, &evs);
+    struct cw_module mod;
+    cr_assert(find_module(&r, exe, &mod), "no module entry for %s", exe);
+    const struct cw_event *open = ev_last(&evs, CW_EV_OPEN, ANY_FD);
+    cr_assert_not_null(open, "the child recorded no open");
+    cr_assert_eq((long)open->tid, tid, "the child's open has tid %u, its thread is %ld", open->tid,
+                 tid);
+    cr_assert_neq((long)open->tid, (long)child, "the open is the thread's, not the child's main");
+    cr_assert(stack_has_fn(&r, open->stack, &mod, "thread_y") &&
+                  stack_has_fn(&r, open->stack, &mod, "open_here"),
+              "the child's open has stack %u, without thread_y() and open_here()", open->stack);
+    cr_assert(!stack_has_fn(&r, open->stack, &mod, "thread_x"));
+    ev_free(&evs);
+    cw_ring_close(&r);
+}
+
 /* The fixture's "name fd" lines. */
 struct named_fds {
     char name[32][32];
