@@ -36,20 +36,24 @@ static pid_t glibc_tid(void)
     return *(const pid_t *)((const char *)pthread_self() + d[2]);
 }
 
-static uint32_t cw_tid(void)
+static __attribute__((noinline)) void tid_refresh(void)
 {
-    if (tls_tid_pid != cw.pid) {
-        int use = atomic_load_explicit(&tid_from_glibc, memory_order_relaxed);
-        pid_t tid = use ? glibc_tid() : 0;
-        if (use < 0 || tid <= 0) {
-            pid_t sys = (pid_t)syscall(SYS_gettid);
-            if (use < 0)
-                atomic_store_explicit(&tid_from_glibc, tid == sys, memory_order_relaxed);
-            tid = sys;
-        }
-        tls_tid = tid;
-        tls_tid_pid = cw.pid;
+    int use = atomic_load_explicit(&tid_from_glibc, memory_order_relaxed);
+    pid_t tid = use ? glibc_tid() : 0;
+    if (use < 0 || tid <= 0) {
+        pid_t sys = (pid_t)syscall(SYS_gettid);
+        if (use < 0)
+            atomic_store_explicit(&tid_from_glibc, tid == sys, memory_order_relaxed);
+        tid = sys;
     }
+    tls_tid = tid;
+    tls_tid_pid = cw.pid;
+}
+
+static inline uint32_t cw_tid(void)
+{
+    if (CW_UNLIKELY(tls_tid_pid != cw.pid))
+        tid_refresh();
     return (uint32_t)tls_tid;
 }
 

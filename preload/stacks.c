@@ -1,8 +1,9 @@
 /*
  * stacks.c - backtraces and the map of loaded modules.
  *
- * A backtrace is taken with libunwind's unw_backtrace (the fast path that
- * caches frame info), our own leading frames are dropped, and the result is
+ * A backtrace is taken by our own walk (unwind.c: frame rules from .eh_frame,
+ * shared by all threads), or by libunwind's unw_backtrace where that walk
+ * meets a frame it does not know; our own leading frames are dropped, and the result is
  * interned in the shared stack table: identical stacks get the same id, so
  * an event carries a 4-byte id instead of 24 addresses. The table is
  * lock-free: a slot is claimed by a CAS on its hash and published by a
@@ -79,10 +80,11 @@ static int page_readable(uintptr_t addr)
 /*
  * Walks remembered per thread. A program records its sockets from a few
  * call sites, over and over, with the same frames beneath: its accept loop
- * calls accept() at the same stack address every time. libunwind's walk
- * (on x86-64, its fast path and DWARF rules alike) is a function of where
+ * calls accept() at the same stack address every time. A walk, ours
+ * (unwind.c, whose frame rules depend on code addresses only) or libunwind's
+ * (on x86-64, its fast path and DWARF rules alike), is a function of where
  * it starts (rip, inside our code; rsp; rbp) and of the stack words it
- * reads, all of which pass through access_mem below. cw_stack keeps a frame
+ * reads, all of which pass through cw_stack_word below. cw_stack keeps a frame
  * pointer, so rbp at the walk's start follows from rsp, and the caller's rbp
  * is one of the words read. So: same start address, same words, same walk;
  * checking a few dozen words replaces a walk of ~1,000 instructions.
@@ -396,12 +398,12 @@ WITH_FRAME_POINTER uint32_t cw_stack(void)
     int max = (int)cw.depth + 8;
 #ifdef WALK_CACHE
     uintptr_t start = (uintptr_t)__builtin_frame_address(0);
-    /* We are running on start's page: no need to ask the kernel about it
-     * (a new thread's first walk otherwise costs a process_vm_readv). */
-    readable_pages[(start >> 12) % PAGE_CACHE] = (start >> 12) + 1;
     uint32_t id = walk_recall(start);
     if (id)
         return id;
+    /* We are running on start's page: no need to ask the kernel about it
+     * (a new thread's first walk otherwise costs a process_vm_readv). */
+    readable_pages[(start >> 12) % PAGE_CACHE] = (start >> 12) + 1;
     struct walk *w = walk_begin(start);
     /* Our own walk finds only frames above start; libunwind's starts with
      * one in cw_stack itself. */
