@@ -116,6 +116,7 @@ struct sock {
     uint32_t flags, eof_count, open_stack, eof_stack, close_stack, recv_q;
     uint16_t family, type;
     uint8_t origin, tcp_state, eof_how, closed, close_how;
+    uint8_t closed_at_exit; /* by the process's teardown (CW_EVF_AT_EXIT) */
 };
 
 /* Open-addressing map sid -> struct sock. */
@@ -220,6 +221,7 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
             s->close_ns = ev->time_ns;
             s->close_how = (int)ev->arg0;
             s->close_stack = ev->stack;
+            s->closed_at_exit = (ev->flags & CW_EVF_AT_EXIT) != 0;
         }
         if ((uint64_t)ev->arg1 > s->eof_count)
             s->eof_count = (uint32_t)ev->arg1;
@@ -273,6 +275,7 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
             s->close_ns = e.close_ns;
             s->close_stack = e.close_stack;
             s->close_how = CW_CLOSE_CLOSE;
+            s->closed_at_exit = (e.flags & CW_FD_CLOSED_AT_EXIT) != 0;
         }
         if (e.sid & CW_SID_OPEN)
             p->sockets_open++;
@@ -301,6 +304,7 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
     f->eof_count = s->eof_count;
     f->closed = s->closed;
     f->close_how = s->close_how;
+    f->closed_at_exit = s->closed && s->closed_at_exit;
     f->tcp_state = s->tcp_state;
     f->recv_q = s->recv_q;
     f->open_ns = s->open_ns;
@@ -355,7 +359,8 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
         uint64_t late_ns = grace_ns > CW_PROMPT_CLOSE_NS ? grace_ns : CW_PROMPT_CLOSE_NS;
         if (!fin || half_closed_by_us || s->close_ns <= fin || s->close_ns - fin <= late_ns)
             return;
-        kind = CW_K_LATE_CLOSE;
+        /* Closed by the process's teardown only: the program never did. */
+        kind = s->closed_at_exit ? CW_K_CLOSE_WAIT : CW_K_LATE_CLOSE;
     } else if (fin && !half_closed_by_us && !kernel_disagrees) {
         if (within_grace(a, fin, end))
             return;

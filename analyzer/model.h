@@ -12,7 +12,8 @@
 #include "../common/shm_reader.h"
 
 enum cw_kind {
-    CW_K_CLOSE_WAIT,   /* peer closed, no close() for >= grace, still open */
+    CW_K_CLOSE_WAIT,   /* peer closed, no close() for >= grace: still open, or closed
+                          only by the process's teardown */
     CW_K_LATE_CLOSE,   /* closed, but only after > grace in CLOSE_WAIT */
     CW_K_EOF_SPIN,     /* read()==0 again and again on one socket */
     CW_K_DOUBLE_CLOSE, /* close() of an fd already closed */
@@ -65,6 +66,9 @@ struct cw_finding {
     uint32_t eof_count;
     int closed; /* 1 if close() (or a relative) was called */
     int close_how;
+    /* Closed only by the process's own teardown (exit, interpreter
+     * shutdown): a close_wait finding, judged up to that close. */
+    int closed_at_exit;
     int tcp_state;                                     /* last known kernel state */
     uint32_t recv_q;                                   /* bytes unread, live kernel view only */
     uint64_t open_ns, eof_ns, close_ns, close_wait_ns; /* CLOCK_MONOTONIC, 0 = unknown */

@@ -60,7 +60,8 @@ static void finding_json(FILE *out, struct cw_report *r, const struct cw_finding
     cw_json_str(out, f->eof_ns ? cw_eof_how_name((unsigned)f->eof_how) : NULL);
     fprintf(out, ",\"eof_count\":%u,\"seconds_in_close_wait\":%.3f,\"age_seconds\":%.3f",
             f->eof_count, f->seconds_in_close_wait, f->age_seconds);
-    fprintf(out, ",\"closed\":%s,\"close_how\":", f->closed ? "true" : "false");
+    fprintf(out, ",\"closed\":%s,\"closed_only_at_exit\":%s,\"close_how\":",
+            f->closed ? "true" : "false", f->closed_at_exit ? "true" : "false");
     cw_json_str(out, f->closed && f->close_how ? cw_close_how_name((unsigned)f->close_how) : NULL);
     fprintf(out, ",\"tcp_state\":\"%s\",\"recv_q\":%u", cw_tcp_state_name((unsigned)f->tcp_state),
             f->recv_q);

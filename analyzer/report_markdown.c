@@ -220,6 +220,8 @@ static void socket_row(FILE *out, const struct cw_finding *f)
         fprintf(out, " | %.1f", f->seconds_in_close_wait);
     else
         fputs(" | -", out);
+    if (f->closed_at_exit)
+        fputs(", closed only at exit", out);
     fprintf(out, " | %s | %u |\n", cw_tcp_state_name((unsigned)f->tcp_state), f->recv_q);
 }
 
@@ -322,7 +324,9 @@ static void group_stacks(FILE *out, struct cw_report *r, const struct cw_finding
                     f->eof_how == CW_EOF_READ ? "EOF (a read returned 0) seen at:"
                                               : "EOF (poll/epoll HUP) seen at:");
     if (f->close_stack)
-        stack_block(out, r, p, f->close_stack, "Closed at:");
+        stack_block(out, r, p, f->close_stack,
+                    f->closed_at_exit ? "Closed only at exit, by the process's teardown, at:"
+                                      : "Closed at:");
 }
 
 static void group_section(FILE *out, struct cw_report *r, const struct cw_group *g, int number)

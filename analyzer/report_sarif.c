@@ -206,7 +206,8 @@ static void message_text(char *buf, size_t len, const struct cw_finding *f)
     double s = f->seconds_in_close_wait;
     switch (f->kind) {
     case CW_K_CLOSE_WAIT:
-        snprintf(buf, len, "%s in CLOSE_WAIT for %.1f s without close(); eof: %s", sock, s,
+        snprintf(buf, len, "%s in CLOSE_WAIT for %.1f s without close()%s; eof: %s", sock, s,
+                 f->closed_at_exit ? " (closed only at exit, by the process's teardown)" : "",
                  cw_eof_name(f->eof));
         break;
     case CW_K_UNTRACKED:

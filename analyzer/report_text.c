@@ -60,6 +60,8 @@ static void print_socket(FILE *out, const struct cw_finding *f)
             fputs("  in CLOSE_WAIT", out);
         if (f->recv_q)
             fprintf(out, ", %u unread bytes", f->recv_q);
+        if (f->closed_at_exit)
+            fputs(", closed only at exit", out);
         break;
     case CW_K_LATE_CLOSE:
         fprintf(out, "  closed after %.1f s in CLOSE_WAIT", f->seconds_in_close_wait);
@@ -119,6 +121,9 @@ static void print_group(FILE *out, struct cw_report *r, const struct cw_group *g
                                                       : "EOF (poll/epoll HUP) seen at:");
         if (g->kind == CW_K_LATE_CLOSE && first->close_stack)
             print_stack(out, r, p, first->close_stack, "closed at:");
+        else if (first->closed_at_exit && first->close_stack)
+            print_stack(out, r, p, first->close_stack,
+                        "closed only at exit, by the process's teardown, at:");
     }
     if (g->kind != CW_K_EMFILE && g->kind != CW_K_DOUBLE_CLOSE) {
         fprintf(out, "  sockets:\n");

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 1u
+#define CW_LAYOUT_VERSION 2u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -48,12 +48,13 @@ enum cw_origin {
 
 /* fd entry flags */
 enum cw_fd_flag {
-    CW_FD_CONNECTED = 1u << 0,  /* connect() succeeded or was started (EINPROGRESS) */
-    CW_FD_LISTENING = 1u << 1,  /* listen() */
-    CW_FD_SHUT_RD = 1u << 2,    /* shutdown(SHUT_RD or SHUT_RDWR) */
-    CW_FD_SHUT_WR = 1u << 3,    /* shutdown(SHUT_WR or SHUT_RDWR): we sent FIN */
-    CW_FD_EOF_POLLED = 1u << 4, /* EOF seen via epoll/poll RDHUP/HUP, not read */
-    CW_FD_FROM_FORK = 1u << 5,  /* copied from the parent at fork: shared with it */
+    CW_FD_CONNECTED = 1u << 0,      /* connect() succeeded or was started (EINPROGRESS) */
+    CW_FD_LISTENING = 1u << 1,      /* listen() */
+    CW_FD_SHUT_RD = 1u << 2,        /* shutdown(SHUT_RD or SHUT_RDWR) */
+    CW_FD_SHUT_WR = 1u << 3,        /* shutdown(SHUT_WR or SHUT_RDWR): we sent FIN */
+    CW_FD_EOF_POLLED = 1u << 4,     /* EOF seen via epoll/poll RDHUP/HUP, not read */
+    CW_FD_FROM_FORK = 1u << 5,      /* copied from the parent at fork: shared with it */
+    CW_FD_CLOSED_AT_EXIT = 1u << 6, /* closed by the process's teardown, not its code */
 };
 
 /* fd_entry.sid carries this bit while the fd is open; it is set and cleared
@@ -166,8 +167,8 @@ struct cw_event {
     uint64_t time_ns; /* CLOCK_MONOTONIC */
     uint64_t sid;
     int32_t fd;
-    uint16_t type; /* enum cw_event_type */
-    uint16_t flags;
+    uint16_t type;  /* enum cw_event_type */
+    uint16_t flags; /* enum cw_event_flag */
     uint32_t tid;
     uint32_t stack;
     int64_t arg0; /* see enum cw_event_type */
@@ -189,6 +190,15 @@ enum cw_event_type {
     CW_EV_DOUBLE_CLOSE, /* close() of an fd we saw closed, returning EBADF;
                            sid = the socket closed before */
     CW_EV_TYPE_MAX,
+};
+
+/* event.flags */
+enum cw_event_flag {
+    /* A close made by the process's own teardown (after main returned or
+     * exit() was called, in CPython's finalization, in Perl's or Ruby's
+     * clean-up): the program never closed the socket, its runtime did on
+     * the way out. Set only on a close that came late after the peer's FIN. */
+    CW_EVF_AT_EXIT = 1u << 0,
 };
 
 enum cw_eof_how { CW_EOF_READ = 1, CW_EOF_RDHUP = 2, CW_EOF_HUP = 3 };

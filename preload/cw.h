@@ -76,6 +76,9 @@ struct cw_real {
     /* Where glibc keeps a thread's tid in its descriptor, for debuggers
      * (libthread_db): {bits, count, offset}; NULL in other libcs. */
     const uint32_t *thread_db_tid;
+    void (*exit)(int);
+    int (*libc_start_main)(int (*)(int, char **, char **), int, char **, void (*)(void),
+                           void (*)(void), void (*)(void), void *);
 };
 
 CW_HIDDEN extern struct cw_real cw_real;
@@ -153,6 +156,9 @@ CW_HIDDEN void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int
 /* The same, stamped with a time the caller already read. */
 CW_HIDDEN void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, uint32_t stack,
                            int64_t a0, int64_t a1, int64_t a2);
+/* The same, with event flags (enum cw_event_flag). */
+CW_HIDDEN void cw_event_flagged(uint64_t now, uint16_t flags, uint16_t type, int fd, uint64_t sid,
+                                uint32_t stack, int64_t a0, int64_t a1, int64_t a2);
 
 static inline int64_t cw_open_arg(int origin, int family, int type)
 {
@@ -162,6 +168,11 @@ CW_HIDDEN uint32_t cw_stack(void);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);
+/* The frames of stack id (from cw_stack) in *pcs; returns their number. */
+CW_HIDDEN int cw_stack_pcs(uint32_t id, const uint64_t **pcs);
+/* Whether a close with backtrace `stack` is made by the process's own
+ * teardown (teardown.c); asked only for a close late after the peer's FIN. */
+CW_HIDDEN int cw_in_teardown(uint32_t stack);
 CW_HIDDEN void cw_stacks_warm_up(void);
 CW_HIDDEN void cw_stacks_after_fork(void);
 /* Reads the stack word at addr for a walk: 0 if it cannot be read (stacks.c). */

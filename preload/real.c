@@ -60,6 +60,8 @@ void cw_resolve_real(void)
     R(setresuid, "setresuid");
     R(dlopen, "dlopen");
     R(dlclose, "dlclose");
+    R(exit, "exit");
+    R(libc_start_main, "__libc_start_main");
 #undef R
     if (!cw_real.thread_db_tid)
         cw_real.thread_db_tid = dlsym(RTLD_DEFAULT, "_thread_db_pthread_tid");

@@ -66,6 +66,12 @@ void cw_event(uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0, i
 void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, uint32_t stack, int64_t a0,
                  int64_t a1, int64_t a2)
 {
+    cw_event_flagged(now, 0, type, fd, sid, stack, a0, a1, a2);
+}
+
+void cw_event_flagged(uint64_t now, uint16_t flags, uint16_t type, int fd, uint64_t sid,
+                      uint32_t stack, int64_t a0, int64_t a1, int64_t a2)
+{
     struct cw_header *h = cw.hdr;
     uint64_t idx =
         atomic_fetch_add_explicit((_Atomic uint64_t *)&h->write_idx, 1, memory_order_relaxed);
@@ -79,7 +85,7 @@ void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, uint32_t sta
     ev->sid = sid;
     ev->fd = fd;
     ev->type = type;
-    ev->flags = 0;
+    ev->flags = flags;
     ev->tid = cw_tid();
     ev->stack = stack;
     ev->arg0 = a0;
@@ -332,22 +338,32 @@ void cw_on_open_failed(int call, int err)
  * The only close stack a report shows is a late close's (see
  * CW_PROMPT_CLOSE_NS): a prompt close, what every correct server does a
  * thousand times a second, skips the backtrace. *stack is taken once, for
- * the first late socket.
+ * the first late socket, and so is the question whether the process's
+ * teardown is what closes it (*at_exit: -1 not asked yet).
  */
-static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int other)
+static void record_close(int fd, uint64_t sid, int how, uint32_t *stack, int *at_exit, int other)
 {
     struct cw_fd_entry *e = cw_fd(fd);
     uint64_t now = cw_now();
     uint64_t fin = cw_peer_fin_ns(e->eof_ns, e->close_wait_ns);
-    if (fin && now > fin + CW_PROMPT_CLOSE_NS && !*stack)
-        *stack = cw_stack();
+    uint16_t flags = 0;
+    if (fin && now > fin + CW_PROMPT_CLOSE_NS) {
+        if (!*stack)
+            *stack = cw_stack();
+        if (*at_exit < 0)
+            *at_exit = cw_in_teardown(*stack);
+        flags = *at_exit ? CW_EVF_AT_EXIT : 0;
+    }
     /* If the number was reused meanwhile, the opener already retired our
      * socket; the event still says who closed it. */
     if (retire(e, sid)) {
         e->close_ns = now;
         e->close_stack = *stack;
+        if (flags & CW_EVF_AT_EXIT)
+            e->flags |= CW_FD_CLOSED_AT_EXIT;
     }
-    cw_event_at(now, CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, *stack, how, e->eof_count, other);
+    cw_event_flagged(now, flags, CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, *stack, how, e->eof_count,
+                     other);
 }
 
 void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other)
@@ -361,7 +377,8 @@ void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int oth
     } else if (sid_before & CW_SID_OPEN) {
         /* Any result but EBADF means the fd is gone (Linux closes even on EINTR). */
         uint32_t stack = 0;
-        record_close(fd, sid_before, how, &stack, other);
+        int at_exit = -1;
+        record_close(fd, sid_before, how, &stack, &at_exit, other);
     }
     errno = saved;
     cw_leave();
@@ -376,10 +393,11 @@ void cw_on_close_range(unsigned first, unsigned last, int how)
         last = (unsigned)hwm - 1;
     int saved = errno;
     uint32_t stack = 0; /* one stack for the whole sweep */
+    int at_exit = -1;
     for (unsigned fd = first; fd <= last; fd++) {
         uint64_t sid = cw_sid_before((int)fd);
         if (sid & CW_SID_OPEN)
-            record_close((int)fd, sid, how, &stack, -1);
+            record_close((int)fd, sid, how, &stack, &at_exit, -1);
     }
     errno = saved;
     cw_leave();

@@ -329,6 +329,17 @@ static void modules_cover_or_refresh(void *const *pcs, int n)
         cw_modules_refresh();
 }
 
+int cw_stack_pcs(uint32_t id, const uint64_t **pcs)
+{
+    if (!id || id > cw.hdr->stack_cap)
+        return 0;
+    const struct cw_stack_slot *s = slot_at(id - 1);
+    if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire))
+        return 0;
+    *pcs = s->pcs;
+    return (int)s->depth;
+}
+
 /* Interns the n frames in pcs (our own leading ones included, skipped). */
 static uint32_t intern(void **pcs, int n)
 {

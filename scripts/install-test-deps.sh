@@ -6,7 +6,7 @@
 #                                           else print the command and exit 1)
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
-#                                           wrk, curl, go, node, java, python)
+#                                           wrk, curl, go, node, java, python, perl, ruby)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -24,6 +24,8 @@ pkgs_for() {
     node)   echo nodejs ;;
     java)   echo openjdk-17-jdk-headless ;;
     python) echo python3 ;;
+    perl)   echo perl ;;
+    ruby)   echo ruby ;;
     esac
 }
 
@@ -37,6 +39,8 @@ have() {
     node)   command -v node >/dev/null 2>&1 ;;
     java)   command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ;;
     python) command -v python3 >/dev/null 2>&1 ;;
+    perl)   command -v perl >/dev/null 2>&1 ;;
+    ruby)   command -v ruby >/dev/null 2>&1 ;;
     esac
 }
 
@@ -45,11 +49,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby)" >&2
        exit 2 ;;
     esac
 done

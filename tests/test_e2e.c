@@ -1299,6 +1299,57 @@ Test(e2e, fifo_named_like_a_ring_does_not_hang, .timeout = 30)
     cmd_free(&c);
 }
 
+/* 10i. A socket closed only by the process's teardown (an atexit handler,
+ * after exit() or main's return) was leaked: close_wait, "closed only at
+ * exit", in every format, as a live report would have said. The grace
+ * still applies: closed at exit at once after the EOF is no finding. */
+Test(e2e, closed_only_at_exit_is_close_wait, .timeout = 30)
+{
+    const char *dir = e2e_mkdtemp("atexit");
+    static const char *const modes[] = {"exit", "return"};
+    for (int m = 0; m < 2; m++) {
+        char ring[512];
+        char *argv[] = {(char *)fixture("atexit_close"), (char *)modes[m], "0.4", NULL};
+        fixture_ring(dir, argv, NULL, ring, sizeof ring);
+        struct cmd c = CW(dir, "report", "--format=json", "--grace=0.2", ring);
+        cr_assert_eq(exit_code(&c), 1, "%s: %s%s", modes[m], c.out, c.err);
+        struct jv *doc = parse_or_fail(c.out, "report");
+        cr_assert_eq(jq_len(doc, "findings"), 1, "%s: %s", modes[m], c.out);
+        const struct jv *f = finding_of(doc, "close_wait");
+        cr_assert_eq(jq_bool(f, "closed"), 1);
+        cr_assert_eq(jq_bool(f, "closed_only_at_exit"), 1, "%s", modes[m]);
+        cr_assert_geq(jq_num(f, "seconds_in_close_wait"), 0.35, "%s", modes[m]);
+        cr_assert(stack_has(jq_get(f, "stacks.close"), "close_at_exit", "/atexit_close.c"),
+                  "%s: the close stack is the atexit handler's", modes[m]);
+        jq_free(doc);
+        cmd_free(&c);
+        if (m)
+            continue;
+        static const char *const formats[] = {"--format=text", "--format=markdown",
+                                              "--format=sarif"};
+        for (int k = 0; k < 3; k++) {
+            c = CW(dir, "report", formats[k], "--grace=0.2", ring);
+            cr_assert_eq(exit_code(&c), 1, "%s: %s", formats[k], c.err);
+            cr_assert_not_null(strstr(c.out, "closed only at exit"), "%s:\n%s", formats[k], c.out);
+            cr_assert_null(strstr(c.out, "late_close: 1"), "%s:\n%s", formats[k], c.out);
+            cmd_free(&c);
+        }
+        /* Within the grace it is no finding, closed at exit or not. */
+        c = CW(dir, "report", "--grace=1", ring);
+        cr_assert_eq(exit_code(&c), 0, "%s", c.out);
+        cmd_free(&c);
+        unlink(ring);
+    }
+
+    /* A correct program: its atexit handler closes the socket at once. */
+    char ring[512];
+    char *argv[] = {(char *)fixture("atexit_close"), "exit", "0", NULL};
+    fixture_ring(dir, argv, NULL, ring, sizeof ring);
+    struct cmd c = CW(dir, "report", "--grace=0.2", ring);
+    cr_assert_eq(exit_code(&c), 0, "a prompt close at exit was flagged:\n%s", c.out);
+    cmd_free(&c);
+}
+
 /* The last non-empty line of text. */
 static void last_line(const char *text, char *buf, size_t len)
 {

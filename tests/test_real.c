@@ -776,6 +776,17 @@ static void expect_python_frame(const struct jv *doc, int i, const char *which,
                     what, mod);
 }
 
+/* Finding i was closed, but only by the process's teardown. */
+static void expect_closed_at_exit(const struct jv *doc, int i, const char *what)
+{
+    char path[128];
+    snprintf(path, sizeof path, "findings.%d.closed_only_at_exit", i);
+    cr_assert_eq(jq_bool(doc, path), 1, "%s: finding %d is not marked closed only at exit", what,
+                 i);
+    snprintf(path, sizeof path, "findings.%d.closed", i);
+    cr_assert_eq(jq_bool(doc, path), 1, "%s: finding %d", what, i);
+}
+
 static void python_server(int leak)
 {
     need("python");
@@ -811,11 +822,14 @@ static void python_server(int leak)
     struct jv *doc = final_report(&g);
     if (leak) {
         /* The sessions dict is only freed by the interpreter's finalization,
-         * which closes the sockets: closed, but long after the FIN. */
-        expect_only(doc, "late_close", 3, "python server, final");
+         * which closes the sockets: the program never did, so they are the
+         * close_wait of the live report, closed only at exit. */
+        expect_only(doc, "close_wait", 3, "python server, final");
         static const char *const fin[] = {"sock_finalize", "sock_dealloc", NULL};
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 3; i++) {
+            expect_closed_at_exit(doc, i, "python server");
             expect_python_frame(doc, i, "close", fin, "python server");
+        }
         cr_assert_eq(rc, 42, "closewatch run exited %d, expected --error-exitcode 42", rc);
     } else {
         expect_clean(doc, "python server (correct), final");
@@ -823,6 +837,115 @@ static void python_server(int leak)
     }
     jq_free(doc);
     prog_free(&g);
+}
+
+/*
+ * Every CPython at hand (pyenv's 3.10-3.13, Debian's python3): the sockets
+ * its finalization closes are close_wait, closed only at exit. 3.13 says
+ * so through Py_IsFinalizing, 3.10-3.12 through _Py_IsFinalizing.
+ */
+Test(real, python_finalization_close_is_close_wait_every_version, .timeout = 120)
+{
+    char paths[8][1024];
+    int n = 0;
+    const char *home = getenv("HOME");
+    static const char *const versions[] = {"3.10", "3.11", "3.12", "3.13"};
+    for (size_t v = 0; v < 4 && home; v++) {
+        char dir[512];
+        snprintf(dir, sizeof dir, "%s/.pyenv/versions", home);
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)))
+            if (!strncmp(e->d_name, versions[v], 4) && e->d_name[4] == '.') {
+                snprintf(paths[n], sizeof paths[n], "%s/%s/bin/python%s", dir, e->d_name,
+                         versions[v]);
+                if (access(paths[n], X_OK) == 0) {
+                    n++;
+                    break;
+                }
+            }
+        if (d)
+            closedir(d);
+    }
+    if (access("/usr/bin/python3", X_OK) == 0)
+        snprintf(paths[n++], sizeof paths[0], "/usr/bin/python3");
+    if (!n)
+        real_skip("no CPython found (~/.pyenv/versions/3.1[0-3].*, /usr/bin/python3)");
+    for (int k = 0; k < n; k++) {
+        char *argv[] = {paths[k], (char *)repo_path("tests/real/py_server.py"), "leak", NULL};
+        struct prog g;
+        prog_start(&g, "real-pyver", 0.2, NULL, argv);
+        int port = prog_port(&g);
+        echo_session(port, 0);
+        /* The EOF is read before the program may end: the report must date the FIN. */
+        struct jv *live = wait_live(&g, "close_wait", 1);
+        jq_free(live);
+        prog_wait(&g);
+        struct jv *doc = final_report(&g);
+        expect_only(doc, "close_wait", 1, paths[k]);
+        expect_closed_at_exit(doc, 0, paths[k]);
+        cr_log_info("%s: close_wait, closed only at exit", paths[k]);
+        jq_free(doc);
+        prog_free(&g);
+    }
+}
+
+/*
+ * Perl and Ruby servers that keep sockets in a session table after the
+ * peer's FIN: the runtime closes them at exit (Perl's global destruction,
+ * Ruby's finalizers), so the final report is the live one: close_wait,
+ * closed only at exit. The correct variants come out clean.
+ */
+static void script_server(const char *tool, const char *script, int leak)
+{
+    need(tool);
+    char *argv[] = {(char *)tool, (char *)repo_path(script), leak ? "leak" : "good", NULL};
+    struct prog g;
+    prog_start(&g, "real-script", leak ? 0.2 : 1.0, NULL, argv);
+    int port = prog_port(&g);
+    for (int i = 0; i < 3; i++)
+        echo_session(port, !leak);
+    if (leak) {
+        struct jv *live = wait_live(&g, "close_wait", 3);
+        expect_only(live, "close_wait", 3, tool);
+        jq_free(live);
+    }
+    int rc = prog_wait(&g);
+    cr_assert_str_eq(prog_expect(&g, "bye "), leak ? "3" : "0");
+    struct jv *doc = final_report(&g);
+    if (leak) {
+        expect_only(doc, "close_wait", 3, tool);
+        for (int i = 0; i < 3; i++) {
+            expect_closed_at_exit(doc, i, tool);
+            cr_assert_str_eq(fstr(doc, i, "eof"), "observed");
+            cr_assert_str_eq(fstr(doc, i, "origin"), "accept");
+        }
+        cr_log_info("%s server leak, final: close_wait x3 closed only at exit, closed at %s", tool,
+                    stack_text(doc, 0, "close"));
+        cr_assert_eq(rc, 42);
+    } else {
+        expect_clean(doc, tool);
+        cr_assert_eq(rc, 0);
+    }
+    jq_free(doc);
+    prog_free(&g);
+}
+
+Test(real, perl_server_leak_closed_by_global_destruction, .timeout = 90)
+{
+    script_server("perl", "tests/real/pl_server.pl", 1);
+}
+Test(real, perl_server_correct_is_clean, .timeout = 90)
+{
+    script_server("perl", "tests/real/pl_server.pl", 0);
+}
+Test(real, ruby_server_leak_closed_by_exit_finalizers, .timeout = 90)
+{
+    script_server("ruby", "tests/real/rb_server.rb", 1);
+}
+Test(real, ruby_server_correct_is_clean, .timeout = 90)
+{
+    script_server("ruby", "tests/real/rb_server.rb", 0);
 }
 
 Test(real, python_socketserver_leaks_on_eof_path, .timeout = 90)
@@ -869,7 +992,8 @@ static void python_client(int leak)
     struct jv *doc = final_report(&g);
     if (leak) {
         /* Closed by the interpreter's finalization only. */
-        expect_only(doc, "late_close", 1, "python client, final");
+        expect_only(doc, "close_wait", 1, "python client, final");
+        expect_closed_at_exit(doc, 0, "python client");
         cr_assert_str_eq(fstr(doc, 0, "eof"), "unread");
         cr_assert_eq(rc, 42);
     } else {
