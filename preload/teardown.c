@@ -61,8 +61,9 @@ static void resolve(void)
 {
     uint32_t count =
         atomic_load_explicit((_Atomic uint32_t *)&cw.hdr->module_count, memory_order_acquire);
-    if (atomic_exchange(&resolved_for, count) == count)
+    if (atomic_load_explicit(&resolved_for, memory_order_relaxed) == count)
         return;
+    atomic_store_explicit(&resolved_for, count, memory_order_relaxed);
     if (!py_is_finalizing) {
         void *f = dlsym(RTLD_DEFAULT, "Py_IsFinalizing");
         *(void **)&py_is_finalizing = f ? f : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
