@@ -230,7 +230,16 @@ static inline void cw_check_read(int fd, ssize_t r, size_t want)
 
 /* ---- shared memory (shm.c) ----------------------------------------------- */
 
+/* When the image starts: the layout (environment) and the header's facts
+ * about the start (cw_shm_create makes the file later, at the first socket). */
+CW_HIDDEN void cw_shm_configure(void);
+CW_HIDDEN void cw_shm_capture_start(void);
+CW_HIDDEN void cw_shm_mark_execed_predecessors(void);
 CW_HIDDEN int cw_shm_create(void); /* creates + maps the file for this process */
+/* Starts recording (creates the ring) if it has not started: at the first
+ * socket. Never waits: 0 while another thread is creating it (the caller
+ * drops its event, counted) or if recording is off. */
+CW_HIDDEN int cw_recording_start(void);
 /* Points cw at a mapped ring (ours, or, in the sampler, the program's). */
 CW_HIDDEN void cw_shm_attach(struct cw_header *h);
 CW_HIDDEN void cw_shm_after_fork_child(void);
@@ -246,6 +255,8 @@ CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
 CW_HIDDEN void cw_scan_inherited(int from_fork);
+/* Whether any fd open now is a socket (one look at /proc/self/fd). */
+CW_HIDDEN int cw_has_inherited_socket(void);
 CW_HIDDEN void cw_final_snapshot(void);
 
 #endif

@@ -20,7 +20,6 @@ struct cw_state cw;
 __thread int cw_nesting __attribute__((tls_model("initial-exec")));
 
 CW_HIDDEN void cw_epoll_init(void);
-CW_HIDDEN void cw_shm_mark_execed_predecessors(void);
 
 uint64_t cw_now(void)
 {
@@ -68,12 +67,59 @@ static int main_is_go(void)
     return found;
 }
 
+/*
+ * Recording starts at the first socket, not at start: the shells, compilers
+ * and test runners of a traced `make check` never open one and must cost
+ * next to nothing and leave no file. State: 0 not started, 1 being started
+ * (by one thread; the others drop their events rather than wait), 2 on,
+ * 3 off (disabled, or the ring could not be made).
+ */
+static _Atomic int rec_state;
+static _Atomic uint64_t dropped_while_starting;
+
+int cw_recording_start(void)
+{
+    cw_init(); /* a hook may run before our constructor */
+    /* Never in a child that shares our memory (vfork, clone): see cw_enter. */
+    if (__atomic_load_n(&cw_unforked_child_seen, __ATOMIC_RELAXED) &&
+        (pid_t)syscall(SYS_getpid) != cw.pid)
+        return 0;
+    int st = atomic_load_explicit(&rec_state, memory_order_acquire);
+    if (st == 2)
+        return cw.hdr != NULL;
+    if (st == 0 && atomic_compare_exchange_strong(&rec_state, &st, 1)) {
+        int saved = errno;
+        cw_nesting++;
+        int ok = cw_shm_create() == 0;
+        if (ok) {
+            cw_epoll_init();
+            cw_modules_refresh();
+            cw_stacks_warm_up();
+            atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->events_dropped,
+                             atomic_exchange(&dropped_while_starting, 0));
+        }
+        atomic_store_explicit(&rec_state, ok ? 2 : 3, memory_order_release);
+        cw_nesting--;
+        errno = saved;
+        return ok;
+    }
+    if (st == 1)
+        atomic_fetch_add(&dropped_while_starting, 1);
+    return 0;
+}
+
 static void atfork_child(void)
 {
     cw_nesting = 0;
+    cw.pid = (pid_t)syscall(SYS_getpid);
+    /* A thread of the parent that was starting the ring does not exist here. */
+    if (atomic_load(&rec_state) == 1)
+        atomic_store(&rec_state, cw.hdr ? 2 : 0);
     cw_stacks_after_fork();
     cw_sampler_after_fork();
     cw_shm_after_fork_child();
+    if (atomic_load(&rec_state) == 2 && !cw.hdr)
+        atomic_store(&rec_state, 3);
 }
 
 void cw_init(void)
@@ -83,22 +129,28 @@ void cw_init(void)
         return;
     cw_nesting++;
     int saved = errno;
+    cw.pid = (pid_t)syscall(SYS_getpid);
     cw_resolve_real();
     cw_vfork_init();
     cw_sampler_init();
     const char *off = getenv("CLOSEWATCH_DISABLE");
-    if ((!off || !*off || *off == '0') && cw_shm_create() == 0) {
-        cw_epoll_init();
-        cw_modules_refresh();
+    if (off && *off && *off != '0') {
+        atomic_store(&rec_state, 3);
+    } else {
+        cw_shm_configure();
+        cw_shm_capture_start();
         cw_shm_mark_execed_predecessors();
-        cw_stacks_warm_up();
-        cw_scan_inherited(0);
         pthread_atfork(NULL, NULL, atfork_child);
-        /* The sampler starts with the first tracked socket, which never
-         * comes in a Go program: only its sampler can find the sockets it
-         * creates with raw syscalls (untracked), so start it now. */
-        if (main_is_go())
-            cw_sampler_start_for_raw_syscalls();
+        /* Sockets inherited across exec make the ring at once. The sampler
+         * starts with the first tracked socket, which never comes in a Go
+         * program: only its sampler can find the sockets it creates with
+         * raw syscalls (untracked), so start it now. */
+        int go = main_is_go();
+        if ((go || cw_has_inherited_socket()) && cw_recording_start()) {
+            cw_scan_inherited(0);
+            if (go)
+                cw_sampler_start_for_raw_syscalls();
+        }
     }
     errno = saved;
     cw_nesting--;

@@ -222,9 +222,18 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
                 (int64_t)e->inode);
 }
 
+/* cw_enter for the calls that create a socket: the first one starts
+ * recording. */
+static int enter_opening(void)
+{
+    if (CW_UNLIKELY(!cw.hdr) && !cw_nesting && !cw_recording_start())
+        return 0;
+    return cw_enter();
+}
+
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
 {
-    if (!cw_enter())
+    if (!enter_opening())
         return;
     int saved = errno;
     /* socket() and socketpair() types carry SOCK_NONBLOCK (04000) and
@@ -264,7 +273,7 @@ static int addr_is_any(const struct cw_addr *a)
 
 void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-    if (!cw_enter())
+    if (!enter_opening())
         return;
     int saved = errno;
     struct cw_fd_entry *l = cw_fd(lfd);
@@ -327,7 +336,7 @@ void cw_on_listen(int fd)
 
 void cw_on_open_failed(int call, int err)
 {
-    if ((err != EMFILE && err != ENFILE) || !cw_enter())
+    if ((err != EMFILE && err != ENFILE) || !enter_opening())
         return;
     cw_event(CW_EV_ERROR, -1, 0, cw_stack(), err, call, cw.hdr->sockets_open);
     errno = err; /* the failed call's errno, which is what errno held */

@@ -391,6 +391,19 @@ void cw_scan_inherited(int from_fork)
     for_each_fd(inherit_one, from_fork ? (void *)1 : NULL);
 }
 
+static void note_socket(int fd, void *found)
+{
+    if (!*(int *)found && socket_inode(fd))
+        *(int *)found = 1;
+}
+
+int cw_has_inherited_socket(void)
+{
+    int found = 0;
+    for_each_fd(note_socket, &found);
+    return found;
+}
+
 /*
  * Reconciliation, in two passes so a socket caught between a real call and
  * its hook is not misreported: an unknown socket fd becomes untracked only if

@@ -84,57 +84,125 @@ static uint64_t proc_starttime(void)
     return strtoull(p, NULL, 10);
 }
 
-static void fill_identity(struct cw_header *h)
+/* What the header says about this process that could change before its
+ * first socket (ppid: the parent may die; argv: setproctitle), taken when
+ * the image starts; the ring itself waits for the first socket. */
+static struct {
+    pid_t pid, ppid;
+    uint64_t realtime_ns, mono_ns;
+    uint32_t argv_len;
+    char argv[CW_ARGV_MAX];
+} start;
+
+void cw_shm_capture_start(void)
 {
     struct timespec rt, mt;
     clock_gettime(CLOCK_REALTIME, &rt);
     clock_gettime(CLOCK_MONOTONIC, &mt);
-    h->pid = getpid();
-    h->ppid = getppid();
+    start.pid = (pid_t)syscall(SYS_getpid);
+    start.ppid = (pid_t)syscall(SYS_getppid);
+    start.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
+    start.mono_ns = (uint64_t)mt.tv_sec * 1000000000ull + (uint64_t)mt.tv_nsec;
+    ssize_t n = slurp("/proc/self/cmdline", start.argv, sizeof start.argv);
+    start.argv_len = n > 0 ? (uint32_t)n : 0;
+    if (start.argv_len == sizeof start.argv)
+        start.argv[sizeof start.argv - 1] = 0;
+}
+
+static void fill_identity(struct cw_header *h)
+{
+    if (start.pid != (pid_t)syscall(SYS_getpid)) /* a fork child: it starts now */
+        cw_shm_capture_start();
+    h->pid = start.pid;
+    h->ppid = start.ppid;
     h->uid = getuid();
     h->proc_starttime = proc_starttime();
-    h->start_realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
-    h->start_mono_ns = (uint64_t)mt.tv_sec * 1000000000ull + (uint64_t)mt.tv_nsec;
+    h->start_realtime_ns = start.realtime_ns;
+    h->start_mono_ns = start.mono_ns;
     h->exit_state = CW_RUNNING;
     h->exit_mono_ns = 0;
-    h->heartbeat_mono_ns = h->start_mono_ns;
+    h->heartbeat_mono_ns = start.mono_ns;
 
     ssize_t n = readlink("/proc/self/exe", h->exe, sizeof h->exe - 1);
     h->exe[n > 0 ? n : 0] = 0;
-    n = slurp("/proc/self/cmdline", h->argv, sizeof h->argv);
-    h->argv_len = n > 0 ? (uint32_t)n : 0;
-    if (h->argv_len == sizeof h->argv)
-        h->argv[sizeof h->argv - 1] = 0;
+    memcpy(h->argv, start.argv, sizeof h->argv);
+    h->argv_len = start.argv_len;
 }
 
-/* Creates closewatch.PID.N.ring with the first free N, mapped read-write. */
-static struct cw_header *create_file(const struct cw_header *proto, int *seq_out)
+/*
+ * A ring file is built complete before anyone can see it: created unnamed
+ * (O_TMPFILE), mapped and filled, and only then linked as
+ * closewatch.PID.N.ring with the first free N, so a process killed while it
+ * starts leaves nothing, never an empty or all-zero ring. Where the
+ * filesystem has no O_TMPFILE, the file is created under its name.
+ */
+struct new_file {
+    int fd;      /* open until published; -1 once named */
+    int unnamed; /* O_TMPFILE: not linked yet */
+    char fd_path[32];
+};
+
+/* The file's name for sequence number seq, in cw.path. */
+static int ring_name(int seq)
 {
-    pid_t pid = getpid();
-    for (int seq = 0; seq < 1000; seq++) {
-        int n = snprintf(cw.path, sizeof cw.path, "%s/" CW_FILE_PREFIX "%d.%d" CW_FILE_SUFFIX,
-                         cw.dir, (int)pid, seq);
-        if (n <= 0 || (size_t)n >= sizeof cw.path)
+    int n = snprintf(cw.path, sizeof cw.path, "%s/" CW_FILE_PREFIX "%d.%d" CW_FILE_SUFFIX, cw.dir,
+                     (int)syscall(SYS_getpid), seq);
+    return n > 0 && (size_t)n < sizeof cw.path;
+}
+
+static struct cw_header *create_file(const struct cw_header *proto, struct new_file *nf)
+{
+    nf->unnamed = 1;
+    nf->fd = (int)syscall(SYS_openat, AT_FDCWD, cw.dir, O_RDWR | O_TMPFILE | O_CLOEXEC, 0600);
+    for (int seq = 0; nf->fd < 0 && seq < 1000; seq++) {
+        nf->unnamed = 0;
+        if (!ring_name(seq))
             return NULL;
-        int fd = (int)syscall(SYS_openat, AT_FDCWD, cw.path,
+        nf->fd = (int)syscall(SYS_openat, AT_FDCWD, cw.path,
                               O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            if (errno == EEXIST)
-                continue;
+        if (nf->fd < 0 && errno != EEXIST)
             return NULL;
-        }
-        void *map = MAP_FAILED;
-        if (syscall(SYS_ftruncate, fd, (long)proto->file_size) == 0)
-            map = mmap(NULL, proto->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        syscall(SYS_close, fd);
-        if (map == MAP_FAILED) {
-            unlink(cw.path);
-            return NULL;
-        }
-        *seq_out = seq;
-        return map;
     }
-    return NULL;
+    if (nf->fd < 0)
+        return NULL;
+    snprintf(nf->fd_path, sizeof nf->fd_path, "/proc/self/fd/%d", nf->fd);
+    void *map = MAP_FAILED;
+    if (syscall(SYS_ftruncate, nf->fd, (long)proto->file_size) == 0)
+        map = mmap(NULL, proto->file_size, PROT_READ | PROT_WRITE, MAP_SHARED, nf->fd, 0);
+    if (map == MAP_FAILED) {
+        if (!nf->unnamed)
+            unlink(cw.path);
+        syscall(SYS_close, nf->fd);
+        return NULL;
+    }
+    return map;
+}
+
+/* Names the filled file (its magic set last) and lets go of its fd. */
+static int publish_file(struct new_file *nf, struct cw_header *h)
+{
+    int ok = 1;
+    if (nf->unnamed) {
+        ok = 0;
+        for (int seq = 0; !ok && seq < 1000 && ring_name(seq); seq++) {
+            h->image_seq = (uint32_t)seq;
+            atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
+            if (syscall(SYS_linkat, AT_FDCWD, nf->fd_path, AT_FDCWD, cw.path, AT_SYMLINK_FOLLOW) ==
+                0)
+                ok = 1;
+            else if (errno != EEXIST)
+                break;
+        }
+    } else {
+        unsigned seq = 0;
+        const char *dot = strrchr(cw.path, '/');
+        if (dot && sscanf(dot, "/" CW_FILE_PREFIX "%*d.%u", &seq) == 1)
+            h->image_seq = seq;
+        atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
+    }
+    syscall(SYS_close, nf->fd);
+    nf->fd = -1;
+    return ok ? 0 : -1;
 }
 
 void cw_shm_attach(struct cw_header *h)
@@ -149,7 +217,11 @@ void cw_shm_attach(struct cw_header *h)
     atomic_store_explicit((_Atomic(struct cw_header *) *)&cw.hdr, h, memory_order_release);
 }
 
-int cw_shm_create(void)
+/* The layout, from the environment: read when the image starts (the ring
+ * may only be made much later, inside any hook). */
+static struct cw_header proto;
+
+void cw_shm_configure(void)
 {
     const char *dir = getenv("CLOSEWATCH_DIR");
     snprintf(cw.dir, sizeof cw.dir, "%s", dir && *dir ? dir : "/dev/shm");
@@ -158,7 +230,6 @@ int cw_shm_create(void)
     long ring_mb = env_long("CLOSEWATCH_RING_MB", CW_DEFAULT_RING_MB, 1, 1024);
     long fd_cap = env_long("CLOSEWATCH_MAX_FDS", CW_DEFAULT_FD_CAP, 64, 1 << 24);
 
-    struct cw_header proto = {0};
     proto.fd_cap = (uint32_t)fd_cap;
     proto.fd_entry_size = sizeof(struct cw_fd_entry);
     proto.stack_cap = CW_DEFAULT_STACKS;
@@ -179,52 +250,61 @@ int cw_shm_create(void)
     proto.ring_off = off;
     off = align_up(off + (uint64_t)proto.ring_cap * proto.event_size, 4096);
     proto.file_size = off;
+    proto.header_size = sizeof proto;
+    proto.sample_ms = cw.sample_ms;
+    proto.next_sid = 1;
+    proto.version = CW_LAYOUT_VERSION;
+}
 
-    int seq;
-    struct cw_header *h = create_file(&proto, &seq);
+int cw_shm_create(void)
+{
+    struct new_file nf;
+    struct cw_header *h = create_file(&proto, &nf);
     if (!h)
         return -1;
     *h = proto;
-    h->header_size = sizeof *h;
-    h->sample_ms = cw.sample_ms;
-    h->image_seq = (uint32_t)seq;
-    h->next_sid = 1;
     fill_identity(h);
-    h->version = CW_LAYOUT_VERSION;
-    atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
+    if (publish_file(&nf, h) != 0) {
+        munmap(h, proto.file_size);
+        return -1;
+    }
     cw_shm_attach(h);
     return 0;
 }
 
 /*
- * An exec replaced the previous image of this process: its ring still says
- * RUNNING. Mark every earlier ring of this pid and start time as EXECED.
+ * An exec replaced the previous image of this process: its ring, if it made
+ * one, still says RUNNING. Mark every earlier ring of this pid and start
+ * time as EXECED, when the image starts, whether or not it ever makes a
+ * ring of its own. A pid without rings pays one failed open.
  */
-CW_HIDDEN void cw_shm_mark_execed_predecessors(void);
 void cw_shm_mark_execed_predecessors(void)
 {
-    struct cw_header *me = cw.hdr;
-    if (!me)
-        return;
-    for (uint32_t seq = 0; seq < me->image_seq; seq++) {
+    uint64_t starttime = 0;
+    pid_t pid = (pid_t)syscall(SYS_getpid);
+    for (int seq = 0; seq < 1000; seq++) {
         char p[CW_PATH_MAX + 64];
-        snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%u" CW_FILE_SUFFIX, cw.dir, (int)me->pid,
-                 seq);
+        snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%d" CW_FILE_SUFFIX, cw.dir, (int)pid, seq);
         int fd = (int)syscall(SYS_openat, AT_FDCWD, p, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == ENOENT)
+                break;
             continue;
+        }
         struct stat st;
         void *map = MAP_FAILED;
-        if (fstat(fd, &st) == 0 && st.st_uid == getuid() &&
+        if (syscall(SYS_fstat, fd, &st) == 0 && st.st_uid == getuid() &&
             (size_t)st.st_size >= sizeof(struct cw_header))
             map = mmap(NULL, sizeof(struct cw_header), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
         syscall(SYS_close, fd);
         if (map == MAP_FAILED)
             continue;
+        if (!starttime)
+            starttime = proc_starttime();
         struct cw_header *old = map;
-        if (old->magic == CW_MAGIC && old->pid == me->pid &&
-            old->proc_starttime == me->proc_starttime && old->exit_state == CW_RUNNING) {
-            old->exit_mono_ns = me->start_mono_ns;
+        if (old->magic == CW_MAGIC && old->pid == pid && old->proc_starttime == starttime &&
+            old->exit_state == CW_RUNNING) {
+            old->exit_mono_ns = start.mono_ns;
             atomic_store_explicit((_Atomic uint32_t *)&old->exit_state, CW_EXECED,
                                   memory_order_release);
         }
@@ -246,61 +326,61 @@ void cw_shm_after_fork_child(void)
     size_t psize = cw.map_size;
     cw.hdr = NULL;
 
-    int seq;
-    struct cw_header *h = create_file(parent, &seq);
-    if (h) {
-        memcpy(h, parent, sizeof *h);
-        h->magic = 0;
-        h->image_seq = (uint32_t)seq;
-        h->write_idx = h->events_dropped = h->stacks_dropped = 0;
-        h->fds_beyond_table = h->modules_dropped = 0;
-        h->module_count = 0;
-        h->sockets_open = 0;
-        h->next_sid = 1;
-        h->sampler_pid = 0;
-        fill_identity(h);
-        struct cw_fd_entry *fds = (struct cw_fd_entry *)((uint8_t *)h + h->fd_off);
-        int hwm = (int)parent->fd_hwm;
-        uint32_t open = 0;
-        /* The parent's table is shared memory: by now the parent may already
-         * have closed its copies (fork-per-connection servers do at once).
-         * Our own fd table, copied by the kernel at fork, is the truth. */
-        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++) {
-            struct stat st;
-            if (!pfds[i].sid || syscall(SYS_fstat, i, &st) != 0 || !S_ISSOCK(st.st_mode) ||
-                (uint64_t)st.st_ino != pfds[i].inode)
-                continue;
-            fds[i] = pfds[i];
-            fds[i].sid = h->next_sid++ | CW_SID_OPEN;
-            fds[i].flags |= CW_FD_FROM_FORK;
-            fds[i].origin = CW_ORIGIN_INHERITED;
-            fds[i].close_stack = 0; /* open and EOF stacks: copied below */
-            fds[i].close_ns = 0;
-            open++;
-        }
-        h->sockets_open = open;
-        atomic_store_explicit((_Atomic uint64_t *)&h->magic, CW_MAGIC, memory_order_release);
-        cw_shm_attach(h);
-        cw_modules_refresh();
-        /* The parent's stack ids mean nothing here, and the parent reuses
-         * its fd numbers (a fork-per-connection server accepts on the same
-         * one each time) and may exit: the child keeps its own copy of the
-         * stacks that opened and saw EOF on what it inherited. */
-        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
-            if (fds[i].sid & CW_SID_OPEN) {
-                fds[i].open_stack = cw_stack_copy(parent, fds[i].open_stack);
-                fds[i].eof_stack = cw_stack_copy(parent, fds[i].eof_stack);
-            }
+    struct new_file nf;
+    struct cw_header *h = create_file(parent, &nf);
+    if (!h) {
         munmap(parent, psize);
-        cw_scan_inherited(1); /* sockets the parent's table no longer describes */
-        for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
-            if (fds[i].sid & CW_SID_OPEN)
-                cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, fds[i].open_stack,
-                         cw_open_arg(CW_ORIGIN_INHERITED, fds[i].family, fds[i].type), -1,
-                         (int64_t)fds[i].inode);
-    } else {
-        munmap(parent, psize);
+        return;
     }
+    memcpy(h, parent, sizeof *h);
+    h->magic = 0;
+    h->write_idx = h->events_dropped = h->stacks_dropped = 0;
+    h->fds_beyond_table = h->modules_dropped = 0;
+    h->module_count = 0;
+    h->sockets_open = 0;
+    h->next_sid = 1;
+    h->sampler_pid = 0;
+    fill_identity(h);
+    cw_shm_attach(h); /* unpublished until its table is filled */
+    cw_modules_refresh();
+    struct cw_fd_entry *fds = cw.fds;
+    int hwm = (int)parent->fd_hwm;
+    uint32_t open = 0;
+    /* The parent's table is shared memory: by now the parent may already
+     * have closed its copies (fork-per-connection servers do at once).
+     * Our own fd table, copied by the kernel at fork, is the truth. The
+     * parent's stack ids mean nothing here, and the parent reuses its fd
+     * numbers and may exit: the child keeps its own copy of the stacks
+     * that opened and saw EOF on what it inherited. */
+    for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++) {
+        struct stat st;
+        if (!pfds[i].sid || syscall(SYS_fstat, i, &st) != 0 || !S_ISSOCK(st.st_mode) ||
+            (uint64_t)st.st_ino != pfds[i].inode)
+            continue;
+        struct cw_fd_entry e = pfds[i];
+        e.sid = h->next_sid++ | CW_SID_OPEN;
+        e.flags |= CW_FD_FROM_FORK;
+        e.origin = CW_ORIGIN_INHERITED;
+        e.open_stack = cw_stack_copy(parent, e.open_stack);
+        e.eof_stack = cw_stack_copy(parent, e.eof_stack);
+        e.close_stack = 0;
+        e.close_ns = 0;
+        fds[i] = e;
+        open++;
+    }
+    h->sockets_open = open;
+    munmap(parent, psize);
+    if (publish_file(&nf, h) != 0) {
+        cw.hdr = NULL;
+        munmap(h, h->file_size);
+        return;
+    }
+    for (int i = 0; i < hwm && (uint32_t)i < h->fd_cap; i++)
+        if (fds[i].sid & CW_SID_OPEN)
+            cw_event(CW_EV_OPEN, i, fds[i].sid & ~CW_SID_OPEN, fds[i].open_stack,
+                     cw_open_arg(CW_ORIGIN_INHERITED, fds[i].family, fds[i].type), -1,
+                     (int64_t)fds[i].inode);
+    cw_scan_inherited(1); /* sockets the parent's table no longer describes */
 }
 
 /*
@@ -312,9 +392,17 @@ void cw_shm_after_fork_child(void)
  */
 static void ring_follows_euid(uid_t euid)
 {
-    if (!cw.hdr || euid == (uid_t)-1 || euid == geteuid())
+    if (euid == (uid_t)-1 || euid == geteuid())
         return;
     int saved = errno;
+    /* Made now, while it still can be: the ring directory may not let the
+     * new user create files (a root-owned /dev/shm subdirectory). */
+    if (!cw.hdr && !cw_nesting)
+        cw_recording_start();
+    if (!cw.hdr) {
+        errno = saved;
+        return;
+    }
     int fd = (int)syscall(SYS_openat, AT_FDCWD, cw.path, O_RDWR | O_NOFOLLOW | O_CLOEXEC);
     if (fd >= 0) {
         syscall(SYS_fchown, fd, (long)euid, -1L);
