@@ -694,13 +694,8 @@ static void scan_dir(const char *dir, int pid, int depth, char ***paths, int *n,
     DIR *d = opendir(dir);
     if (!d)
         return;
-    char prefix[64];
-    int plen = snprintf(prefix, sizeof prefix, CW_FILE_PREFIX "%d.", pid);
-    if (!pid)
-        plen = (int)strlen(CW_FILE_PREFIX);
     struct dirent *e;
     while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
         /* `closewatch run` keeps each run's rings in a directory of its own. */
         if (depth == 0 && !strncmp(e->d_name, "closewatch-run-", 15) && e->d_type == DT_DIR) {
             char sub[4096];
@@ -708,8 +703,8 @@ static void scan_dir(const char *dir, int pid, int depth, char ***paths, int *n,
             scan_dir(sub, pid, 1, paths, n, cap);
             continue;
         }
-        if (strncmp(e->d_name, prefix, (size_t)plen) || len < sizeof CW_FILE_SUFFIX ||
-            strcmp(e->d_name + len - (sizeof CW_FILE_SUFFIX - 1), CW_FILE_SUFFIX))
+        int owner = cw_ring_file_pid(e->d_name);
+        if (owner < 0 || (pid && owner != pid))
             continue;
         if (!add_path(paths, n, cap, dir, e->d_name))
             break;
@@ -734,26 +729,55 @@ void cw_free_paths(char **paths, int n)
     free(paths);
 }
 
+/* The name of the ring a process maps at `mapped` (the path /proc/PID/maps
+ * gives, inode ino) in out: 1 if it is a ring file. The preload builds a
+ * ring unnamed (O_TMPFILE) and links it once complete, so maps shows the
+ * name it had when mapped, "DIR/#INODE (deleted)": the ring is the entry of
+ * DIR with that inode. */
+static int mapped_ring_name(const char *mapped, unsigned long ino, char *out, size_t outlen)
+{
+    static const char deleted[] = " (deleted)";
+    size_t len = strlen(mapped), dlen = sizeof deleted - 1;
+    const char *slash = strrchr(mapped, '/');
+    int dirlen = (int)(slash - mapped);
+    if (len > dlen && !strcmp(mapped + len - dlen, deleted) && slash[1] == '#') {
+        snprintf(out, outlen, "%.*s", dirlen ? dirlen : 1, mapped);
+        DIR *d = opendir(out);
+        if (!d)
+            return 0;
+        int found = 0;
+        for (struct dirent *de; !found && (de = readdir(d));)
+            if (de->d_ino == ino && cw_ring_file_pid(de->d_name) >= 0) {
+                int n = snprintf(out, outlen, "%.*s/%s", dirlen, mapped, de->d_name);
+                found = n > 0 && (size_t)n < outlen;
+            }
+        closedir(d);
+        return found;
+    }
+    int n = snprintf(out, outlen, "%s", mapped);
+    return n > 0 && (size_t)n < outlen && cw_ring_file_pid(slash + 1) >= 0;
+}
+
 /* The rings pid has mapped, wherever its CLOSEWATCH_DIR pointed: added to
  * paths[0..n) unless already there. Returns the new count. */
 static int add_mapped_rings(int pid, char ***paths, int n)
 {
-    char maps[64], line[4096 + 128];
+    char maps[64], line[4096 + 128], path[4096 + 128];
     snprintf(maps, sizeof maps, "/proc/%d/maps", pid);
     FILE *f = fopen(maps, "re");
     if (!f)
         return n;
     int cap = n;
     while (fgets(line, sizeof line, f)) {
-        char *path = strchr(line, '/');
-        if (!path)
+        char *mapped = strchr(line, '/');
+        if (!mapped)
             continue;
-        path[strcspn(path, "\n")] = 0;
-        const char *base = strrchr(path, '/') + 1;
-        size_t len = strlen(base), slen = sizeof CW_FILE_SUFFIX - 1;
-        if (strncmp(base, CW_FILE_PREFIX, sizeof CW_FILE_PREFIX - 1) || len < slen ||
-            strcmp(base + len - slen, CW_FILE_SUFFIX))
-            continue; /* not a ring, or " (deleted)" */
+        mapped[strcspn(mapped, "\n")] = 0;
+        unsigned long ino = 0;
+        if (sscanf(line, "%*s %*s %*s %*s %lu", &ino) != 1)
+            continue;
+        if (!mapped_ring_name(mapped, ino, path, sizeof path))
+            continue; /* not a ring, or one unlinked since */
         /* The same file under another name (a trailing slash, a link)
          * must not be analyzed twice. */
         struct stat st, other;

@@ -21,6 +21,28 @@
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
+/* The pid in a ring file's name, CW_FILE_PREFIX "PID.SEQ" CW_FILE_SUFFIX,
+ * or -1 if name is not one. */
+static inline int cw_ring_file_pid(const char *name)
+{
+    const char *s = name + sizeof CW_FILE_PREFIX - 1;
+    for (int i = 0; i < (int)sizeof CW_FILE_PREFIX - 1; i++)
+        if (name[i] != CW_FILE_PREFIX[i])
+            return -1;
+    long pid = 0;
+    int digits = 0;
+    for (; *s >= '0' && *s <= '9' && digits < 10; s++, digits++)
+        pid = pid * 10 + (*s - '0');
+    if (!digits || pid > 0x7fffffff || *s++ != '.')
+        return -1;
+    for (digits = 0; *s >= '0' && *s <= '9'; s++)
+        digits++;
+    for (int i = 0; i < (int)sizeof CW_FILE_SUFFIX; i++) /* the NUL too */
+        if (s[i] != CW_FILE_SUFFIX[i])
+            return -1;
+    return digits ? (int)pid : -1;
+}
+
 #define CW_EXE_MAX      256
 #define CW_ARGV_MAX     1024
 #define CW_PATH_MAX     256
