@@ -50,7 +50,7 @@ all: $(LIB) $(BIN)
 # The preload is never sanitized: it lives inside other people's programs.
 $(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
 	$(CC) $(BASE_CFLAGS) -DCW_IN_PRELOAD -fPIC -shared -fvisibility=hidden -ftls-model=initial-exec \
-		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) $(UNWIND_LIBS) -ldl -pthread -Wl,-z,defs \
+		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) -ldl -pthread -Wl,-z,defs \
 		-Wl,-e,cw_helper_entry
 
 ANALYZER_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(ANALYZER_SRC))

@@ -169,10 +169,9 @@ __attribute__((destructor)) static void cw_dtor(void)
     cw_nesting++;
     cw_final_snapshot();
     cw_shm_mark_exit();
-    /* A process that never touched a socket (the shells and compilers of a
-     * traced `make check`) leaves no file behind. */
-    const char *keep = getenv("CLOSEWATCH_KEEP_EMPTY");
-    if (cw.hdr->next_sid == 1 && cw.hdr->write_idx == 0 && !(keep && *keep == '1'))
+    /* A ring made before any socket (at a privilege drop) that never got
+     * one is not left behind. */
+    if (cw.hdr->next_sid == 1 && cw.hdr->write_idx == 0)
         unlink(cw.path);
     cw_nesting--;
     errno = saved;

@@ -600,8 +600,13 @@ static char self_path[PATH_MAX]; /* this library, absolute: what we exec */
 void cw_sampler_init(void)
 {
     Dl_info info;
-    if (dladdr((void *)cw_sampler_init, &info) && info.dli_fname &&
-        !realpath(info.dli_fname, self_path))
+    if (!dladdr((void *)cw_sampler_init, &info) || !info.dli_fname)
+        return;
+    /* An absolute path stays valid through the program's chdir: no need
+     * for realpath's lstat of every component in every process. */
+    if (info.dli_fname[0] == '/')
+        snprintf(self_path, sizeof self_path, "%s", info.dli_fname);
+    else if (!realpath(info.dli_fname, self_path))
         self_path[0] = 0;
 }
 

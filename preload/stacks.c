@@ -235,10 +235,47 @@ static int access_mem(unw_addr_space_t as, unw_word_t addr, unw_word_t *val, int
     return 0;
 }
 
+/*
+ * libunwind is loaded when recording starts, not with the library: a process
+ * that never opens a socket (most of a traced `make check`) does not pay for
+ * mapping and relocating it and liblzma (about half of what the preload
+ * cost such a process). Loaded RTLD_LOCAL, so its weak backtrace() no
+ * longer stands in for glibc's in the program either. No libunwind: no
+ * stacks, everything else recorded.
+ */
+static struct {
+    int (*backtrace)(void **, int);
+    int (*getcontext)(unw_context_t *);
+    int (*init_local)(unw_cursor_t *, unw_context_t *);
+    unw_addr_space_t *local_addr_space;
+} unw;
+
+static int load_libunwind(void)
+{
+    void *h = REAL(dlopen)("libunwind.so.8", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        h = REAL(dlopen)("libunwind.so", RTLD_NOW | RTLD_LOCAL);
+    if (!h)
+        return 0;
+    *(void **)&unw.getcontext = dlsym(h, "_Ux86_64_getcontext");
+    *(void **)&unw.init_local = dlsym(h, "_ULx86_64_init_local");
+    unw.local_addr_space = dlsym(h, "_ULx86_64_local_addr_space");
+    void *bt = dlsym(h, "unw_backtrace");
+    if (!unw.getcontext || !unw.init_local || !unw.local_addr_space || !bt)
+        return 0;
+    cw_modules_refresh(); /* it is one of the modules now */
+    atomic_store_explicit((_Atomic(void *) *)(void *)&unw.backtrace, bt, memory_order_release);
+    return 1;
+}
+
 static int backtrace_pcs(void **pcs, int max)
 {
+    int (*bt)(void **, int) =
+        atomic_load_explicit((_Atomic(void *) *)(void *)&unw.backtrace, memory_order_acquire);
+    if (!bt)
+        return 0;
     int saved = errno;
-    int n = unw_backtrace(pcs, max);
+    int n = bt(pcs, max);
     errno = saved;
     return n;
 }
@@ -249,14 +286,22 @@ void cw_stacks_warm_up(void)
 {
     /* Initialize libunwind without unw_backtrace, whose per-thread cache
      * would remember the failed validations of this first walk. */
+    static _Atomic int once;
+    if (atomic_exchange(&once, 1))
+        return;
     unw_context_t uc;
     unw_cursor_t cursor;
-    refuse_pipe = 1;
-    unw_getcontext(&uc);
-    unw_init_local(&cursor, &uc);
+    refuse_pipe = 1; /* its constructors and its init alike */
+    int ok = load_libunwind();
+    if (ok) {
+        unw.getcontext(&uc);
+        unw.init_local(&cursor, &uc);
+    }
     refuse_pipe = 0;
+    if (!ok)
+        return;
     /* The local address space begins with its accessors (libunwind_i.h). */
-    unw_accessors_t *acc = (unw_accessors_t *)unw_local_addr_space;
+    unw_accessors_t *acc = (unw_accessors_t *)*unw.local_addr_space;
     if (acc && acc->access_mem)
         acc->access_mem = access_mem;
     void *pcs[4];
