@@ -88,6 +88,7 @@ $(B):
 # a slow apt-get does not count against a test's timeout (a missing one is a
 # visible skip, never a silent pass).
 test: all $(FIXTURES) $(TESTS)
+	sh scripts/check-layers.sh
 	-sh scripts/install-test-deps.sh
 	CW_BUILD=$(abspath $(B)) LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp) \
 		$(TESTS) --jobs 2 $(TEST_ARGS)

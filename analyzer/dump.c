@@ -30,7 +30,7 @@ void cw_format_addr(const struct cw_addr *a, char *buf, size_t len)
     }
 }
 
-static const char *family_name(unsigned f)
+const char *cw_family_name(unsigned f)
 {
     switch (f) {
     case AF_INET: return "inet";
@@ -115,8 +115,8 @@ void cw_dump(FILE *out, const struct cw_ring *r)
                 "  fd %u sid %" PRIu64 " %s %s/%s %s inode %" PRIu64 " %s -> %s state %s"
                 " flags 0x%x open %.3f eof %.3f (x%u) close %.3f close_wait %.3f\n",
                 fd, e.sid & ~CW_SID_OPEN, (e.sid & CW_SID_OPEN) ? "OPEN" : "closed",
-                family_name(e.family), type_name(e.type), cw_origin_name(e.origin), e.inode, local,
-                peer, cw_tcp_state_name(e.tcp_state), e.flags, rel_s(r, e.open_ns),
+                cw_family_name(e.family), type_name(e.type), cw_origin_name(e.origin), e.inode,
+                local, peer, cw_tcp_state_name(e.tcp_state), e.flags, rel_s(r, e.open_ns),
                 rel_s(r, e.eof_ns), e.eof_count, rel_s(r, e.close_ns), rel_s(r, e.close_wait_ns));
         if (e.open_stack) {
             fprintf(out, "    open stack %u:\n", e.open_stack);

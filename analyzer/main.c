@@ -24,6 +24,7 @@
 #include "model.h"
 #include "report.h"
 #include "tree_view.h"
+#include "view_build.h"
 
 #define EXIT_USAGE 2
 
@@ -230,30 +231,27 @@ static int write_report(struct cli *c, struct cw_analysis *a, int pid, FILE *dfl
             cw_symbolizer_free(sym);
             return -1;
         }
-        cw_suppressions_apply(&sup, a, sym);
     }
-    cw_analysis_count(a);
-    struct cw_report r = {.a = a, .sym = sym, .sup = c->suppressions ? &sup : NULL};
+    struct cw_view *v = cw_view_build(a, sym, c->suppressions ? &sup : NULL);
     FILE *out = open_output(c->output, pid, dflt);
     int errors = -1;
     if (out) {
         const char *f = c->format ? c->format : "text";
         if (!strcmp(f, "json"))
-            cw_report_json(out, &r);
+            cw_report_json(out, v);
         else if (!strcmp(f, "markdown"))
-            cw_report_markdown(out, &r);
+            cw_report_markdown(out, v);
         else if (!strcmp(f, "sarif"))
-            cw_report_sarif(out, &r);
+            cw_report_sarif(out, v);
         else
-            cw_report_text(out, &r);
+            cw_report_text(out, v);
         if (out != dflt)
             fclose(out);
         else
             fflush(out);
-        errors = 0;
-        for (int k = 0; k < CW_K_COUNT; k++)
-            errors += cw_kind_is_error((enum cw_kind)k) ? a->counts[k] : 0;
+        errors = v->errors;
     }
+    cw_view_free(v);
     cw_suppressions_free(&sup);
     cw_symbolizer_free(sym);
     return errors;
@@ -552,54 +550,22 @@ static int cmd_run(int argc, char **argv, struct cli *c)
 
 static void print_watch(const struct cli *c, int pid)
 {
-    struct cw_kview kv;
-    char err[512];
-    if (cw_kernel_view(pid, &kv, err, sizeof err)) {
-        printf("%s\n", err);
-        return;
-    }
-    int counts[CW_TCP_CLOSING + 1] = {0}, other = 0;
-    for (int i = 0; i < kv.n; i++) {
-        if (kv.socks[i].is_tcp && kv.socks[i].state <= CW_TCP_CLOSING)
-            counts[kv.socks[i].state]++;
-        else
-            other++;
-    }
-    time_t now = time(NULL);
-    char stamp[32];
-    strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
-    printf("%s pid %d: %d sockets:", stamp, pid, kv.n);
-    for (int s = 1; s <= CW_TCP_CLOSING; s++)
-        if (counts[s])
-            printf(" %s %d", cw_tcp_state_name((unsigned)s), counts[s]);
-    printf(" non-TCP %d\n", other);
-    cw_kview_free(&kv);
-
     struct cw_options opt = c->opt;
     opt.grace_s = 0;
     struct cw_analysis a;
     cw_analysis_init(&a, &opt);
+    char err[512];
     if (cw_analyze_pid(&a, pid, ring_dir(c), err, sizeof err) == 0) {
         struct cw_symbolizer *sym = cw_symbolizer_new();
-        for (int i = 0; i < a.nfindings; i++) {
-            const struct cw_finding *f = &a.findings[i];
-            if (f->kind != CW_K_CLOSE_WAIT && f->kind != CW_K_UNTRACKED)
-                continue;
-            char local[80], peer[80];
-            cw_format_addr(&f->local, local, sizeof local);
-            cw_format_addr(&f->peer, peer, sizeof peer);
-            struct cw_sym_frame fr[CW_FRAMES_MAX];
-            int nf = cw_stack_frames(sym, cw_open_proc(f), f->open_stack, fr, CW_FRAMES_MAX);
-            const struct cw_sym_frame *at = cw_first_source_frame(fr, nf);
-            printf("  CLOSE_WAIT fd %d %s <-> %s %.1f s recv-q %u eof %s", f->fd, local, peer,
-                   f->seconds_in_close_wait, f->recv_q, cw_eof_name(f->eof));
-            if (at && at->function)
-                printf(" opened in %s", at->function);
-            if (at && at->file)
-                printf(" %s:%d", at->file, at->line);
-            putchar('\n');
-        }
+        struct cw_view *v = cw_view_build(&a, sym, NULL);
+        time_t now = time(NULL);
+        char stamp[32];
+        strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
+        cw_report_watch(stdout, v, stamp);
+        cw_view_free(v);
         cw_symbolizer_free(sym);
+    } else {
+        printf("%s\n", err);
     }
     cw_analysis_free(&a);
     fflush(stdout);

@@ -21,13 +21,6 @@
 
 /* ---- names --------------------------------------------------------------- */
 
-const char *cw_kind_name(enum cw_kind k)
-{
-    static const char *const names[] = {"close_wait", "late_close", "eof_spin",    "double_close",
-                                        "emfile",     "untracked",  "open_at_exit"};
-    return (unsigned)k < CW_K_COUNT ? names[k] : "unknown";
-}
-
 const char *cw_eof_name(enum cw_eof e)
 {
     static const char *const names[] = {"none", "observed", "unread", "unknown"};
@@ -38,11 +31,6 @@ const char *cw_end_name(enum cw_end e)
 {
     static const char *const names[] = {"running", "exited", "execed", "died", "no ring"};
     return (unsigned)e <= CW_END_NO_RING ? names[e] : "unknown";
-}
-
-int cw_kind_is_error(enum cw_kind k)
-{
-    return k != CW_K_OPEN_AT_EXIT;
 }
 
 /* ---- analysis lifetime ---------------------------------------------------- */
@@ -582,6 +570,21 @@ static uint64_t read_ring(struct cw_analysis *a, struct cw_process *p, struct so
     return last;
 }
 
+/* The live process's sockets by TCP state, as `watch` shows them. */
+static void count_kernel_states(struct cw_process *p, const struct cw_kview *kv)
+{
+    p->kernel.valid = 1;
+    p->kernel.sockets = kv->n;
+    for (int i = 0; i < kv->n; i++) {
+        const struct cw_ksock *k = &kv->socks[i];
+        if (k->is_tcp && k->state > 0 &&
+            k->state < (int)(sizeof p->kernel.tcp_states / sizeof(int)))
+            p->kernel.tcp_states[k->state]++;
+        else
+            p->kernel.non_tcp++;
+    }
+}
+
 static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
 {
     int first_finding = a->nfindings;
@@ -604,8 +607,10 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
         p->end_mono_ns = cw_mono_now(); /* judged up to our last look */
         cw_ring_iter_extend(&p->ring, &it);
         read_ring(a, p, &m, &it, last);
-        if (have_kv)
+        if (have_kv) {
             join_kernel(a, p, &m, &kv);
+            count_kernel_states(p, &kv);
+        }
     }
     for (int i = 0; p->end == CW_END_DIED && i < a->nlast_views; i++) {
         const struct cw_kview *v = a->last_views[i];
@@ -863,6 +868,7 @@ void cw_analyze_kernel_view(struct cw_analysis *a, const struct cw_kview *kv, co
     snprintf(p->exe, sizeof p->exe, "%s", exe);
     struct sockmap empty = {0};
     join_kernel(a, p, &empty, kv);
+    count_kernel_states(p, kv);
     p->sockets_seen = kv->n;
 }
 
@@ -918,28 +924,17 @@ void cw_analysis_link_inherited(struct cw_analysis *a)
 
 /* ---- counting and grouping ------------------------------------------------ */
 
-void cw_analysis_count(struct cw_analysis *a)
-{
-    memset(a->counts, 0, sizeof a->counts);
-    a->suppressed_total = 0;
-    for (int i = 0; i < a->nfindings; i++) {
-        if (a->findings[i].suppressed)
-            a->suppressed_total++;
-        else
-            a->counts[a->findings[i].kind]++;
-    }
-}
-
 /* Two findings belong together if they share kind and open stack, compared
  * as module-relative addresses so forked children and reruns group too. */
 static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
 {
     if (x->kind != y->kind)
         return 0;
-    uint32_t sx = x->kind == CW_K_DOUBLE_CLOSE ? x->close_stack : x->open_stack;
-    uint32_t sy = y->kind == CW_K_DOUBLE_CLOSE ? y->close_stack : y->open_stack;
-    const struct cw_process *qx = x->kind == CW_K_DOUBLE_CLOSE ? x->proc : cw_open_proc(x);
-    const struct cw_process *qy = y->kind == CW_K_DOUBLE_CLOSE ? y->proc : cw_open_proc(y);
+    int by_close = cw_kind(x->kind)->placed_by == CW_PLACE_CLOSE;
+    uint32_t sx = by_close ? x->close_stack : x->open_stack;
+    uint32_t sy = by_close ? y->close_stack : y->open_stack;
+    const struct cw_process *qx = by_close ? x->proc : cw_open_proc(x);
+    const struct cw_process *qy = by_close ? y->proc : cw_open_proc(y);
     if (!sx || !sy || !qx->has_ring || !qy->has_ring)
         return !sx && !sy && x->proc == y->proc;
     if (qx == qy)
@@ -950,13 +945,8 @@ static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
     if (nx != ny)
         return 0;
     for (int i = 0; i < nx; i++) {
-        const struct cw_module *mx = NULL, *my = NULL;
-        for (uint32_t j = 0; j < qx->nmodules && !mx; j++)
-            if (px[i] >= qx->modules[j].start && px[i] < qx->modules[j].end)
-                mx = &qx->modules[j];
-        for (uint32_t j = 0; j < qy->nmodules && !my; j++)
-            if (py[i] >= qy->modules[j].start && py[i] < qy->modules[j].end)
-                my = &qy->modules[j];
+        const struct cw_module *mx = cw_module_at(qx->modules, qx->nmodules, px[i]);
+        const struct cw_module *my = cw_module_at(qy->modules, qy->nmodules, py[i]);
         if (!mx || !my) {
             if (px[i] != py[i])
                 return 0;
@@ -979,16 +969,6 @@ static double worst_seconds(const struct cw_group *g)
     return w;
 }
 
-static int kind_rank(enum cw_kind k)
-{
-    static const int rank[CW_K_COUNT] = {
-        [CW_K_CLOSE_WAIT] = 0,   [CW_K_EOF_SPIN] = 1,   [CW_K_EMFILE] = 2,
-        [CW_K_DOUBLE_CLOSE] = 3, [CW_K_LATE_CLOSE] = 4, [CW_K_UNTRACKED] = 5,
-        [CW_K_OPEN_AT_EXIT] = 6,
-    };
-    return rank[k];
-}
-
 /* Within a group: by process, then fd, as a reader scans a listing. */
 static int cmp_member(const void *x, const void *y)
 {
@@ -1002,8 +982,8 @@ static int cmp_member(const void *x, const void *y)
 static int cmp_group(const void *x, const void *y)
 {
     const struct cw_group *a = x, *b = y;
-    if (kind_rank(a->kind) != kind_rank(b->kind))
-        return kind_rank(a->kind) - kind_rank(b->kind);
+    if (cw_kind(a->kind)->rank != cw_kind(b->kind)->rank)
+        return cw_kind(a->kind)->rank - cw_kind(b->kind)->rank;
     if (a->n != b->n)
         return b->n - a->n;
     double wa = worst_seconds(a), wb = worst_seconds(b);

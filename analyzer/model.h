@@ -10,18 +10,7 @@
 #include <stdio.h>
 
 #include "../common/shm_reader.h"
-
-enum cw_kind {
-    CW_K_CLOSE_WAIT,   /* peer closed, no close() for >= grace: still open, or closed
-                          only by the process's teardown */
-    CW_K_LATE_CLOSE,   /* closed, but only after > grace in CLOSE_WAIT */
-    CW_K_EOF_SPIN,     /* read()==0 again and again on one socket */
-    CW_K_DOUBLE_CLOSE, /* close() of an fd already closed */
-    CW_K_EMFILE,       /* accept/socket failed: out of fds */
-    CW_K_UNTRACKED,    /* in CLOSE_WAIT, never seen by the library */
-    CW_K_OPEN_AT_EXIT, /* info: still open when the process ended */
-    CW_K_COUNT,
-};
+#include "kinds.h"
 
 /* How the program learned (or not) that the peer closed. */
 enum cw_eof { CW_EOF_NONE, CW_EOF_OBSERVED, CW_EOF_UNREAD, CW_EOF_UNKNOWN };
@@ -43,6 +32,11 @@ struct cw_process {
     struct cw_module *modules; /* copied out of the ring */
     uint32_t nmodules;
     int sockets_seen, sockets_open;
+    /* A live process's sockets as the kernel showed them at our look. */
+    struct {
+        int valid, sockets, non_tcp;
+        int tcp_states[12]; /* by enum cw_tcp_state */
+    } kernel;
 };
 
 struct cw_timeline_entry {
@@ -98,8 +92,6 @@ struct cw_analysis {
     int nprocs;
     struct cw_finding *findings;
     int nfindings, cap;
-    int counts[CW_K_COUNT]; /* unsuppressed findings per kind */
-    int suppressed_total;
     int young_close_wait; /* sockets in CLOSE_WAIT for less than the grace */
     /* Views `closewatch run` took of its processes while they lived: one
      * whose ring ends in death (a Go program, a SIGKILL) is judged with its
@@ -144,12 +136,6 @@ static inline struct cw_process *cw_open_proc(const struct cw_finding *f)
  * parent (or previous image) that opened them, when its ring was analyzed too. */
 void cw_analysis_link_inherited(struct cw_analysis *a);
 
-/* Counts unsuppressed findings per kind, after suppressions were applied. */
-void cw_analysis_count(struct cw_analysis *a);
-
-/* Whether kind counts as an error for the exit status. */
-int cw_kind_is_error(enum cw_kind k);
-const char *cw_kind_name(enum cw_kind k);
 const char *cw_eof_name(enum cw_eof e);
 const char *cw_end_name(enum cw_end e);
 

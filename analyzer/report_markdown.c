@@ -11,7 +11,6 @@
 #include <string.h>
 #include <sys/utsname.h>
 
-#include "dump.h"
 #include "json.h"
 #include "report.h"
 
@@ -76,7 +75,7 @@ static void fenced(FILE *out, const char *body)
 
 /* ---- stacks ---------------------------------------------------------------- */
 
-static void frame_line(FILE *out, int i, const struct cw_sym_frame *f)
+static void frame_line(FILE *out, int i, const struct cw_vframe *f)
 {
     fprintf(out, "#%-2d 0x%016" PRIx64 " in ", i, (uint64_t)f->address);
     code_text(out, f->function ? f->function : "??");
@@ -95,20 +94,17 @@ static void frame_line(FILE *out, int i, const struct cw_sym_frame *f)
 }
 
 /* Writes "label" and the stack as a fenced block; nothing if it is empty. */
-static void stack_block(FILE *out, struct cw_report *r, const struct cw_process *p, uint32_t id,
-                        const char *label)
+static void stack_block(FILE *out, const struct cw_vstack *s, const char *label)
 {
-    struct cw_sym_frame f[CW_FRAMES_MAX];
-    int n = cw_stack_frames(r->sym, p, id, f, CW_FRAMES_MAX);
-    if (!n)
+    if (!s->n)
         return;
     char *body = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&body, &len);
     if (!mem)
         return;
-    for (int i = 0; i < n; i++)
-        frame_line(mem, i, &f[i]);
+    for (int i = 0; i < s->n; i++)
+        frame_line(mem, i, &s->frames[i]);
     fclose(mem);
     fprintf(out, "%s\n\n", label);
     fenced(out, body);
@@ -117,14 +113,7 @@ static void stack_block(FILE *out, struct cw_report *r, const struct cw_process 
 
 /* ---- facts ----------------------------------------------------------------- */
 
-static double duration_s(const struct cw_process *p)
-{
-    return p->start_mono_ns && p->end_mono_ns > p->start_mono_ns
-               ? (double)(p->end_mono_ns - p->start_mono_ns) / 1e9
-               : 0.0;
-}
-
-static const char *program_of(const struct cw_process *p)
+static const char *program_of(const struct cw_vprocess *p)
 {
     return p->cmdline[0] ? p->cmdline : p->exe;
 }
@@ -136,7 +125,7 @@ static void fact(FILE *out, const char *name, const char *value)
     fputs(" |\n", out);
 }
 
-static void process_facts(FILE *out, const struct cw_process *p)
+static void process_facts(FILE *out, const struct cw_vprocess *p)
 {
     char buf[64];
     fact(out, "program", program_of(p));
@@ -144,42 +133,35 @@ static void process_facts(FILE *out, const struct cw_process *p)
         fact(out, "executable", p->exe);
     snprintf(buf, sizeof buf, "%d (parent %d)", p->pid, p->ppid);
     fact(out, "pid", buf);
-    if (p->start_realtime_ns)
-        cw_iso8601(buf, sizeof buf, p->start_realtime_ns);
-    else
-        snprintf(buf, sizeof buf, "unknown");
-    fact(out, "started", buf);
-    snprintf(buf, sizeof buf, "%.1f s", duration_s(p));
+    fact(out, "started", p->started ? p->started : "unknown");
+    snprintf(buf, sizeof buf, "%.1f s", p->duration_s);
     fact(out, "duration", buf);
-    fact(out, "state", cw_end_name(p->end));
+    fact(out, "state", p->state);
 }
 
 /* More than one process: one row each instead of one fact each. */
-static void process_table(FILE *out, const struct cw_analysis *a)
+static void process_table(FILE *out, const struct cw_view *v)
 {
     fputs("| pid | program | started | duration | state | sockets seen |\n", out);
     fputs("| ---: | --- | --- | ---: | --- | ---: |\n", out);
-    for (int i = 0; i < a->nprocs; i++) {
-        const struct cw_process *p = a->procs[i];
-        char started[64] = "unknown";
-        if (p->start_realtime_ns)
-            cw_iso8601(started, sizeof started, p->start_realtime_ns);
+    for (int i = 0; i < v->nprocs; i++) {
+        const struct cw_vprocess *p = &v->procs[i];
         fprintf(out, "| %d | ", p->pid);
         md_text(out, program_of(p));
-        fprintf(out, " | %s | %.1f s | %s | %d |\n", started, duration_s(p), cw_end_name(p->end),
-                p->sockets_seen);
+        fprintf(out, " | %s | %.1f s | %s | %d |\n", p->started ? p->started : "unknown",
+                p->duration_s, p->state, p->sockets_seen);
     }
     fputc('\n', out);
 }
 
-static void facts_table(FILE *out, const struct cw_analysis *a)
+static void facts_table(FILE *out, const struct cw_view *v)
 {
     char buf[320];
     fputs("| fact | value |\n| --- | --- |\n", out);
-    if (a->nprocs == 1) {
-        process_facts(out, a->procs[0]);
+    if (v->nprocs == 1) {
+        process_facts(out, &v->procs[0]);
     } else {
-        snprintf(buf, sizeof buf, "%d (below)", a->nprocs);
+        snprintf(buf, sizeof buf, "%d (below)", v->nprocs);
         fact(out, "processes", buf);
     }
     struct utsname u;
@@ -188,49 +170,45 @@ static void facts_table(FILE *out, const struct cw_analysis *a)
         fact(out, "kernel", buf);
     }
     fact(out, "closewatch", CW_VERSION);
-    snprintf(buf, sizeof buf, "%.1f s", a->opt.grace_s);
+    snprintf(buf, sizeof buf, "%.1f s", v->grace_s);
     fact(out, "grace", buf);
-    cw_iso8601(buf, sizeof buf, a->now_realtime_ns);
-    fact(out, "report generated", buf);
+    fact(out, "report generated", v->generated_at);
     fputc('\n', out);
-    if (a->nprocs > 1)
-        process_table(out, a);
+    if (v->nprocs > 1)
+        process_table(out, v);
 }
 
-static void summary_table(FILE *out, const struct cw_analysis *a)
+static void summary_table(FILE *out, const struct cw_view *v)
 {
     fputs("## Summary\n\n| kind | count |\n| --- | ---: |\n", out);
     for (int k = 0; k < CW_K_COUNT; k++)
-        fprintf(out, "| %s | %d |\n", cw_kind_name((enum cw_kind)k), a->counts[k]);
-    fprintf(out, "| suppressed | %d |\n\n", a->suppressed_total);
+        fprintf(out, "| %s | %d |\n", cw_kind_name((enum cw_kind)k), v->counts[k]);
+    fprintf(out, "| suppressed | %d |\n\n", v->suppressed);
 }
 
 /* ---- one group ------------------------------------------------------------- */
 
-static void socket_row(FILE *out, const struct cw_finding *f)
+static void socket_row(FILE *out, const struct cw_vfinding *f)
 {
-    char local[80], peer[80];
-    cw_format_addr(&f->local, local, sizeof local);
-    cw_format_addr(&f->peer, peer, sizeof peer);
     fprintf(out, "| %d | %d | ", f->proc->pid, f->fd);
-    md_text(out, local);
+    md_text(out, f->local[0] ? f->local : "-");
     fputs(" | ", out);
-    md_text(out, peer);
+    md_text(out, f->peer[0] ? f->peer : "-");
     if (f->seconds_in_close_wait > 0)
         fprintf(out, " | %.1f", f->seconds_in_close_wait);
     else
         fputs(" | -", out);
     if (f->closed_at_exit)
         fputs(", closed only at exit", out);
-    fprintf(out, " | %s | %u |\n", cw_tcp_state_name((unsigned)f->tcp_state), f->recv_q);
+    fprintf(out, " | %s | %u |\n", f->tcp_state, f->recv_q);
 }
 
-static void socket_table(FILE *out, const struct cw_analysis *a, const struct cw_group *g)
+static void socket_table(FILE *out, const struct cw_vgroup *g)
 {
     fputs("| pid | fd | local | peer | s in CLOSE_WAIT | state | recv-q |\n", out);
     fputs("| ---: | ---: | --- | --- | ---: | --- | ---: |\n", out);
     for (int i = 0; i < g->n && i < SOCKETS_SHOWN; i++)
-        socket_row(out, &a->findings[g->members[i]]);
+        socket_row(out, &g->first[i]);
     if (g->n > SOCKETS_SHOWN)
         fprintf(out, "\n... and %d more.\n", g->n - SOCKETS_SHOWN);
     fputc('\n', out);
@@ -238,144 +216,117 @@ static void socket_table(FILE *out, const struct cw_analysis *a, const struct cw
 
 /* A double close has no socket left to describe (the one closed first is
  * gone, its fd number maybe reused): only which fds. */
-static void fd_list(FILE *out, const struct cw_analysis *a, const struct cw_group *g)
+static void fd_list(FILE *out, const struct cw_vgroup *g)
 {
     fputs("File descriptors closed twice:", out);
     for (int i = 0; i < g->n && i < SOCKETS_SHOWN; i++) {
-        const struct cw_finding *f = &a->findings[g->members[i]];
-        fprintf(out, "%s fd %d in pid %d", i ? "," : "", f->fd, f->proc->pid);
+        fprintf(out, "%s fd %d in pid %d", i ? "," : "", g->first[i].fd, g->first[i].proc->pid);
     }
     if (g->n > SOCKETS_SHOWN)
         fprintf(out, " and %d more", g->n - SOCKETS_SHOWN);
     fputs(".\n\n", out);
 }
 
-/* What an event's arg0 says, in words, where it says something. */
-static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *e)
-{
-    switch (e->type) {
-    case CW_EV_OPEN: snprintf(buf, len, "%s", cw_origin_name((unsigned)(e->arg0 & 0xff))); break;
-    case CW_EV_EOF: snprintf(buf, len, "%s", cw_eof_how_name((unsigned)e->arg0)); break;
-    case CW_EV_CLOSE: snprintf(buf, len, "%s", cw_close_how_name((unsigned)e->arg0)); break;
-    case CW_EV_STATE: snprintf(buf, len, "%s", cw_tcp_state_name((unsigned)e->arg0)); break;
-    case CW_EV_CONNECT: snprintf(buf, len, "returned %" PRId64, e->arg0); break;
-    case CW_EV_ERROR: snprintf(buf, len, "errno %" PRId64, e->arg0); break;
-    default: buf[0] = '\0';
-    }
-}
-
-static void timeline(FILE *out, const struct cw_finding *f)
+static void timeline(FILE *out, const struct cw_vfinding *f)
 {
     if (!f->ntimeline)
         return;
     fputs("Timeline of the first socket (seconds since the process started):\n\n", out);
     fputs("| t (s) | event | detail |\n| ---: | --- | --- |\n", out);
-    for (int i = 0; i < f->ntimeline && i < CW_TIMELINE_MAX; i++) {
-        const struct cw_timeline_entry *e = &f->timeline[i];
-        uint64_t start = f->proc->start_mono_ns;
-        double t = e->mono_ns > start ? (double)(e->mono_ns - start) / 1e9 : 0.0;
-        char detail[64];
-        event_detail(detail, sizeof detail, e);
-        fprintf(out, "| %.3f | %s | %s |\n", t, cw_event_type_name(e->type), detail);
-    }
+    for (int i = 0; i < f->ntimeline; i++)
+        fprintf(out, "| %.3f | %s | %s |\n", f->timeline[i].t, f->timeline[i].event,
+                f->timeline[i].detail);
     fputc('\n', out);
 }
 
-static void no_backtrace_note(FILE *out, const struct cw_finding *f)
+static void no_backtrace_note(FILE *out, const struct cw_vfinding *f)
 {
-    const struct cw_process *p = f->proc;
-    if (f->origin == CW_ORIGIN_INHERITED)
+    const struct cw_vprocess *p = f->proc;
+    if (f->inherited)
         fprintf(out,
                 "Inherited from the parent process (pid %d): see its report for where it "
                 "was opened.\n\n",
                 p->ppid);
-    else if (f->kind == CW_K_UNTRACKED || !p->has_ring)
+    else if (f->kind->kind == CW_K_UNTRACKED || !p->has_ring)
         fprintf(out, "No backtrace: %s.\n\n",
                 p->has_ring ? "the socket was created behind libc's back"
                             : "this process did not run under libclosewatch.so");
 }
 
-static void group_stacks(FILE *out, struct cw_report *r, const struct cw_finding *f)
+static void group_stacks(FILE *out, const struct cw_vfinding *f)
 {
-    const struct cw_process *p = f->proc;
-    if (f->kind == CW_K_DOUBLE_CLOSE) {
-        stack_block(out, r, p, f->close_stack, "Second close() at:");
+    if (f->kind->kind == CW_K_DOUBLE_CLOSE) {
+        stack_block(out, &f->close, "Second close() at:");
         return;
     }
-    if (f->kind == CW_K_EMFILE) {
-        fprintf(out, "Failed with %s while %u tracked sockets were open.\n\n",
-                f->err == 23 ? "ENFILE" : "EMFILE", f->sockets_open);
-        stack_block(out, r, p, f->open_stack, "At:");
+    if (f->kind->kind == CW_K_EMFILE) {
+        fprintf(out, "Failed with %s while %u tracked sockets were open.\n\n", f->errno_name,
+                f->sockets_open);
+        stack_block(out, &f->open, "At:");
         return;
     }
     char label[120];
-    if (cw_open_proc(f) != p)
-        snprintf(label, sizeof label,
-                 "Opened (%s) by pid %d and inherited, at:", cw_origin_name((unsigned)f->origin),
-                 cw_open_proc(f)->pid);
+    if (f->opener)
+        snprintf(label, sizeof label, "Opened (%s) by pid %d and inherited, at:", f->origin,
+                 f->opener->pid);
     else
-        snprintf(label, sizeof label, "Opened (%s) at:", cw_origin_name((unsigned)f->origin));
-    if (f->open_stack)
-        stack_block(out, r, cw_open_proc(f), f->open_stack, label);
+        snprintf(label, sizeof label, "Opened (%s) at:", f->origin);
+    if (f->open.n)
+        stack_block(out, &f->open, label);
     else
         no_backtrace_note(out, f);
-    if (f->eof_stack)
-        stack_block(out, r, p, f->eof_stack,
-                    f->eof_how == CW_EOF_READ ? "EOF (a read returned 0) seen at:"
-                                              : "EOF (poll/epoll HUP) seen at:");
-    if (f->close_stack)
-        stack_block(out, r, p, f->close_stack,
-                    f->closed_at_exit ? "Closed only at exit, by the process's teardown, at:"
-                                      : "Closed at:");
+    stack_block(out, &f->eof_stack,
+                f->eof_by_read ? "EOF (a read returned 0) seen at:"
+                               : "EOF (poll/epoll HUP) seen at:");
+    stack_block(out, &f->close,
+                f->closed_at_exit ? "Closed only at exit, by the process's teardown, at:"
+                                  : "Closed at:");
 }
 
-static void group_section(FILE *out, struct cw_report *r, const struct cw_group *g, int number)
+static void group_section(FILE *out, const struct cw_vgroup *g, int number)
 {
-    const struct cw_finding *first = &r->a->findings[g->members[0]];
-    char title[160];
-    cw_group_title(title, sizeof title, g->kind, g->n);
-    fprintf(out, "## %d. %s%s\n\n", number, cw_kind_is_error(g->kind) ? "ERROR: " : "", title);
-    fprintf(out, "Kind `%s`, process %d: ", cw_kind_name(g->kind), first->proc->pid);
+    const struct cw_vfinding *first = &g->first[0];
+    enum cw_kind kind = g->kind->kind;
+    fprintf(out, "## %d. %s%s\n\n", number, g->kind->is_error ? "ERROR: " : "", g->title);
+    fprintf(out, "Kind `%s`, process %d: ", g->kind->name, first->proc->pid);
     md_text(out, program_of(first->proc));
     fputs("\n\n", out);
-    const char *eof = cw_eof_sentence(first);
-    if (eof && (g->kind == CW_K_CLOSE_WAIT || g->kind == CW_K_LATE_CLOSE))
-        fprintf(out, "%s\n\n", eof);
-    group_stacks(out, r, first);
-    if (g->kind == CW_K_DOUBLE_CLOSE)
-        fd_list(out, r->a, g);
-    else if (g->kind != CW_K_EMFILE)
-        socket_table(out, r->a, g);
+    if (first->eof_sentence && (kind == CW_K_CLOSE_WAIT || kind == CW_K_LATE_CLOSE))
+        fprintf(out, "%s\n\n", first->eof_sentence);
+    group_stacks(out, first);
+    if (kind == CW_K_DOUBLE_CLOSE)
+        fd_list(out, g);
+    else if (kind != CW_K_EMFILE)
+        socket_table(out, g);
     timeline(out, first);
-    fprintf(out, "**What to do:** %s\n\n", cw_kind_advice(g->kind));
+    fprintf(out, "**What to do:** %s\n\n", g->kind->advice);
 }
 
 /* ---- the end ----------------------------------------------------------------- */
 
-static void suppressions(FILE *out, const struct cw_suppressions *s)
+static void suppressions(FILE *out, const struct cw_view *v)
 {
-    if (!s || !s->n)
+    if (!v->nrules)
         return;
     fputs("## Suppressions\n\nFile: ", out);
-    md_text(out, s->path);
+    md_text(out, v->suppressions_path);
     fputs("\n\n| rule | hits |\n| --- | ---: |\n", out);
-    for (int i = 0; i < s->n; i++) {
+    for (int i = 0; i < v->nrules; i++) {
         fputs("| ", out);
-        md_text(out, s->v[i].kind < 0 ? "socket" : cw_kind_name((enum cw_kind)s->v[i].kind));
+        md_text(out, v->rules[i].kind);
         fputc(':', out);
-        md_text(out, s->v[i].pattern);
-        fprintf(out, " | %d |\n", s->v[i].hits);
+        md_text(out, v->rules[i].pattern);
+        fprintf(out, " | %d |\n", v->rules[i].hits);
     }
     fputc('\n', out);
 }
 
-static void warnings(FILE *out, struct cw_symbolizer *sym)
+static void warnings(FILE *out, const struct cw_view *v)
 {
-    const char *const *w = cw_symbolizer_warnings(sym);
-    if (!w || !*w)
+    if (!v->warnings || !v->warnings[0])
         return;
     fputs("## Symbolizer warnings\n\n", out);
-    for (; *w; w++) {
+    for (char **w = v->warnings; *w; w++) {
         fputs("- ", out);
         md_text(out, *w);
         fputc('\n', out);
@@ -383,45 +334,34 @@ static void warnings(FILE *out, struct cw_symbolizer *sym)
     fputc('\n', out);
 }
 
-static void no_findings(FILE *out, const struct cw_analysis *a)
+static void no_findings(FILE *out, const struct cw_view *v)
 {
     fprintf(out,
             "**No findings:** no socket stayed in CLOSE_WAIT longer than the grace of "
             "%.1f s, and nothing else was wrong",
-            a->opt.grace_s);
-    if (a->suppressed_total)
-        fprintf(out, " (%d finding%s suppressed)", a->suppressed_total,
-                a->suppressed_total == 1 ? " was" : "s were");
+            v->grace_s);
+    if (v->suppressed)
+        fprintf(out, " (%d finding%s suppressed)", v->suppressed,
+                v->suppressed == 1 ? " was" : "s were");
     fputs(".\n\n", out);
 }
 
-void cw_report_markdown(FILE *out, struct cw_report *r)
+void cw_report_markdown(FILE *out, const struct cw_view *v)
 {
-    struct cw_analysis *a = r->a;
     fputs("# closewatch report", out);
-    if (a->nprocs == 1) {
+    if (v->nprocs == 1) {
         fputs(": ", out);
-        md_text(out, a->procs[0]->exe[0] ? a->procs[0]->exe : a->procs[0]->cmdline);
+        md_text(out, v->procs[0].exe[0] ? v->procs[0].exe : v->procs[0].cmdline);
     }
     fputs("\n\n", out);
-    facts_table(out, a);
-    summary_table(out, a);
-
-    int errors = 0;
-    for (int k = 0; k < CW_K_COUNT; k++)
-        errors += cw_kind_is_error((enum cw_kind)k) ? a->counts[k] : 0;
-    if (!errors)
-        no_findings(out, a);
-    struct cw_group *groups;
-    int ng = cw_group_findings(a, &groups);
-    for (int i = 0; i < ng; i++)
-        group_section(out, r, &groups[i], i + 1);
-    cw_free_groups(groups, ng);
-
-    suppressions(out, r->sup);
-    warnings(out, r->sym);
-    char summary[512];
-    cw_summary_line(summary, sizeof summary, a);
+    facts_table(out, v);
+    summary_table(out, v);
+    if (!v->errors)
+        no_findings(out, v);
+    for (int i = 0; i < v->ngroups; i++)
+        group_section(out, &v->groups[i], i + 1);
+    suppressions(out, v);
+    warnings(out, v);
     fputs("---\n\n", out);
-    fenced(out, summary);
+    fenced(out, v->summary);
 }

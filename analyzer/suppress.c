@@ -8,10 +8,9 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fnmatch.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "report.h"
 
 /* ---- parsing --------------------------------------------------------------- */
 
@@ -41,10 +40,8 @@ static int parse_kind(const char *name)
 {
     if (!strcmp(name, "socket"))
         return -1;
-    for (int k = 0; k < CW_K_COUNT; k++)
-        if (!strcmp(name, cw_kind_name((enum cw_kind)k)))
-            return k;
-    return -2;
+    int k = cw_kind_by_name(name);
+    return k >= 0 ? k : -2;
 }
 
 static void unknown_kind_error(char *err, size_t errlen, const char *path, int line,
@@ -148,47 +145,33 @@ static int match_path(const char *pattern, const char *path)
     return fnmatch(pattern, path, 0) == 0 || fnmatch(pattern, base_name(path), 0) == 0;
 }
 
-static int match_frame(const char *pattern, const struct cw_sym_frame *f)
+static int match_frame(const char *pattern, const struct cw_vframe *f)
 {
     return (f->function && fnmatch(pattern, f->function, 0) == 0) ||
            match_path(pattern, f->module) || match_path(pattern, f->file);
 }
 
-static int rule_matches(const struct cw_suppression *rule, const struct cw_finding *fd,
-                        const struct cw_sym_frame *frames, int n)
+static int rule_matches(const struct cw_suppression *rule, enum cw_kind k,
+                        const struct cw_vstack *const *stacks, int n, const char *exe)
 {
-    if (rule->kind >= 0 && rule->kind != (int)fd->kind)
+    if (rule->kind >= 0 && rule->kind != (int)k)
         return 0;
-    for (int i = 0; i < n; i++)
-        if (match_frame(rule->pattern, &frames[i]))
-            return 1;
+    for (int s = 0; s < n; s++)
+        for (int i = 0; i < stacks[s]->n; i++)
+            if (match_frame(rule->pattern, &stacks[s]->frames[i]))
+                return 1;
     /* The program itself, for findings without frames and for rules that
      * silence a whole program (a pattern such as star, slash, `java`). */
-    return match_path(rule->pattern, fd->proc->exe);
+    return match_path(rule->pattern, exe);
 }
 
-void cw_suppressions_apply(struct cw_suppressions *s, struct cw_analysis *a,
-                           struct cw_symbolizer *sym)
+int cw_suppressions_match(struct cw_suppressions *s, enum cw_kind k,
+                          const struct cw_vstack *const *stacks, int n, const char *exe)
 {
-    if (!s || !s->n)
-        return;
-    struct cw_sym_frame frames[2 * CW_FRAMES_MAX];
-    for (int i = 0; i < a->nfindings; i++) {
-        struct cw_finding *f = &a->findings[i];
-        if (f->suppressed)
-            continue;
-        /* A double close is told by where the second close() happened; a
-         * leak by where the socket was opened or where its EOF was ignored. */
-        int n = f->kind == CW_K_DOUBLE_CLOSE
-                    ? cw_stack_frames(sym, f->proc, f->close_stack, frames, CW_FRAMES_MAX)
-                    : cw_stack_frames(sym, cw_open_proc(f), f->open_stack, frames, CW_FRAMES_MAX);
-        if (f->kind != CW_K_DOUBLE_CLOSE)
-            n += cw_stack_frames(sym, f->proc, f->eof_stack, frames + n, CW_FRAMES_MAX);
-        for (int r = 0; r < s->n; r++)
-            if (rule_matches(&s->v[r], f, frames, n)) {
-                f->suppressed = r + 1;
-                s->v[r].hits++;
-                break;
-            }
-    }
+    for (int r = 0; s && r < s->n; r++)
+        if (rule_matches(&s->v[r], k, stacks, n, exe)) {
+            s->v[r].hits++;
+            return r + 1;
+        }
+    return 0;
 }

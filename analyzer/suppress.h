@@ -11,8 +11,7 @@
 
 #include <stddef.h>
 
-#include "model.h"
-#include "symbolize.h"
+#include "view.h"
 
 struct cw_suppression {
     int kind; /* enum cw_kind, or -1 for any */
@@ -30,8 +29,10 @@ struct cw_suppressions {
 /* Returns 0, or -1 with "FILE:LINE: what was expected" in err. */
 int cw_suppressions_load(struct cw_suppressions *s, const char *path, char *err, size_t errlen);
 void cw_suppressions_free(struct cw_suppressions *s);
-/* Marks matching findings suppressed (index+1 of the rule) and counts hits. */
-void cw_suppressions_apply(struct cw_suppressions *s, struct cw_analysis *a,
-                           struct cw_symbolizer *sym);
+/* The first rule (index+1) that hides a finding of kind k whose placing
+ * stacks (for a double close its close stack; else its open and EOF
+ * stacks) are stacks[0..n), in program exe; 0 if none. Counts the hit. */
+int cw_suppressions_match(struct cw_suppressions *s, enum cw_kind k,
+                          const struct cw_vstack *const *stacks, int n, const char *exe);
 
 #endif

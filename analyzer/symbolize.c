@@ -940,14 +940,6 @@ void cw_symbolizer_free(struct cw_symbolizer *s)
     free(s);
 }
 
-static const struct cw_module *module_at(const struct cw_module *mods, uint32_t n, uint64_t pc)
-{
-    for (uint32_t i = n; mods && i-- > 0;)
-        if (pc >= mods[i].start && pc < mods[i].end)
-            return &mods[i];
-    return NULL;
-}
-
 int cw_symbolize(struct cw_symbolizer *s, const struct cw_module *mods, uint32_t nmods,
                  uint64_t address, int is_return_address, struct cw_sym_frame *out, int max)
 {
@@ -955,7 +947,7 @@ int cw_symbolize(struct cw_symbolizer *s, const struct cw_module *mods, uint32_t
         return 0;
     out[0] = (struct cw_sym_frame){.address = address};
     uint64_t pc = is_return_address && address ? address - 1 : address;
-    const struct cw_module *m = module_at(mods, nmods, pc);
+    const struct cw_module *m = cw_module_at(mods, nmods, pc);
     size_t idx;
     struct sym_file *f = s && m ? file_for(s, m, &idx) : NULL;
     if (!f)

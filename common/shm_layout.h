@@ -179,6 +179,18 @@ struct cw_module {
     char path[CW_PATH_MAX]; /* "" for the main program is replaced by exe */
 };
 
+/* The module of a map (mods[0..n)) that covers pc. The map is append-only,
+ * so where a range was reused after a dlclose the last entry is the one
+ * mapped now. */
+static inline const struct cw_module *cw_module_at(const struct cw_module *mods, uint32_t n,
+                                                   uint64_t pc)
+{
+    for (uint32_t i = n; mods && i-- > 0;)
+        if (pc >= mods[i].start && pc < mods[i].end)
+            return &mods[i];
+    return (const struct cw_module *)0;
+}
+
 /*
  * Event ring slot. seq == index + 1 once committed; 0 while being written.
  * A reader expecting index i that finds any other value knows the record is

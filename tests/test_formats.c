@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../analyzer/report.h"
+#include "../analyzer/view_build.h"
 #include "harness.h"
 
 /* ---- a strict JSON parser --------------------------------------------------- */
@@ -411,10 +412,17 @@ Test(formats, json_parser_rejects_invalid_text)
  * backticks, a tab and non-ASCII letters. */
 #define NASTY_EXE "/srv/we|ird \"dir\"\\x\n```\tü/sérvér"
 
+/* What a report is made from: the view is built from these at each render. */
+struct report_in {
+    struct cw_analysis *a;
+    struct cw_symbolizer *sym;
+    struct cw_suppressions *sup; /* NULL: none */
+};
+
 struct fx {
     struct cw_analysis a;
     struct cw_symbolizer *sym;
-    struct cw_report r;
+    struct report_in r;
     struct cw_suppressions sup;
 };
 
@@ -426,7 +434,7 @@ static void fx_init(struct fx *x)
     x->a.now_realtime_ns = 1700000060000000000ull;
     x->sym = cw_symbolizer_new();
     cr_assert_not_null(x->sym);
-    x->r = (struct cw_report){.a = &x->a, .sym = x->sym, .sup = NULL};
+    x->r = (struct report_in){.a = &x->a, .sym = x->sym, .sup = NULL};
 }
 
 static void fx_fini(struct fx *x)
@@ -516,19 +524,27 @@ static struct cw_process *scene(struct fx *x)
     f = add_finding(&x->a, p, CW_K_OPEN_AT_EXIT, 12);
     f->tcp_state = CW_TCP_ESTABLISHED;
     f->seconds_in_close_wait = 0;
-    cw_analysis_count(&x->a);
     return p;
 }
 
-static char *render(void (*fn)(FILE *, struct cw_report *), struct cw_report *r)
+static char *render(void (*fn)(FILE *, const struct cw_view *), struct report_in *r)
 {
     char *buf = NULL;
     size_t len = 0;
     FILE *m = open_memstream(&buf, &len);
     cr_assert_not_null(m);
-    fn(m, r);
+    struct cw_view *v = cw_view_build(r->a, r->sym, r->sup);
+    cr_assert_not_null(v);
+    fn(m, v);
+    cw_view_free(v);
     fclose(m);
     return buf;
+}
+
+/* Applies x's suppressions the way a report does (building its view). */
+static void apply_suppressions(struct fx *x)
+{
+    cw_view_free(cw_view_build(&x->a, x->sym, &x->sup));
 }
 
 static int count_of(const char *hay, const char *needle)
@@ -634,7 +650,7 @@ Test(formats, sarif_rules_one_per_kind_with_levels)
         snprintf(path, sizeof path, "runs.0.tool.driver.rules.%d.defaultConfiguration.level", k);
         cr_expect_str_eq(jstr(v, path), k == CW_K_OPEN_AT_EXIT ? "note" : "error");
         snprintf(path, sizeof path, "runs.0.tool.driver.rules.%d.fullDescription.text", k);
-        cr_expect_str_eq(jstr(v, path), cw_kind_advice((enum cw_kind)k));
+        cr_expect_str_eq(jstr(v, path), cw_kind((enum cw_kind)k)->advice);
         snprintf(path, sizeof path, "runs.0.tool.driver.rules.%d.shortDescription.text", k);
         cr_expect(jstr(v, path) && *jstr(v, path), "rule %d has no short description", k);
     }
@@ -723,7 +739,6 @@ Test(formats, sarif_fingerprint_ignores_pid_not_kind)
     add_finding(&x.a, p1, CW_K_CLOSE_WAIT, 7);
     add_finding(&x.a, p2, CW_K_CLOSE_WAIT, 8);
     add_finding(&x.a, p2, CW_K_EOF_SPIN, 9);
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_sarif, &x.r);
     struct jv *v = parse_or_fail(out);
     cr_assert_eq(jlen(v, "runs.0.results"), 3);
@@ -784,7 +799,7 @@ Test(formats, markdown_group_sections_worst_first)
     /* The first socket's timeline, relative to the process start. */
     cr_expect(strstr(g1, "| 0.500 | open |"), "%s", out);
     cr_expect(strstr(g1, "| 2.250 | eof |"), "%s", out);
-    cr_expect(strstr(g1, cw_kind_advice(CW_K_CLOSE_WAIT)), "%s", out);
+    cr_expect(strstr(g1, cw_kind(CW_K_CLOSE_WAIT)->advice), "%s", out);
     cr_expect(strstr(g2, "fd 11 in pid 4242"), "%s", out);
     cr_expect(strstr(out, "No backtrace"), "%s", out);
     free(out);
@@ -798,7 +813,6 @@ Test(formats, markdown_caps_socket_table_at_ten)
     struct cw_process *p = add_proc(&x.a, 7, "/bin/pool", "pool");
     for (int fd = 20; fd < 32; fd++)
         add_finding(&x.a, p, CW_K_CLOSE_WAIT, fd);
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_markdown, &x.r);
     cr_expect_eq(count_of(out, "| 7 | 2"), 10, "%s", out);
     cr_expect(strstr(out, "... and 2 more"), "%s", out);
@@ -811,7 +825,6 @@ Test(formats, markdown_no_findings_says_so)
     struct fx x;
     fx_init(&x);
     add_proc(&x.a, 99, "/usr/bin/good", "good --citizen");
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_markdown, &x.r);
     cr_expect(strstr(out, "No findings"), "%s", out);
     cr_expect(strstr(out, "| kind | count |"), "%s", out);
@@ -828,7 +841,6 @@ static void nasty_scene(struct fx *x)
     struct cw_process *p = add_proc(&x->a, 31, NASTY_EXE, NASTY_EXE " --flag=a|b");
     add_finding(&x->a, p, CW_K_CLOSE_WAIT, 5);
     add_finding(&x->a, p, CW_K_UNTRACKED, 6)->origin = CW_ORIGIN_UNTRACKED;
-    cw_analysis_count(&x->a);
 }
 
 Test(formats, json_and_sarif_escape_special_characters)
@@ -947,7 +959,6 @@ Test(formats, markdown_fenced_block_per_stack)
     struct cw_finding *f = add_finding(&x.a, p, CW_K_LATE_CLOSE, 7);
     f->open_stack = 1, f->eof_stack = 2, f->close_stack = 3, f->eof_how = CW_EOF_READ;
     f->closed = 1;
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_markdown, &x.r);
     cr_expect(strstr(out, "Opened (accept) at:\n\n```\n#0  0x0000000000400000 in ??"), "%s", out);
     cr_expect(strstr(out, "EOF (a read returned 0) seen at:\n\n```\n#0  0x0000000000401000"), "%s",
@@ -1052,7 +1063,6 @@ Test(formats, sarif_places_finding_at_source_line)
     struct cw_process *p = symbolized_proc(&x, &m);
     struct cw_finding *f = add_finding(&x.a, p, CW_K_CLOSE_WAIT, 7);
     f->open_stack = 1, f->eof_stack = 2, f->eof_how = CW_EOF_READ;
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_sarif, &x.r);
     struct jv *v = parse_or_fail(out);
     const char *uri = jstr(v, "runs.0.results.0.locations.0.physicalLocation.artifactLocation.uri");
@@ -1092,7 +1102,6 @@ Test(formats, sarif_fingerprint_follows_functions)
     struct cw_process *p = symbolized_proc(&x, &m);
     add_finding(&x.a, p, CW_K_CLOSE_WAIT, 7)->open_stack = 1;
     add_finding(&x.a, p, CW_K_CLOSE_WAIT, 8)->open_stack = 2;
-    cw_analysis_count(&x.a);
     char *out = render(cw_report_sarif, &x.r);
     struct jv *v = parse_or_fail(out);
     const char *a = jstr(v, "runs.0.results.0.partialFingerprints.closewatch/v1");
@@ -1220,7 +1229,7 @@ Test(formats, suppressions_apply_matches_frames)
         add_finding(&x.a, p, kinds[i], 20 + i)->open_stack = 1;
     x.a.findings[4].close_stack = 2; /* closed twice in site_read: no match */
     x.a.findings[5].close_stack = 1;
-    cw_suppressions_apply(&x.sup, &x.a, x.sym);
+    apply_suppressions(&x);
     for (int i = 0; i < 4; i++)
         cr_expect_eq(x.a.findings[i].suppressed, i + 1, "finding %d (%s)", i,
                      cw_kind_name(kinds[i]));
@@ -1255,8 +1264,7 @@ Test(formats, suppressions_apply_matches_program)
     add_finding(&x.a, java, CW_K_DOUBLE_CLOSE, 8);
     add_finding(&x.a, leaky, CW_K_LATE_CLOSE, 9);
     add_finding(&x.a, other, CW_K_CLOSE_WAIT, 10);
-    cw_suppressions_apply(&x.sup, &x.a, x.sym);
-    cw_analysis_count(&x.a);
+    apply_suppressions(&x);
 
     cr_expect_eq(x.a.findings[0].suppressed, 2);
     cr_expect_eq(x.a.findings[1].suppressed, 0, "double_close matched a close_wait rule");
@@ -1266,8 +1274,11 @@ Test(formats, suppressions_apply_matches_program)
     cr_expect_eq(x.sup.v[1].hits, 1);
     cr_expect_eq(x.sup.v[2].hits, 1);
     cr_expect_eq(x.sup.v[3].hits, 0);
-    cr_expect_eq(x.a.suppressed_total, 2);
-    cr_expect_eq(x.a.counts[CW_K_CLOSE_WAIT], 1);
+    struct cw_view *view = cw_view_build(&x.a, x.sym, &x.sup);
+    cr_expect_eq(view->suppressed, 2);
+    cr_expect_eq(view->counts[CW_K_CLOSE_WAIT], 1);
+    cr_expect_eq(x.sup.v[1].hits, 1, "a second view counted the hits again");
+    cw_view_free(view);
 
     /* SARIF keeps suppressed findings, marked; Markdown lists the hits. */
     char *out = render(cw_report_sarif, &x.r);

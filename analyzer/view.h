@@ -1,0 +1,140 @@
+/*
+ * view.h - the resolved view of an analysis: what every report format and
+ * `watch` print, and all they may look at. Built once, after suppressions:
+ * findings in group order (worst group first, suppressed findings last),
+ * each with its open, EOF and close stacks already symbolized (closewatch's
+ * own frames removed) and the frame that places it in the code, every fact
+ * already in words (addresses, states, origins), the counts and the
+ * SUMMARY line. Renderers format this and nothing else: they do not see the
+ * model, the ring reader or the symbolizer.
+ *
+ * Everything a view points to lives until cw_view_free; the analysis and
+ * the symbolizer it was built from must outlive it.
+ */
+#ifndef CW_VIEW_H
+#define CW_VIEW_H
+
+#include <stdint.h>
+
+#include "kinds.h"
+
+/* The language a frame is written in: native code (C, C++ and anything
+ * symbolized through ELF and DWARF) or a runtime's own frames. */
+enum cw_lang { CW_LANG_NATIVE, CW_LANG_JAVA, CW_LANG_PYTHON, CW_LANG_JAVASCRIPT, CW_LANG_GO };
+
+struct cw_vframe {
+    uint64_t address;     /* runtime address; 0 for a frame that has none */
+    const char *module;   /* NULL if no module covers it */
+    const char *function; /* NULL if unknown */
+    const char *file;     /* NULL if unknown */
+    int line, column;     /* 0 if unknown */
+    int inlined;          /* inlined into the next frame */
+    enum cw_lang lang;
+};
+
+struct cw_vstack {
+    const struct cw_vframe *frames; /* innermost first */
+    int n;
+    /* The frame that places the stack in the program's own code: the first
+     * with a source line outside system libraries (or any with a line, or
+     * the first frame); NULL when the stack is empty. */
+    const struct cw_vframe *at;
+};
+
+struct cw_vprocess {
+    int pid, ppid;
+    const char *exe, *cmdline; /* cmdline "" when unknown */
+    const char *ring;          /* NULL: no ring (kernel view only) */
+    int has_ring;
+    const char *state;   /* running, exited, execed, died, no ring */
+    const char *started; /* ISO 8601, NULL when unknown */
+    double duration_s;
+    int sockets_seen, sockets_open;
+    uint64_t events, overwritten, torn, dropped, stacks_dropped;
+    /* A live process's sockets as the kernel showed them (has_kernel_view). */
+    int has_kernel_view, kernel_sockets, non_tcp;
+    struct {
+        const char *name; /* ESTABLISHED, CLOSE_WAIT, ... */
+        int n;
+    } tcp_states[12]; /* the states held by any socket, in the kernel's order */
+    int ntcp_states;
+};
+
+struct cw_vevent {
+    double t;          /* seconds since the process started */
+    const char *event; /* open, eof, close, ... */
+    char detail[48];   /* what the event's argument says, "" if nothing */
+};
+
+#define CW_VTIMELINE_MAX 12
+
+struct cw_vfinding {
+    const struct cw_kind_info *kind;
+    int group; /* index into the view's groups; -1 when suppressed */
+    const struct cw_vprocess *proc;
+    /* The process whose ring recorded the open stack when it is not proc
+     * (a socket inherited across fork or exec); else NULL. */
+    const struct cw_vprocess *opener;
+    int fd;
+    uint64_t socket_id, inode;
+    const char *family, *origin; /* inet, inet6, unix...; accept, connect, inherited... */
+    int inherited;               /* origin is inherited */
+    char local[80], peer[80];    /* "" when unknown */
+    const char *eof;             /* none, observed, unread, unknown */
+    const char *eof_how;         /* read, rdhup, hup; NULL when no EOF was seen */
+    int eof_by_read;             /* the EOF was a read() returning 0 */
+    const char *eof_sentence;    /* what eof means here, NULL for none */
+    uint32_t eof_count;
+    double seconds_in_close_wait, age_seconds;
+    int closed, closed_at_exit;
+    const char *close_how; /* NULL unless closed */
+    const char *tcp_state;
+    uint32_t recv_q;
+    const char *errno_name; /* emfile: EMFILE or ENFILE; else NULL */
+    uint32_t sockets_open;  /* emfile: tracked sockets open at the failure */
+    /* The rule that hid it (1-based index into the view's rules), or 0. */
+    int suppressed;
+    struct cw_vstack open, eof_stack, close;
+    /* The stack that places the finding (kind->placed_by). */
+    const struct cw_vstack *placed;
+    struct cw_vevent timeline[CW_VTIMELINE_MAX];
+    int ntimeline;
+};
+
+struct cw_vgroup {
+    const struct cw_kind_info *kind;
+    const struct cw_vfinding *first; /* the group's findings: first[0..n) */
+    int n;
+    char title[160]; /* "37 sockets in CLOSE_WAIT without close()" */
+};
+
+struct cw_vrule {
+    const char *kind; /* a kind's name, or "socket" */
+    const char *pattern;
+    int line, hits;
+};
+
+struct cw_view {
+    double grace_s;
+    unsigned spin_threshold;
+    char generated_at[40]; /* ISO 8601 */
+    struct cw_vprocess *procs;
+    int nprocs;
+    int quiet_procs; /* processes with a ring that used no socket */
+    /* Unsuppressed findings in group order, then the suppressed ones. */
+    struct cw_vfinding *findings;
+    int nfindings, nshown;
+    struct cw_vgroup *groups;
+    int ngroups;
+    int counts[CW_K_COUNT]; /* unsuppressed findings by kind */
+    int errors;             /* of those, the ones that are errors */
+    int suppressed;
+    int young_close_wait;          /* in CLOSE_WAIT for less than the grace */
+    const char *suppressions_path; /* NULL: no suppression file */
+    struct cw_vrule *rules;
+    int nrules;
+    char **warnings;   /* symbolizer warnings, NULL-terminated */
+    char summary[512]; /* "SUMMARY: closewatch: ..." */
+};
+
+#endif
