@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernel.h"
+#include "xalloc.h"
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -59,15 +60,8 @@ void cw_analysis_free(struct cw_analysis *a)
 
 static struct cw_process *add_process(struct cw_analysis *a)
 {
-    struct cw_process **v = realloc(a->procs, (size_t)(a->nprocs + 1) * sizeof *v);
-    struct cw_process *p = calloc(1, sizeof *p);
-    if (!v || !p) {
-        free(p);
-        if (v)
-            a->procs = v;
-        return NULL;
-    }
-    a->procs = v;
+    a->procs = cw_xrealloc(a->procs, (size_t)(a->nprocs + 1) * sizeof *a->procs);
+    struct cw_process *p = cw_xcalloc(1, sizeof *p);
     a->procs[a->nprocs++] = p;
     return p;
 }
@@ -77,10 +71,7 @@ static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind,
 {
     if (a->nfindings == a->cap) {
         int cap = a->cap ? a->cap * 2 : 64;
-        struct cw_finding *v = realloc(a->findings, (size_t)cap * sizeof *v);
-        if (!v)
-            return NULL;
-        a->findings = v;
+        a->findings = cw_xrealloc(a->findings, (size_t)cap * sizeof *a->findings);
         a->cap = cap;
     }
     struct cw_finding *f = &a->findings[a->nfindings++];
@@ -125,9 +116,7 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
 {
     if (m->n * 4 >= m->cap * 3) {
         size_t cap = m->cap ? m->cap * 2 : 1024;
-        struct sock *v = calloc(cap, sizeof *v);
-        if (!v)
-            return NULL;
+        struct sock *v = cw_xcalloc(cap, sizeof *v);
         for (size_t i = 0; i < m->cap; i++) {
             if (!m->v[i].sid)
                 continue;
@@ -179,8 +168,6 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
     if (!ev->sid)
         return;
     struct sock *s = sock_get(m, ev->sid);
-    if (!s)
-        return;
     switch (ev->type) {
     case CW_EV_OPEN:
         s->fd = ev->fd;
@@ -233,8 +220,6 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
         if (!cw_ring_fd(r, fd, &e) || !e.sid)
             continue;
         struct sock *s = sock_get(m, e.sid & ~CW_SID_OPEN);
-        if (!s)
-            return;
         s->fd = (int)fd;
         s->origin = e.origin;
         s->family = e.family;
@@ -362,8 +347,6 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
         kind = CW_K_OPEN_AT_EXIT;
     }
     struct cw_finding *f = add_finding(a, kind, p);
-    if (!f)
-        return;
     fill_finding(f, s, end);
     uint64_t stop = s->closed ? s->close_ns : end;
     f->seconds_in_close_wait = fin ? secs(fin, stop) : 0.0;
@@ -434,8 +417,6 @@ static void add_kernel_only(struct cw_analysis *a, struct cw_process *p, const s
     if (within_grace(a, fin, end))
         return;
     struct cw_finding *f = add_finding(a, kind, p);
-    if (!f)
-        return;
     f->fd = k->fd;
     f->inode = k->inode;
     f->family = k->local.family;
@@ -652,10 +633,6 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
 int cw_analyze_ring(struct cw_analysis *a, const char *path, char *err, size_t errlen)
 {
     struct cw_process *p = add_process(a);
-    if (!p) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return CW_RING_EIO;
-    }
     int rc = cw_ring_open(&p->ring, path, err, errlen);
     if (rc != CW_RING_OK) {
         free(p);
@@ -826,8 +803,6 @@ int cw_analyze_pid(struct cw_analysis *a, int pid, const char *dir, char *err, s
     n = add_mapped_rings(pid, &paths, n);
     for (int i = 0; i < n; i++) {
         struct cw_process *p = add_process(a);
-        if (!p)
-            break;
         char rerr[512];
         if (cw_ring_open(&p->ring, paths[i], rerr, sizeof rerr) != CW_RING_OK ||
             p->ring.hdr.proc_starttime != start) {
@@ -860,8 +835,6 @@ void cw_analyze_kernel_view(struct cw_analysis *a, const struct cw_kview *kv, co
                             uint64_t end_mono_ns)
 {
     struct cw_process *p = add_process(a);
-    if (!p)
-        return;
     p->pid = kv->pid;
     p->end = CW_END_NO_RING;
     p->end_mono_ns = end_mono_ns;
@@ -1007,19 +980,15 @@ int cw_group_findings(const struct cw_analysis *a, struct cw_group **groups)
         if (k == ng) {
             if (ng == gcap) {
                 gcap = gcap ? gcap * 2 : 16;
-                g = realloc(g, (size_t)gcap * sizeof *g);
-                caps = realloc(caps, (size_t)gcap * sizeof *caps);
-                if (!g || !caps)
-                    abort(); /* the analyzer has no way on without memory */
+                g = cw_xrealloc(g, (size_t)gcap * sizeof *g);
+                caps = cw_xrealloc(caps, (size_t)gcap * sizeof *caps);
             }
             g[ng] = (struct cw_group){.members = NULL, .n = 0, .kind = f->kind};
             caps[ng++] = 0;
         }
         if (g[k].n == caps[k]) {
             caps[k] = caps[k] ? caps[k] * 2 : 4;
-            g[k].members = realloc(g[k].members, (size_t)caps[k] * sizeof(int));
-            if (!g[k].members)
-                abort();
+            g[k].members = cw_xrealloc(g[k].members, (size_t)caps[k] * sizeof(int));
         }
         g[k].members[g[k].n++] = i;
     }

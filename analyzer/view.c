@@ -7,24 +7,13 @@
 #include "view_build.h"
 
 #include <errno.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "dump.h"
 #include "json.h"
+#include "xalloc.h"
 
 #define FRAMES_MAX 96 /* a stack's frames including inlined ones */
-
-/* Out of memory half-way through a report: there is no useful way on. */
-static void *xcalloc(size_t n, size_t size)
-{
-    void *p = calloc(n ? n : 1, size);
-    if (!p) {
-        fputs("closewatch: out of memory\n", stderr);
-        exit(2);
-    }
-    return p;
-}
 
 /* ---- stacks ------------------------------------------------------------------ */
 
@@ -53,7 +42,7 @@ static size_t stack_slot(const struct stack_cache *c, const struct cw_process *p
 static void cache_grow(struct stack_cache *c)
 {
     struct stack_cache bigger = {.cap = c->cap ? c->cap * 2 : 64};
-    bigger.v = xcalloc(bigger.cap, sizeof *bigger.v);
+    bigger.v = cw_xcalloc(bigger.cap, sizeof *bigger.v);
     for (size_t i = 0; i < c->cap; i++)
         if (c->v[i].p)
             bigger.v[stack_slot(&bigger, c->v[i].p, c->v[i].id)] = c->v[i];
@@ -97,7 +86,7 @@ static struct cw_vstack resolve(struct cw_symbolizer *sym, const struct cw_proce
             continue;
         used += got;
     }
-    struct cw_vframe *f = xcalloc((size_t)used, sizeof *f);
+    struct cw_vframe *f = cw_xcalloc((size_t)used, sizeof *f);
     for (int i = 0; i < used; i++)
         f[i] = (struct cw_vframe){.address = sf[i].address,
                                   .module = sf[i].module,
@@ -303,11 +292,9 @@ static void copy_warnings(struct cw_view *v, struct cw_symbolizer *sym)
     int n = 0;
     while (w && w[n])
         n++;
-    v->warnings = xcalloc((size_t)n + 1, sizeof *v->warnings);
+    v->warnings = cw_xcalloc((size_t)n + 1, sizeof *v->warnings);
     for (int i = 0; i < n; i++) {
-        v->warnings[i] = strdup(w[i]);
-        if (!v->warnings[i])
-            v->warnings[i] = (char *)"";
+        v->warnings[i] = cw_oom_check(strdup(w[i]));
     }
 }
 
@@ -332,7 +319,7 @@ static void resolve_finding(struct view_store *s, struct cw_symbolizer *sym,
 struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
                               struct cw_suppressions *sup)
 {
-    struct view_store *s = xcalloc(1, sizeof *s);
+    struct view_store *s = cw_xcalloc(1, sizeof *s);
     struct cw_view *v = &s->v;
     v->grace_s = a->opt.grace_s;
     v->spin_threshold = a->opt.spin_threshold;
@@ -340,15 +327,15 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
     cw_iso8601(v->generated_at, sizeof v->generated_at, a->now_realtime_ns);
 
     v->nprocs = a->nprocs;
-    v->procs = xcalloc((size_t)a->nprocs, sizeof *v->procs);
-    s->started = xcalloc((size_t)a->nprocs, sizeof *s->started);
+    v->procs = cw_xcalloc((size_t)a->nprocs, sizeof *v->procs);
+    s->started = cw_xcalloc((size_t)a->nprocs, sizeof *s->started);
     for (int i = 0; i < a->nprocs; i++) {
         describe_process(&v->procs[i], a->procs[i], s->started[i]);
         v->quiet_procs += !a->procs[i]->sockets_seen && a->procs[i]->has_ring;
     }
 
     /* Stacks and suppressions first: grouping leaves suppressed findings out. */
-    struct cw_vfinding *resolved = xcalloc((size_t)a->nfindings, sizeof *resolved);
+    struct cw_vfinding *resolved = cw_xcalloc((size_t)a->nfindings, sizeof *resolved);
     for (int r = 0; sup && r < sup->n; r++)
         sup->v[r].hits = 0;
     for (int i = 0; i < a->nfindings; i++)
@@ -356,10 +343,10 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
 
     struct cw_group *groups;
     int ng = cw_group_findings(a, &groups);
-    int *order = xcalloc((size_t)a->nfindings, sizeof *order),
-        *group_of = xcalloc((size_t)a->nfindings, sizeof *group_of);
-    v->findings = xcalloc((size_t)a->nfindings, sizeof *v->findings);
-    v->groups = xcalloc((size_t)ng, sizeof *v->groups);
+    int *order = cw_xcalloc((size_t)a->nfindings, sizeof *order),
+        *group_of = cw_xcalloc((size_t)a->nfindings, sizeof *group_of);
+    v->findings = cw_xcalloc((size_t)a->nfindings, sizeof *v->findings);
+    v->groups = cw_xcalloc((size_t)ng, sizeof *v->groups);
     v->ngroups = ng;
     int n = 0;
     for (int g = 0; g < ng; g++) {
@@ -407,7 +394,7 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
     if (sup) {
         v->suppressions_path = sup->path;
         v->nrules = sup->n;
-        v->rules = xcalloc((size_t)sup->n, sizeof *v->rules);
+        v->rules = cw_xcalloc((size_t)sup->n, sizeof *v->rules);
         for (int r = 0; r < sup->n; r++)
             v->rules[r] = (struct cw_vrule){
                 .kind = sup->v[r].kind < 0 ? "socket" : cw_kind_name((enum cw_kind)sup->v[r].kind),
@@ -430,8 +417,7 @@ void cw_view_free(struct cw_view *v)
             free((void *)s->stacks.v[i].st.frames);
     free(s->stacks.v);
     for (int i = 0; v->warnings && v->warnings[i]; i++)
-        if (*v->warnings[i])
-            free(v->warnings[i]);
+        free(v->warnings[i]);
     free(v->warnings);
     free(v->rules);
     free(v->findings);
