@@ -146,23 +146,19 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
 {
     if (ev->type == CW_EV_ERROR) {
         struct cw_finding *f = add_finding(a, CW_K_EMFILE, p);
-        if (f) {
-            f->err = (int)ev->arg0;
-            f->sockets_open = (uint32_t)ev->arg2;
-            f->open_stack = ev->stack;
-            f->open_ns = ev->time_ns;
-        }
+        f->err = (int)ev->arg0;
+        f->sockets_open = (uint32_t)ev->arg2;
+        f->open_stack = ev->stack;
+        f->open_ns = ev->time_ns;
         return;
     }
     if (ev->type == CW_EV_DOUBLE_CLOSE) {
         struct cw_finding *f = add_finding(a, CW_K_DOUBLE_CLOSE, p);
-        if (f) {
-            f->fd = ev->fd;
-            f->sid = ev->sid;
-            f->err = EBADF;
-            f->close_stack = ev->stack;
-            f->close_ns = ev->time_ns;
-        }
+        f->fd = ev->fd;
+        f->sid = ev->sid;
+        f->err = EBADF;
+        f->close_stack = ev->stack;
+        f->close_ns = ev->time_ns;
         /* fall through to the socket's own timeline below */
     }
     if (!ev->sid)
@@ -314,9 +310,7 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
     uint64_t grace_ns = (uint64_t)(a->opt.grace_s * 1e9);
 
     if (s->eof_count >= a->opt.spin_threshold && s->type == SOCK_STREAM) {
-        struct cw_finding *f = add_finding(a, CW_K_EOF_SPIN, p);
-        if (f)
-            fill_finding(f, s, end);
+        fill_finding(add_finding(a, CW_K_EOF_SPIN, p), s, end);
     }
     if (!is_tcp(s))
         return;
@@ -339,6 +333,11 @@ static void classify(struct cw_analysis *a, struct cw_process *p, const struct s
             return;
         kind = s->origin == CW_ORIGIN_UNTRACKED ? CW_K_UNTRACKED : CW_K_CLOSE_WAIT;
     } else if (s->origin == CW_ORIGIN_UNTRACKED && s->tcp_state == CW_TCP_CLOSE_WAIT) {
+        /* Found already in CLOSE_WAIT, undated: the FIN came before the
+         * sampler adopted it, so the adoption dates it young. A socket a
+         * hook was about to record (accept() had returned) is no leak. */
+        if (within_grace(a, s->open_ns ? s->open_ns : end, end))
+            return;
         kind = CW_K_UNTRACKED;
     } else {
         if (!a->opt.include_info || p->end == CW_END_RUNNING || (s->flags & CW_FD_LISTENING) ||
