@@ -51,6 +51,35 @@ void cw_proc_exe(int pid, char *buf, size_t len)
     buf[l > 0 ? l : 0] = 0;
 }
 
+void cw_proc_fd_usage(int pid, int *open, long *limit)
+{
+    char path[64];
+    *open = -1;
+    *limit = -1;
+    snprintf(path, sizeof path, "/proc/%d/fd", pid);
+    DIR *d = opendir(path);
+    if (d) {
+        int n = 0;
+        for (struct dirent *e; (e = readdir(d));)
+            n += e->d_name[0] != '.';
+        closedir(d);
+        *open = n;
+    }
+    snprintf(path, sizeof path, "/proc/%d/limits", pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return;
+    char line[256];
+    while (fgets(line, sizeof line, f)) {
+        long soft;
+        if (sscanf(line, "Max open files %ld", &soft) == 1) {
+            *limit = soft;
+            break;
+        }
+    }
+    fclose(f);
+}
+
 int cw_pid_alive(int pid, uint64_t *starttime)
 {
     char state;

@@ -42,6 +42,9 @@ const struct cw_ksock *cw_kview_find(const struct cw_kview *v, uint64_t inode);
 int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime);
 /* pid's executable (/proc/PID/exe) into buf; "" when unreadable. */
 void cw_proc_exe(int pid, char *buf, size_t len);
+/* How many fds pid holds and its soft RLIMIT_NOFILE ("Max open files");
+ * -1 for what cannot be read ("unlimited" is -1 too). */
+void cw_proc_fd_usage(int pid, int *open, long *limit);
 /* 1 if pid exists; its start time (clock ticks after boot) in *starttime. */
 int cw_pid_alive(int pid, uint64_t *starttime);
 /* CLOCK_MONOTONIC now, in ns. */

@@ -21,6 +21,7 @@
 
 #include "dump.h"
 #include "kernel.h"
+#include "metrics_serve.h"
 #include "model.h"
 #include "report.h"
 #include "tree_view.h"
@@ -32,6 +33,7 @@ static const char usage_text[] =
     "usage: closewatch run    [OPTIONS] -- PROGRAM [ARGS...]\n"
     "       closewatch report [OPTIONS] [PID | RING-FILE]...\n"
     "       closewatch watch  PID [--interval=SEC] [--count=N]\n"
+    "       closewatch metrics [--listen=ADDR:PORT | --textfile=PATH] [PID... | --all]\n"
     "       closewatch dump   RING-FILE\n"
     "\n"
     "Finds TCP sockets stuck in CLOSE_WAIT (the peer closed, the program never called\n"
@@ -43,6 +45,9 @@ static const char usage_text[] =
     "  report    report on running processes (PID) or recorded ones (RING-FILE);\n"
     "            with no argument, every ring of yours in the ring directory\n"
     "  watch     live view of a process: TCP state counts and its CLOSE_WAIT sockets\n"
+    "  metrics   OpenMetrics for Prometheus: sockets by state, findings, fds, and where\n"
+    "            CLOSE_WAIT sockets were opened; once to stdout, to a node_exporter\n"
+    "            textfile every --interval (default 15 s), or served on --listen\n"
     "  dump      print a ring file's raw contents (debugging)\n"
     "\n"
     "options (run, report):\n"
@@ -57,6 +62,13 @@ static const char usage_text[] =
     "  --info                 also list sockets still open at exit (open_at_exit)\n"
     "  --dir=DIR              ring directory (default $CLOSEWATCH_DIR, else /dev/shm)\n"
     "  --keep                 run: keep the ring files even when the report is clean\n"
+    "\n"
+    "options (metrics):\n"
+    "  --listen=ADDR:PORT     serve GET /metrics (e.g. 127.0.0.1:9464)\n"
+    "  --textfile=PATH        rewrite PATH atomically every --interval seconds\n"
+    "  --all                  every live process with a ring in the ring directory\n"
+    "  --top=N                opening places of CLOSE_WAIT sockets per process (default 5)\n"
+    "  --count=N              stop after N writes or scrapes; --grace and --dir as above\n"
     "  -h, --help             this text;  --version  the version\n"
     "\n"
     "finding kinds: close_wait, late_close, eof_spin, double_close, emfile, untracked,\n"
@@ -72,6 +84,8 @@ struct cli {
     int keep;
     double interval;
     int count;
+    const char *listen, *textfile;
+    int all, top;
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -120,6 +134,10 @@ enum {
     OPT_SPIN,
     OPT_INTERVAL,
     OPT_COUNT,
+    OPT_LISTEN,
+    OPT_TEXTFILE,
+    OPT_ALL,
+    OPT_TOP,
     OPT_VERSION
 };
 
@@ -141,6 +159,10 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         {"spin-threshold", required_argument, 0, OPT_SPIN},
         {"interval", required_argument, 0, OPT_INTERVAL},
         {"count", required_argument, 0, OPT_COUNT},
+        {"listen", required_argument, 0, OPT_LISTEN},
+        {"textfile", required_argument, 0, OPT_TEXTFILE},
+        {"all", no_argument, 0, OPT_ALL},
+        {"top", required_argument, 0, OPT_TOP},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
@@ -185,6 +207,13 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         case OPT_COUNT:
             if (parse_int(optarg, 1, INT_MAX, &c->count))
                 return usage_error("--count: expected a positive count, got '%s'", optarg), -1;
+            break;
+        case OPT_LISTEN: c->listen = optarg; break;
+        case OPT_TEXTFILE: c->textfile = optarg; break;
+        case OPT_ALL: c->all = 1; break;
+        case OPT_TOP:
+            if (parse_int(optarg, 0, 1000, &c->top))
+                return usage_error("--top: expected 0..1000, got '%s'", optarg), -1;
             break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: printf("closewatch %s\n", CW_VERSION); exit(0);
@@ -599,6 +628,44 @@ static int cmd_watch(int argc, char **argv, struct cli *c)
     return 0;
 }
 
+static int cmd_metrics(int argc, char **argv, struct cli *c)
+{
+    c->interval = 15;
+    c->top = 5;
+    int first = parse_options(argc, argv, c, 1);
+    if (first < 0)
+        return EXIT_USAGE;
+    if (c->listen && c->textfile)
+        return usage_error("metrics: --listen and --textfile exclude each other");
+    if ((first == argc) == !c->all)
+        return usage_error(
+            "metrics: expected PIDs or --all (closewatch metrics [--listen=ADDR:PORT "
+            "| --textfile=PATH] [PID... | --all])");
+    int *pids = calloc((size_t)(argc - first + 1), sizeof *pids);
+    if (!pids)
+        return EXIT_USAGE;
+    for (int i = first; i < argc; i++) {
+        if (!is_pid(argv[i])) {
+            free(pids);
+            return usage_error("metrics: expected a PID, got '%s'", argv[i]);
+        }
+        pids[i - first] = atoi(argv[i]);
+    }
+    struct cw_metrics_opts o = {.opt = c->opt,
+                                .dir = ring_dir(c),
+                                .pids = pids,
+                                .npids = argc - first,
+                                .all = c->all,
+                                .listen = c->listen,
+                                .textfile = c->textfile,
+                                .interval = c->interval,
+                                .count = c->count,
+                                .top = c->top};
+    int rc = cw_metrics_run(&o);
+    free(pids);
+    return rc;
+}
+
 static int cmd_dump(int argc, char **argv)
 {
     if (argc != 2)
@@ -649,6 +716,8 @@ int main(int argc, char **argv)
         return cmd_report(argc - 1, argv + 1, &c);
     if (!strcmp(cmd, "watch"))
         return cmd_watch(argc - 1, argv + 1, &c);
+    if (!strcmp(cmd, "metrics"))
+        return cmd_metrics(argc - 1, argv + 1, &c);
     if (!strcmp(cmd, "dump"))
         return cmd_dump(argc - 1, argv + 1);
     return usage_error("unknown command '%s'", cmd);

@@ -555,6 +555,7 @@ static void count_kernel_states(struct cw_process *p, const struct cw_kview *kv)
 {
     p->kernel.valid = 1;
     p->kernel.sockets = kv->n;
+    cw_proc_fd_usage(kv->pid, &p->kernel.fds_open, &p->kernel.fds_limit);
     for (int i = 0; i < kv->n; i++) {
         const struct cw_ksock *k = &kv->socks[i];
         if (k->is_tcp && k->state > 0 &&

@@ -35,6 +35,8 @@ struct cw_process {
     /* A live process's sockets as the kernel showed them at our look. */
     struct {
         int valid, sockets, non_tcp;
+        int fds_open;       /* -1: unknown */
+        long fds_limit;     /* soft RLIMIT_NOFILE, -1: unknown */
         int tcp_states[12]; /* by enum cw_tcp_state */
     } kernel;
 };

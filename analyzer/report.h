@@ -17,4 +17,8 @@ void cw_report_sarif(FILE *out, const struct cw_view *v);
  * its sockets in CLOSE_WAIT with where they were opened; stamp is the time. */
 void cw_report_watch(FILE *out, const struct cw_view *v, const char *stamp);
 
+/* Prometheus/OpenMetrics text: sockets by state, findings by kind, fds and
+ * their limit, the top `top` opening places of CLOSE_WAIT sockets. */
+void cw_report_metrics(FILE *out, const struct cw_view *v, int top);
+
 #endif

@@ -149,6 +149,8 @@ static void describe_process(struct cw_vprocess *v, const struct cw_process *p, 
         .has_kernel_view = p->kernel.valid,
         .kernel_sockets = p->kernel.sockets,
         .non_tcp = p->kernel.non_tcp,
+        .fds_open = p->kernel.valid ? p->kernel.fds_open : -1,
+        .fds_limit = p->kernel.valid ? p->kernel.fds_limit : -1,
     };
     for (int s = 1; s < 12; s++)
         if (p->kernel.tcp_states[s]) {

@@ -53,6 +53,8 @@ struct cw_vprocess {
     uint64_t events, overwritten, torn, dropped, stacks_dropped;
     /* A live process's sockets as the kernel showed them (has_kernel_view). */
     int has_kernel_view, kernel_sockets, non_tcp;
+    int fds_open;   /* fds held; -1 unknown */
+    long fds_limit; /* its soft limit (RLIMIT_NOFILE); -1 unknown */
     struct {
         const char *name; /* ESTABLISHED, CLOSE_WAIT, ... */
         int n;

@@ -1,0 +1,366 @@
+/*
+ * test_metrics.c - `closewatch metrics` against a real leaking server
+ * (tests/fixtures/accept_leaker.c under the preload): the values and the
+ * opening-place label printed once, the node_exporter textfile, and a real
+ * Prometheus scraping `--listen` and storing the series as it grows.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "jsonq.h"
+
+#define COND_MS 20000
+
+struct leaker {
+    struct h_proc p;
+    char *dir;
+    int port;
+    int leaked;
+};
+
+static void leaker_start(struct leaker *l)
+{
+    l->dir = h_mkdtemp("metrics");
+    char *argv[] = {(char *)h_path("fixtures/accept_leaker"), NULL};
+    l->p = h_spawn(argv, NULL, 1, l->dir, 1);
+    char line[128];
+    cr_assert(h_read_line(&l->p, line, sizeof line, COND_MS), "accept_leaker did not start");
+    cr_assert_eq(sscanf(line, "port %d", &l->port), 1, "%s", line);
+    l->leaked = 0;
+}
+
+/* n clients connect, send a byte and hang up; returns once the server has
+ * seen every EOF (and so leaked every socket). */
+static void leak(struct leaker *l, int n)
+{
+    for (int i = 0; i < n; i++) {
+        int fd = h_connect(l->port);
+        cr_assert_eq(write(fd, "x", 1), 1);
+        close(fd);
+    }
+    char line[128];
+    for (int i = 0; i < n; i++)
+        cr_assert(h_read_line(&l->p, line, sizeof line, COND_MS) && !strncmp(line, "eof ", 4),
+                  "the server did not see EOF %d", i + 1);
+    l->leaked += n;
+}
+
+static void leaker_stop(struct leaker *l)
+{
+    kill(l->p.pid, SIGKILL);
+    h_wait(&l->p, COND_MS);
+    h_rmdir(l->dir);
+    free(l->dir);
+}
+
+/* Runs closewatch with args, stdout to a string; returns the exit status. */
+static int closewatch(char *const args[], const char *ring_dir, char **out)
+{
+    char outpath[600];
+    snprintf(outpath, sizeof outpath, "%s/out.%d", ring_dir, (int)h_now_ms());
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(126);
+        char *argv[24] = {(char *)h_path("closewatch")};
+        for (int i = 0; args[i] && i < 22; i++)
+            argv[i + 1] = args[i];
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *out = h_slurp(outpath, NULL);
+    unlink(outpath);
+    cr_assert_not_null(*out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+/* The value of the first sample line starting with prefix (NaN if none). */
+static double sample(const char *text, const char *prefix)
+{
+    for (const char *p = text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+        if (!strncmp(p, prefix, strlen(prefix))) {
+            const char *sp = strchr(p, '}');
+            return sp ? strtod(sp + 1, NULL) : NAN;
+        }
+    return NAN;
+}
+
+/* The line of tests/fixtures/accept_leaker.c that holds marker. */
+static int source_line(const char *marker)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/../tests/fixtures/accept_leaker.c", h_build());
+    char *src = h_slurp(path, NULL);
+    cr_assert_not_null(src, "%s", path);
+    int line = 1;
+    const char *at = strstr(src, marker);
+    cr_assert_not_null(at);
+    for (const char *c = src; c < at; c++)
+        line += *c == '\n';
+    free(src);
+    return line;
+}
+
+struct metrics_look {
+    struct leaker *l;
+    char grace[16];
+    char *text;
+    int want;
+};
+
+static int findings_reach(void *arg)
+{
+    struct metrics_look *m = arg;
+    char pid[16];
+    snprintf(pid, sizeof pid, "%d", (int)m->l->p.pid);
+    char dirarg[700];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", m->l->dir);
+    char *args[] = {"metrics", m->grace, dirarg, pid, NULL};
+    free(m->text);
+    cr_assert_eq(closewatch(args, m->l->dir, &m->text), 0, "%s", m->text);
+    char prefix[128];
+    snprintf(prefix, sizeof prefix, "closewatch_findings{pid=\"%d\"", (int)m->l->p.pid);
+    for (const char *p = m->text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        const char *eol = strchr(p, '\n'), *kind = strstr(p, "kind=\"close_wait\"");
+        if (!strncmp(p, prefix, strlen(prefix)) && kind && (!eol || kind < eol))
+            return strtod(strchr(p, '}') + 1, NULL) == m->want;
+    }
+    return 0;
+}
+
+Test(metrics, once_gives_states_findings_fds_and_the_accept_line, .timeout = 60)
+{
+    struct leaker l;
+    leaker_start(&l);
+    leak(&l, 3);
+    struct metrics_look m = {.l = &l, .grace = "--grace=0.2", .want = 3};
+    cr_assert(h_wait_for(findings_reach, &m, COND_MS), "close_wait findings never reached 3:\n%s",
+              m.text);
+    const char *t = m.text;
+    cr_assert(strstr(t, "# TYPE closewatch_findings gauge\n"), "%s", t);
+    cr_assert(!strcmp(t + strlen(t) - 6, "# EOF\n"), "OpenMetrics ends with # EOF:\n%s", t);
+
+    char prefix[200];
+    snprintf(prefix, sizeof prefix,
+             "closewatch_sockets{pid=\"%d\",exe=\"%s\",state=\"CLOSE_WAIT\"}", (int)l.p.pid,
+             h_path("fixtures/accept_leaker"));
+    cr_assert_eq(sample(t, prefix), 3, "%s", t);
+    snprintf(prefix, sizeof prefix, "closewatch_fds_open{pid=\"%d\"", (int)l.p.pid);
+    cr_assert_geq(sample(t, prefix), 4, "3 leaked sockets and the listener:\n%s", t);
+    snprintf(prefix, sizeof prefix, "closewatch_fds_limit{pid=\"%d\"", (int)l.p.pid);
+    cr_assert_gt(sample(t, prefix), 0, "%s", t);
+
+    /* The place is the accept() line of the fixture's own source. */
+    char where[200];
+    snprintf(where, sizeof where, "/tests/fixtures/accept_leaker.c:%d\"} 3\n",
+             source_line("LEAKED-HERE"));
+    cr_assert(strstr(t, "closewatch_close_wait_by_location{") && strstr(t, where),
+              "no location ending %s in:\n%s", where, t);
+
+    /* --top=0: every place summed as "other", nothing lost. */
+    char pid[16], dirarg[700];
+    snprintf(pid, sizeof pid, "%d", (int)l.p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", l.dir);
+    char *out;
+    char *args[] = {"metrics", "--grace=0.2", "--top=0", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(args, l.dir, &out), 0, "%s", out);
+    cr_assert(strstr(out, "location=\"other\"} 3\n"), "%s", out);
+    cr_assert_null(strstr(out, "accept_leaker.c:"), "%s", out);
+    free(out);
+    free(m.text);
+    leaker_stop(&l);
+}
+
+Test(metrics, textfile_is_replaced_whole, .timeout = 60)
+{
+    struct leaker l;
+    leaker_start(&l);
+    leak(&l, 2);
+    char path[700], arg[720], dirarg[700], pid[16];
+    snprintf(path, sizeof path, "%s/closewatch.prom", l.dir);
+    snprintf(arg, sizeof arg, "--textfile=%s", path);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", l.dir);
+    snprintf(pid, sizeof pid, "%d", (int)l.p.pid);
+    char *out;
+    char *args[] = {"metrics", arg, "--interval=0.1", "--count=3", "--grace=0", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(args, l.dir, &out), 0, "%s", out);
+    cr_assert_str_eq(out, "", "the textfile form prints nothing");
+    free(out);
+    char *text = h_slurp(path, NULL);
+    cr_assert_not_null(text, "%s was not written", path);
+    char prefix[200];
+    snprintf(prefix, sizeof prefix, "closewatch_sockets{pid=\"%d\"", (int)l.p.pid);
+    cr_assert(strstr(text, prefix) && strstr(text, "# EOF\n"), "%s", text);
+    free(text);
+    /* Written through a temporary file renamed over it: none is left. */
+    DIR *d = opendir(l.dir);
+    cr_assert_not_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        cr_assert_null(strstr(e->d_name, ".tmp"), "left behind: %s", e->d_name);
+    closedir(d);
+
+    /* Bad usage is a clear error. */
+    char *bad[] = {"metrics", "--listen=127.0.0.1:1", arg, pid, NULL};
+    cr_assert_eq(closewatch(bad, l.dir, &out), 2);
+    free(out);
+    char *nopid[] = {"metrics", NULL};
+    cr_assert_eq(closewatch(nopid, l.dir, &out), 2);
+    free(out);
+    leaker_stop(&l);
+}
+
+/* ---- a real Prometheus --------------------------------------------------- */
+
+static int free_port(void)
+{
+    int port, fd = h_listen(&port);
+    close(fd);
+    return port;
+}
+
+/* GET path from 127.0.0.1:port; the body, or NULL. */
+static char *http_get(int port, const char *path)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(0x7f000001),
+                            .sin_port = htons((uint16_t)port)};
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    char req[2048];
+    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (write(fd, req, (size_t)n) != n) {
+        close(fd);
+        return NULL;
+    }
+    size_t len = 0, cap = 65536;
+    char *buf = malloc(cap);
+    for (ssize_t r; buf && (r = read(fd, buf + len, cap - 1 - len)) > 0;) {
+        len += (size_t)r;
+        if (len + 1 == cap)
+            buf = realloc(buf, cap *= 2);
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[len] = 0;
+    char *body = strstr(buf, "\r\n\r\n");
+    char *copy =
+        body && !strncmp(buf, "HTTP/1.", 7) && strstr(buf, " 200 ") ? strdup(body + 4) : NULL;
+    free(buf);
+    return copy;
+}
+
+struct prom_query {
+    int port;
+    const char *query; /* URL-encoded */
+    double want;
+    double got;
+};
+
+/* The query's first value equals want. */
+static int prom_value_is(void *arg)
+{
+    struct prom_query *q = arg;
+    char path[1024];
+    snprintf(path, sizeof path, "/api/v1/query?query=%s", q->query);
+    char *body = http_get(q->port, path);
+    if (!body)
+        return 0;
+    char err[256];
+    struct jv *doc = jq_parse(body, err, sizeof err);
+    free(body);
+    if (!doc)
+        return 0;
+    const char *v = jq_str(doc, "data.result.0.value.1");
+    q->got = v ? strtod(v, NULL) : NAN;
+    jq_free(doc);
+    return q->got == q->want;
+}
+
+Test(metrics, prometheus_scrapes_the_growing_leak, .timeout = 120)
+{
+    if (access("/usr/bin/prometheus", X_OK) != 0)
+        cr_skip_test("/usr/bin/prometheus is not installed (scripts/install-test-deps.sh "
+                     "installs Debian's prometheus package)");
+    struct leaker l;
+    leaker_start(&l);
+    int mport = free_port(), pport = free_port();
+    char listen[64], dirarg[700], pid[16];
+    snprintf(listen, sizeof listen, "--listen=127.0.0.1:%d", mport);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", l.dir);
+    snprintf(pid, sizeof pid, "%d", (int)l.p.pid);
+    char *margv[] = {
+        (char *)h_path("closewatch"), "metrics", listen, "--grace=0.2", dirarg, pid, NULL};
+    struct h_proc metrics = h_spawn(margv, NULL, 0, l.dir, 0);
+
+    char conf[700], data[700], weblisten[64], confarg[720], dataarg[720];
+    snprintf(conf, sizeof conf, "%s/prometheus.yml", l.dir);
+    snprintf(data, sizeof data, "%s/data", l.dir);
+    FILE *f = fopen(conf, "w");
+    cr_assert_not_null(f);
+    fprintf(f,
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+            "scrape_configs:\n  - job_name: closewatch\n    static_configs:\n"
+            "      - targets: ['127.0.0.1:%d']\n",
+            mport);
+    fclose(f);
+    snprintf(weblisten, sizeof weblisten, "--web.listen-address=127.0.0.1:%d", pport);
+    snprintf(confarg, sizeof confarg, "--config.file=%s", conf);
+    snprintf(dataarg, sizeof dataarg, "--storage.tsdb.path=%s", data);
+    char *pargv[] = {"/usr/bin/prometheus", confarg, dataarg, weblisten, "--log.level=warn", NULL};
+    struct h_proc prom = h_spawn(pargv, NULL, 0, l.dir, 0);
+
+    /* Scraped, no leak yet; then the leak grows and Prometheus sees it. */
+    struct prom_query up = {pport, "up%7Bjob%3D%22closewatch%22%7D", 1, NAN};
+    cr_assert(h_wait_for(prom_value_is, &up, 60000), "Prometheus never scraped closewatch (up=%g)",
+              up.got);
+    struct prom_query cw = {pport, "closewatch_findings%7Bkind%3D%22close_wait%22%7D", 0, NAN};
+    cr_assert(h_wait_for(prom_value_is, &cw, COND_MS), "got %g, want 0", cw.got);
+    leak(&l, 2);
+    cw.want = 2;
+    cr_assert(h_wait_for(prom_value_is, &cw, COND_MS), "got %g, want 2", cw.got);
+    leak(&l, 3);
+    cw.want = 5;
+    cr_assert(h_wait_for(prom_value_is, &cw, COND_MS), "got %g, want 5", cw.got);
+    /* The stored series went 0 -> 5: what an alert on growth looks at. */
+    struct prom_query growth = {
+        pport,
+        "max_over_time(closewatch_findings%7Bkind%3D%22close_wait%22%7D%5B10m%5D)"
+        "-min_over_time(closewatch_findings%7Bkind%3D%22close_wait%22%7D%5B10m%5D)",
+        5, NAN};
+    cr_assert(prom_value_is(&growth), "growth %g", growth.got);
+    struct prom_query place = {pport,
+                               "sum(closewatch_close_wait_by_location%7Blocation%3D~%22.*accept_"
+                               "leaker.c%3A%5B0-9%5D%2B%22%7D)",
+                               5, NAN};
+    cr_assert(h_wait_for(prom_value_is, &place, COND_MS), "by location: %g", place.got);
+
+    kill(prom.pid, SIGTERM);
+    cr_assert_neq(h_wait(&prom, COND_MS), -1);
+    kill(metrics.pid, SIGTERM);
+    int st = h_wait(&metrics, COND_MS);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "closewatch metrics status %d", st);
+    leaker_stop(&l);
+}
