@@ -26,13 +26,14 @@
 #include "report.h"
 #include "tree_view.h"
 #include "view_build.h"
+#include "watch.h"
 
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
     "usage: closewatch run    [OPTIONS] -- PROGRAM [ARGS...]\n"
     "       closewatch report [OPTIONS] [PID | RING-FILE]...\n"
-    "       closewatch watch  PID [--interval=SEC] [--count=N]\n"
+    "       closewatch watch  PID... [--interval=SEC] [--window=SEC] [--count=N]\n"
     "       closewatch metrics [--listen=ADDR:PORT | --textfile=PATH] [PID... | --all]\n"
     "       closewatch dump   RING-FILE\n"
     "\n"
@@ -44,7 +45,8 @@ static const char usage_text[] =
     "            exits with the program's status, or --error-exitcode if findings exist\n"
     "  report    report on running processes (PID) or recorded ones (RING-FILE);\n"
     "            with no argument, every ring of yours in the ring directory\n"
-    "  watch     live view of a process: TCP state counts and its CLOSE_WAIT sockets\n"
+    "  watch     live view of processes: TCP state counts over time, their CLOSE_WAIT\n"
+    "            sockets, and a line when CLOSE_WAIT grows (over --window, default 60 s)\n"
     "  metrics   OpenMetrics for Prometheus: sockets by state, findings, fds, and where\n"
     "            CLOSE_WAIT sockets were opened; once to stdout, to a node_exporter\n"
     "            textfile every --interval (default 15 s), or served on --listen\n"
@@ -86,6 +88,7 @@ struct cli {
     int count;
     const char *listen, *textfile;
     int all, top;
+    double window;
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -138,6 +141,7 @@ enum {
     OPT_TEXTFILE,
     OPT_ALL,
     OPT_TOP,
+    OPT_WINDOW,
     OPT_VERSION
 };
 
@@ -163,6 +167,7 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         {"textfile", required_argument, 0, OPT_TEXTFILE},
         {"all", no_argument, 0, OPT_ALL},
         {"top", required_argument, 0, OPT_TOP},
+        {"window", required_argument, 0, OPT_WINDOW},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
@@ -214,6 +219,10 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         case OPT_TOP:
             if (parse_int(optarg, 0, 1000, &c->top))
                 return usage_error("--top: expected 0..1000, got '%s'", optarg), -1;
+            break;
+        case OPT_WINDOW:
+            if (parse_double(optarg, &c->window) || c->window <= 0)
+                return usage_error("--window: expected seconds > 0, got '%s'", optarg), -1;
             break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: printf("closewatch %s\n", CW_VERSION); exit(0);
@@ -577,55 +586,37 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     return program_status;
 }
 
-static void print_watch(const struct cli *c, int pid)
-{
-    struct cw_options opt = c->opt;
-    opt.grace_s = 0;
-    struct cw_analysis a;
-    cw_analysis_init(&a, &opt);
-    char err[512];
-    if (cw_analyze_pid(&a, pid, ring_dir(c), err, sizeof err) == 0) {
-        struct cw_symbolizer *sym = cw_symbolizer_new();
-        struct cw_view *v = cw_view_build(&a, sym, NULL);
-        time_t now = time(NULL);
-        char stamp[32];
-        strftime(stamp, sizeof stamp, "%H:%M:%S", localtime(&now));
-        cw_report_watch(stdout, v, stamp);
-        cw_view_free(v);
-        cw_symbolizer_free(sym);
-    } else {
-        printf("%s\n", err);
-    }
-    cw_analysis_free(&a);
-    fflush(stdout);
-}
-
 static int cmd_watch(int argc, char **argv, struct cli *c)
 {
     c->interval = 2;
+    c->window = 60;
     int first = parse_options(argc, argv, c, 1);
     if (first < 0)
         return EXIT_USAGE;
-    if (argc - first != 1 || !is_pid(argv[first]))
-        return usage_error("watch: expected one PID (closewatch watch PID [--interval=SEC])");
-    int pid = atoi(argv[first]);
-    if (!cw_pid_alive(pid, NULL)) {
-        fprintf(stderr, "closewatch: pid %d: no such process\n", pid);
+    if (first == argc)
+        return usage_error("watch: expected PIDs (closewatch watch PID... [--interval=SEC])");
+    int *pids = calloc((size_t)(argc - first), sizeof *pids);
+    if (!pids)
         return EXIT_USAGE;
-    }
-    for (int i = 0; !c->count || i < c->count; i++) {
-        if (!cw_pid_alive(pid, NULL)) {
-            printf("pid %d exited\n", pid);
-            return 0;
+    for (int i = first; i < argc; i++) {
+        int pid = is_pid(argv[i]) ? atoi(argv[i]) : 0;
+        if (!pid || !cw_pid_alive(pid, NULL)) {
+            fprintf(stderr, "closewatch: %s: no such process\n", argv[i]);
+            free(pids);
+            return EXIT_USAGE;
         }
-        print_watch(c, pid);
-        if (c->count && i + 1 == c->count)
-            break;
-        struct timespec ts = {(time_t)c->interval,
-                              (long)((c->interval - (time_t)c->interval) * 1e9)};
-        nanosleep(&ts, NULL);
+        pids[i - first] = pid;
     }
-    return 0;
+    struct cw_watch_opts o = {.opt = c->opt,
+                              .dir = ring_dir(c),
+                              .pids = pids,
+                              .npids = argc - first,
+                              .interval = c->interval,
+                              .window_s = c->window,
+                              .count = c->count};
+    int rc = cw_watch_run(&o);
+    free(pids);
+    return rc;
 }
 
 static int cmd_metrics(int argc, char **argv, struct cli *c)

@@ -8,14 +8,22 @@
 #include <stdio.h>
 
 #include "view.h"
+#include "watch_history.h"
 
 void cw_report_text(FILE *out, const struct cw_view *v);
 void cw_report_json(FILE *out, const struct cw_view *v);
 void cw_report_markdown(FILE *out, const struct cw_view *v);
 void cw_report_sarif(FILE *out, const struct cw_view *v);
-/* One look of `closewatch watch`: each live process's sockets by state and
- * its sockets in CLOSE_WAIT with where they were opened; stamp is the time. */
-void cw_report_watch(FILE *out, const struct cw_view *v, const char *stamp);
+/* Where and how `closewatch watch` prints a look. */
+struct cw_watch_screen {
+    int tty;           /* a terminal: redraw in place, with charts */
+    int rows, cols;    /* its size */
+    double interval;   /* seconds between looks */
+    const char *stamp; /* the look's time of day */
+};
+/* One look of `closewatch watch` (w holds what earlier looks saw). */
+void cw_report_watch(FILE *out, const struct cw_view *v, const struct cw_watch *w,
+                     const struct cw_watch_screen *screen);
 
 /* Prometheus/OpenMetrics text: sockets by state, findings by kind, fds and
  * their limit, the top `top` opening places of CLOSE_WAIT sockets. */

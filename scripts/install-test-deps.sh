@@ -8,7 +8,7 @@
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
 #                                           wrk, curl, go, node, java, python, perl, ruby,
-#                                           prometheus)
+#                                           prometheus, tmux)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -29,6 +29,7 @@ pkgs_for() {
     perl)   echo perl ;;
     ruby)   echo ruby ;;
     prometheus) echo prometheus ;;
+    tmux)   echo tmux ;;
     esac
 }
 
@@ -45,6 +46,7 @@ have() {
     perl)   command -v perl >/dev/null 2>&1 ;;
     ruby)   command -v ruby >/dev/null 2>&1 ;;
     prometheus) [ -x /usr/bin/prometheus ] ;;
+    tmux)   command -v tmux >/dev/null 2>&1 ;;
     esac
 }
 
@@ -53,11 +55,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux)" >&2
        exit 2 ;;
     esac
 done

@@ -1,8 +1,11 @@
 /*
- * test_metrics.c - `closewatch metrics` against a real leaking server
- * (tests/fixtures/accept_leaker.c under the preload): the values and the
- * opening-place label printed once, the node_exporter textfile, and a real
- * Prometheus scraping `--listen` and storing the series as it grows.
+ * test_monitor.c - watching a live leak grow, against a real leaking server
+ * (tests/fixtures/accept_leaker.c under the preload). `closewatch metrics`:
+ * the values and the opening-place label printed once, the node_exporter
+ * textfile, and a real Prometheus scraping `--listen` and storing the series
+ * as it grows. `closewatch watch`: piped (a line per look, a line when
+ * CLOSE_WAIT grows, naming where) and on a real terminal (tmux), redrawn in
+ * place with sparklines.
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
@@ -362,5 +365,140 @@ Test(metrics, prometheus_scrapes_the_growing_leak, .timeout = 120)
     kill(metrics.pid, SIGTERM);
     int st = h_wait(&metrics, COND_MS);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "closewatch metrics status %d", st);
+    leaker_stop(&l);
+}
+
+/* ---- watch ------------------------------------------------------------------ */
+
+/* Reads the watch's lines until one contains needle; it, or NULL on timeout. */
+static const char *line_with(struct h_proc *w, const char *needle, char *buf, size_t len,
+                             int *socket_lines)
+{
+    uint64_t end = h_now_ms() + COND_MS;
+    while (h_now_ms() < end) {
+        if (!h_read_line(w, buf, len, (int)(end - h_now_ms())))
+            return NULL;
+        if (socket_lines && !strncmp(buf, "  CLOSE_WAIT fd ", 16))
+            (*socket_lines)++;
+        if (strstr(buf, needle))
+            return buf;
+    }
+    return NULL;
+}
+
+Test(watch, piped_says_when_close_wait_grows_and_where, .timeout = 90)
+{
+    struct leaker l;
+    leaker_start(&l);
+    char pid[16], dirarg[700];
+    snprintf(pid, sizeof pid, "%d", (int)l.p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", l.dir);
+    char *argv[] = {(char *)h_path("closewatch"), "watch", "--interval=0.2", dirarg, pid, NULL};
+    struct h_proc w = h_spawn(argv, NULL, 0, l.dir, 1);
+    char line[2048], prefix[64];
+    snprintf(prefix, sizeof prefix, " pid %s: 1 sockets: LISTEN 1 non-TCP 0", pid);
+    cr_assert(line_with(&w, prefix, line, sizeof line, NULL), "no first look");
+
+    char opened[200], eof[200];
+    snprintf(opened, sizeof opened, "/tests/fixtures/accept_leaker.c:%d (eof observed at ",
+             source_line("LEAKED-HERE"));
+    snprintf(eof, sizeof eof, "/tests/fixtures/accept_leaker.c:%d)", source_line("EOF-HERE"));
+    int sockets = 0;
+    leak(&l, 2);
+    cr_assert(line_with(&w, ": CLOSE_WAIT +2 in the last ", line, sizeof line, &sockets),
+              "no growth line for +2");
+    cr_assert(strstr(line, ", 2 of them opened at ") && strstr(line, opened) && strstr(line, eof),
+              "growth not attributed to the accept and recv lines: %s", line);
+    leak(&l, 3);
+    cr_assert(line_with(&w, ": CLOSE_WAIT +5 in the last ", line, sizeof line, &sockets),
+              "no growth line for +5");
+    cr_assert(strstr(line, ", 5 of them opened at ") && strstr(line, opened), "%s", line);
+    /* Each socket listed once, when it was new: one line per look otherwise. */
+    cr_assert_eq(sockets, 5, "CLOSE_WAIT socket lines: %d", sockets);
+
+    /* The watched process ends: so does the watch. */
+    kill(l.p.pid, SIGKILL);
+    snprintf(prefix, sizeof prefix, "pid %s exited", pid);
+    cr_assert(line_with(&w, prefix, line, sizeof line, NULL), "no exit line");
+    int st = h_wait(&w, COND_MS);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "watch status %d", st);
+    h_wait(&l.p, COND_MS);
+    h_rmdir(l.dir);
+    free(l.dir);
+}
+
+/* tmux's own server for this test, so no user session is touched. Output
+ * goes through a file: the tmux server a new-session starts keeps its
+ * stdout open, so a pipe would never reach EOF. */
+static int tmux(const char *sock, char *const args[], char **out)
+{
+    char *argv[16] = {"tmux", "-L", (char *)sock};
+    int n = 3;
+    for (int i = 0; args[i] && n < 15; i++)
+        argv[n++] = args[i];
+    argv[n] = NULL;
+    char path[128];
+    snprintf(path, sizeof path, "/tmp/cwtest-tmux-%d.out", (int)getpid());
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int null = open("/dev/null", O_RDWR);
+        if (fd < 0 || null < 0 || dup2(fd, 1) < 0 || dup2(null, 0) < 0 || dup2(null, 2) < 0)
+            _exit(126);
+        execvp("tmux", argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    if (out)
+        *out = h_slurp(path, NULL);
+    unlink(path);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+struct pane {
+    const char *sock;
+    const char *needle;
+    char *text;
+};
+
+static int pane_shows(void *arg)
+{
+    struct pane *p = arg;
+    free(p->text);
+    char *args[] = {"capture-pane", "-p", "-t", "cw", NULL};
+    if (tmux(p->sock, args, &p->text) != 0 || !p->text)
+        return 0;
+    return strstr(p->text, p->needle) != NULL;
+}
+
+Test(watch, terminal_redraws_in_place_with_sparklines, .timeout = 90)
+{
+    if (system("command -v tmux >/dev/null 2>&1") != 0)
+        cr_skip_test("tmux is not installed (scripts/install-test-deps.sh installs it)");
+    struct leaker l;
+    leaker_start(&l);
+    char sock[64], cmd[1400];
+    snprintf(sock, sizeof sock, "cwtest-%d", (int)getpid());
+    snprintf(cmd, sizeof cmd, "LANG=C.UTF-8 %s watch --interval=0.2 --dir=%s %d",
+             h_path("closewatch"), l.dir, (int)l.p.pid);
+    char *start[] = {"new-session", "-d", "-s", "cw", "-x", "120", "-y", "40", cmd, NULL};
+    cr_assert_eq(tmux(sock, start, NULL), 0, "tmux new-session failed");
+    struct pane p = {.sock = sock, .needle = "LISTEN 1"};
+    cr_assert(h_wait_for(pane_shows, &p, COND_MS), "no first look on the terminal:\n%s", p.text);
+    leak(&l, 3);
+    p.needle = "CLOSE_WAIT +3 in the last ";
+    cr_assert(h_wait_for(pane_shows, &p, COND_MS), "no growth on the terminal:\n%s", p.text);
+    /* A chart, drawn with block characters; the top line once: redrawn, not scrolled. */
+    cr_assert(strstr(p.text, "\u2588"), "no sparkline:\n%s", p.text);
+    const char *first = strstr(p.text, "closewatch watch");
+    cr_assert(first && !strstr(first + 1, "closewatch watch"), "not redrawn in place:\n%s", p.text);
+    char listed[64];
+    snprintf(listed, sizeof listed, "accept_leaker.c:%d", source_line("LEAKED-HERE"));
+    cr_assert(strstr(p.text, listed), "the sockets' opening line is not shown:\n%s", p.text);
+    free(p.text);
+    char *kill_server[] = {"kill-server", NULL};
+    tmux(sock, kill_server, NULL);
     leaker_stop(&l);
 }
