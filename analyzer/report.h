@@ -14,6 +14,8 @@ void cw_report_text(FILE *out, const struct cw_view *v);
 void cw_report_json(FILE *out, const struct cw_view *v);
 void cw_report_markdown(FILE *out, const struct cw_view *v);
 void cw_report_sarif(FILE *out, const struct cw_view *v);
+/* JUnit XML: a test case per group of findings, failed for errors. */
+void cw_report_junit(FILE *out, const struct cw_view *v);
 /* Where and how `closewatch watch` prints a look. */
 struct cw_watch_screen {
     int tty;           /* a terminal: redraw in place, with charts */

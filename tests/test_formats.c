@@ -1306,3 +1306,83 @@ Test(formats, suppressions_apply_matches_program)
     free(dir);
     fx_fini(&x);
 }
+
+/* ---- JUnit ------------------------------------------------------------------ */
+
+/* Parses xml with Python's XML parser (a real one, strict about
+ * well-formedness) and returns what the script printed; NULL if the
+ * document did not parse. */
+static char *python_xml(const char *xml, const char *script)
+{
+    char dir_tmpl[] = "/tmp/cwtest-junit-XXXXXX";
+    char *dir = mkdtemp(dir_tmpl);
+    cr_assert_not_null(dir);
+    char path[128], cmd[2048];
+    snprintf(path, sizeof path, "%s/report.xml", dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(xml, f);
+    fclose(f);
+    snprintf(cmd, sizeof cmd,
+             "python3 -c 'import sys, xml.etree.ElementTree as E\n"
+             "r = E.parse(sys.argv[1]).getroot()\n%s' %s 2>&1",
+             script, path);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    char *out = calloc(1, 65536);
+    size_t n = fread(out, 1, 65535, p);
+    out[n] = 0;
+    int st = pclose(p);
+    unlink(path);
+    rmdir(dir);
+    if (st != 0) {
+        cr_log_error("python: %s", out);
+        free(out);
+        return NULL;
+    }
+    return out;
+}
+
+Test(formats, junit_one_case_per_group_failed_for_errors)
+{
+    if (system("command -v python3 >/dev/null 2>&1") != 0)
+        cr_skip_test("python3 (the XML parser this test uses) is not installed");
+    struct fx x;
+    fx_init(&x);
+    scene(&x);
+    char *out = render(cw_report_junit, &x.r);
+    char *got = python_xml(out, "print(r.tag, r.get(\"tests\"), r.get(\"failures\"))\n"
+                                "for c in r.iter(\"testcase\"):\n"
+                                "  print(c.get(\"classname\"), c.find(\"failure\") is not None)");
+    cr_assert_not_null(got, "not well-formed XML:\n%s", out);
+    /* Four groups (two CLOSE_WAIT sockets share one), the info one passes. */
+    cr_expect(!strncmp(got, "testsuites 4 3\n", 15), "%s", got);
+    cr_expect(strstr(got, "closewatch.close_wait True\n"), "%s", got);
+    cr_expect(strstr(got, "closewatch.double_close True\n"), "%s", got);
+    cr_expect(strstr(got, "closewatch.open_at_exit False\n"), "%s", got);
+    free(got);
+    free(out);
+    fx_fini(&x);
+
+    /* Names with markup, quotes, control characters and bad UTF-8 stay well-formed. */
+    fx_init(&x);
+    nasty_scene(&x);
+    out = render(cw_report_junit, &x.r);
+    got = python_xml(out, "print(r.find(\"testsuite/testcase/failure\").text.splitlines()[0])");
+    cr_assert_not_null(got, "not well-formed XML:\n%s", out);
+    cr_expect(strstr(got, "we|ird \"dir\"\\x\n"), "%s", got);
+    free(got);
+    free(out);
+    fx_fini(&x);
+
+    /* A clean run is one passing case: the CI shows the check ran. */
+    fx_init(&x);
+    add_proc(&x.a, 99, "/usr/bin/good", "good");
+    out = render(cw_report_junit, &x.r);
+    got = python_xml(out, "print(r.get(\"tests\"), r.get(\"failures\"))");
+    cr_assert_not_null(got, "%s", out);
+    cr_expect_str_eq(got, "1 0\n");
+    free(got);
+    free(out);
+    fx_fini(&x);
+}
