@@ -196,9 +196,9 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
     switch (ev->type) {
     case CW_EV_OPEN:
         s->fd = ev->fd;
-        s->origin = (int)(ev->arg0 & 0xff);
-        s->family = (int)((ev->arg0 >> 8) & 0xffff);
-        s->type = (int)((ev->arg0 >> 24) & 0xffff);
+        s->origin = cw_open_arg_origin(ev->arg0);
+        s->family = cw_open_arg_family(ev->arg0);
+        s->type = cw_open_arg_type(ev->arg0);
         s->inode = (uint64_t)ev->arg2;
         s->open_ns = ev->time_ns;
         s->open_stack = ev->stack;
@@ -408,11 +408,12 @@ static void copy_identity(struct cw_process *p)
 /* How the recorded life ended, from the header and whether the pid lives. */
 static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t last_event_ns)
 {
-    const struct cw_header *live = (const void *)p->ring.base;
-    uint32_t state = live->exit_state;
+    struct cw_ring_live live;
+    cw_ring_live(&p->ring, &live);
+    uint32_t state = live.exit_state;
     if (state == CW_EXITED || state == CW_EXECED) {
         p->end = state == CW_EXITED ? CW_END_EXITED : CW_END_EXECED;
-        p->end_mono_ns = live->exit_mono_ns;
+        p->end_mono_ns = live.exit_mono_ns;
         return;
     }
     uint64_t start = 0;
@@ -424,7 +425,7 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
     /* Killed or crashed: judge up to the last sign of life we have. */
     p->end = CW_END_DIED;
     p->end_mono_ns =
-        live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
+        live.heartbeat_mono_ns > last_event_ns ? live.heartbeat_mono_ns : last_event_ns;
 }
 
 /* When the peer's FIN came: the earliest of what the recorder saw and what
@@ -616,13 +617,14 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
             p->end_mono_ns = v->taken_mono_ns;
         join_kernel(a, p, &m, v);
     }
-    const struct cw_header *live = (const void *)p->ring.base;
+    struct cw_ring_live live;
+    cw_ring_live(&p->ring, &live);
     p->events = it.end;
     p->overwritten = it.overwritten;
     p->torn = it.torn;
-    p->dropped = live->events_dropped;
-    p->stacks_dropped = live->stacks_dropped;
-    p->fds_beyond_table = live->fds_beyond_table;
+    p->dropped = live.events_dropped;
+    p->stacks_dropped = live.stacks_dropped;
+    p->fds_beyond_table = live.fds_beyond_table;
 
     for (size_t i = 0; i < m.cap; i++) {
         struct sock *s = &m.v[i];

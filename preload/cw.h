@@ -160,10 +160,6 @@ CW_HIDDEN void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, ui
 CW_HIDDEN void cw_event_flagged(uint64_t now, uint16_t flags, uint16_t type, int fd, uint64_t sid,
                                 uint32_t stack, int64_t a0, int64_t a1, int64_t a2);
 
-static inline int64_t cw_open_arg(int origin, int family, int type)
-{
-    return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
-}
 CW_HIDDEN uint32_t cw_stack(void);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */

@@ -80,18 +80,18 @@ static inline void ev_free(struct ev_list *l)
     l->n = 0;
 }
 
-/* Decoding CW_EV_OPEN's arg0 (origin | family << 8 | type << 24). */
+/* CW_EV_OPEN's arg0, decoded (shm_layout.h). */
 static inline int ev_origin(const struct cw_event *e)
 {
-    return (int)(e->arg0 & 0xff);
+    return cw_open_arg_origin(e->arg0);
 }
 static inline int ev_family(const struct cw_event *e)
 {
-    return (int)((e->arg0 >> 8) & 0xffff);
+    return cw_open_arg_family(e->arg0);
 }
 static inline int ev_socktype(const struct cw_event *e)
 {
-    return (int)((e->arg0 >> 24) & 0xfff);
+    return cw_open_arg_type(e->arg0);
 }
 
 #define ANY_FD INT_MIN
