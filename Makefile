@@ -35,8 +35,8 @@ DW_CFLAGS := $(shell pkg-config --cflags libdw)
 DW_LIBS := $(shell pkg-config --libs libdw)
 CRITERION_LIBS := $(shell pkg-config --libs criterion)
 
-PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c
-ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c
+PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c common/proc_stat.c
+ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c common/proc_stat.c
 TEST_SRC := $(wildcard tests/test_*.c)
 FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
 

@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 #include <time.h>
 
+#include "../common/proc_stat.h"
 #include "../common/shm_layout.h"
 
 #define CW_HIDDEN      __attribute__((visibility("hidden")))
@@ -240,6 +241,14 @@ CW_HIDDEN int cw_recording_start(void);
 CW_HIDDEN void cw_shm_attach(struct cw_header *h);
 CW_HIDDEN void cw_shm_after_fork_child(void);
 CW_HIDDEN void cw_shm_mark_exit(void);
+
+/* ---- /proc (proc.c) ---------------------------------------------------- */
+
+/* Up to cap bytes of the file at path, read with raw system calls; -1 if it
+ * cannot be opened. */
+CW_HIDDEN ssize_t cw_slurp(const char *path, char *buf, size_t cap);
+/* /proc/PID/stat (pid 0: our own) parsed: 0, or -1. */
+CW_HIDDEN int cw_pstat_read(pid_t pid, struct cw_pstat *out);
 
 /* ---- sampler (sampler.c) ------------------------------------------------- */
 

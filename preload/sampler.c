@@ -496,46 +496,12 @@ static void reconcile(void)
     }
 }
 
-/* From /proc/PID/stat: field 22, the start time, tells our program from a
- * later one with its pid; fields 26-28 and 48-51 (text, stack, arguments
- * and environment addresses) make up *image, which an exec changes (the pid
- * and our ring stay). */
-static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long long *image,
-                        int *masked)
+/* From /proc/PID/stat: the start time tells our program from a later one
+ * with its pid; the image (proc_stat.h) tells an exec, which keeps the pid
+ * and our ring. */
+static int program_stat(pid_t pid, struct cw_pstat *st)
 {
-    char path[48], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    if (!p)
-        return -1;
-    *image = 0;
-    *masked = 1;
-    for (int field = 2; *p; p++) {
-        if (*p != ' ')
-            continue;
-        field++;
-        if (field == 22) {
-            *start_time = strtoull(p + 1, NULL, 10);
-        } else if ((field >= 26 && field <= 28) || (field >= 48 && field <= 51)) {
-            unsigned long long v = strtoull(p + 1, NULL, 10);
-            *image = (*image ^ v) * 0x100000001b3ull;
-            /* A process that is not dumpable (one that changed uid, say)
-             * shows others zeros there (and 1 in 26, 27). */
-            if (v > 1)
-                *masked = 0;
-        }
-        if (field == 51)
-            return 0;
-    }
-    return -1;
+    return cw_pstat_read(pid, st) == 0 && st->image_known ? 0 : -1;
 }
 
 void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long image)
@@ -543,15 +509,15 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
     prog.remote = 1;
     snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
     int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
-    unsigned long long start_time = 0, t, i;
-    int masked;
+    struct cw_pstat st;
     /* Opened after a check that the pid is still our program's (the pidfd
      * then cannot be another's) and that it has not exec'd since it started
      * us (image: what it read of itself then; hidden from us if it is not
      * dumpable, and then only a traced exec is noticed, by exit_state). */
-    if (program_stat(pid, &start_time, &i, &masked) != 0 || start_time != cw.hdr->proc_starttime ||
-        (!masked && i != image))
+    if (program_stat(pid, &st) != 0 || st.starttime != cw.hdr->proc_starttime ||
+        (!st.image_masked && st.image != image))
         return;
+    uint64_t start_time = st.starttime;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
         struct timespec ts = {(time_t)(period_ns / 1000000000ull),
@@ -570,7 +536,8 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
         }
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
          * a sampler of its own; an untraced one shows new addresses. */
-        if (program_stat(pid, &t, &i, &masked) != 0 || t != start_time || (!masked && i != image) ||
+        if (program_stat(pid, &st) != 0 || st.starttime != start_time ||
+            (!st.image_masked && st.image != image) ||
             atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) != CW_RUNNING)
             return;
         /* Reconcile first: a socket adopted now gets its state in this
@@ -663,13 +630,12 @@ void cw_sampler_start(void)
         return;
     }
     char pid[16], ms[16], every[16], image[24];
-    unsigned long long start_time, self_image;
-    int masked;
-    if (program_stat(cw.pid, &start_time, &self_image, &masked) != 0) {
+    struct cw_pstat self;
+    if (program_stat(cw.pid, &self) != 0) {
         errno = saved;
         return;
     }
-    snprintf(image, sizeof image, "%llu", self_image);
+    snprintf(image, sizeof image, "%llu", (unsigned long long)self.image);
     snprintf(pid, sizeof pid, "%d", (int)cw.pid);
     snprintf(ms, sizeof ms, "%u", cw.sample_ms);
     snprintf(every, sizeof every, "%u", reconcile_every);
