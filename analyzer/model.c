@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "kernel.h"
+#include "../common/hash.h"
 
 /* ---- names --------------------------------------------------------------- */
 
@@ -125,14 +126,6 @@ struct sockmap {
     size_t cap, n;
 };
 
-static uint64_t mix(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    return k;
-}
-
 static struct sock *sock_get(struct sockmap *m, uint64_t sid)
 {
     if (m->n * 4 >= m->cap * 3) {
@@ -143,7 +136,7 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
         for (size_t i = 0; i < m->cap; i++) {
             if (!m->v[i].sid)
                 continue;
-            size_t j = mix(m->v[i].sid) & (cap - 1);
+            size_t j = cw_hash64(m->v[i].sid) & (cap - 1);
             while (v[j].sid)
                 j = (j + 1) & (cap - 1);
             v[j] = m->v[i];
@@ -152,7 +145,7 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
         m->v = v;
         m->cap = cap;
     }
-    size_t j = mix(sid) & (m->cap - 1);
+    size_t j = cw_hash64(sid) & (m->cap - 1);
     while (m->v[j].sid && m->v[j].sid != sid)
         j = (j + 1) & (m->cap - 1);
     if (!m->v[j].sid) {

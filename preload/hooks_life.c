@@ -250,7 +250,6 @@ CW_EXPORT void closefrom(int lowfd)
 }
 
 /* Read-family results from syscall(); defined in hooks_io.c. */
-CW_HIDDEN void cw_syscall_read_result(long nr, const long *a, long r);
 
 CW_EXPORT long syscall(long nr, ...)
 {
