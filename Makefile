@@ -34,6 +34,9 @@ UNWIND_LIBS := $(shell pkg-config --libs libunwind)
 DW_CFLAGS := $(shell pkg-config --cflags libdw)
 DW_LIBS := $(shell pkg-config --libs libdw)
 CRITERION_LIBS := $(shell pkg-config --libs criterion)
+# The tests alone read JSON (tests/jsonq.c); the analyzer only writes it.
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
+JANSSON_LIBS := $(shell pkg-config --libs jansson)
 
 PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c common/proc_stat.c
 ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c common/proc_stat.c
@@ -78,8 +81,8 @@ TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 $(TESTS): $(TEST_SRC) $(TEST_SUPPORT) $(wildcard tests/*.h) $(B)/analyzer.a | $(B)
 	@mkdir -p $(B)/tests
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -Wno-missing-field-initializers -o $@ \
-		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(DW_LIBS) -lm -pthread
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) $(JANSSON_CFLAGS) -Wno-missing-field-initializers -o $@ \
+		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(JANSSON_LIBS) $(DW_LIBS) -lm -pthread
 
 $(B):
 	mkdir -p $(B)
