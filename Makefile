@@ -23,10 +23,14 @@ ifeq ($(UBSAN),1)
 SAN += -fsanitize=undefined -fno-sanitize-recover=undefined
 endif
 
-# Dependencies are checked once per make run; the script installs them.
+# Dependencies are checked once per make run, and only when something is
+# built (the script may apt-get install as root): not for clean or format.
+NOBUILD_GOALS := clean format
+ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell scripts/deps.sh >&2 && echo yes)
 ifneq ($(DEPS_OK),yes)
 $(error dependencies missing: see the message above (scripts/deps.sh))
+endif
 endif
 
 UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind)

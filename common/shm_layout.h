@@ -290,7 +290,7 @@ struct cw_header {
     uint32_t sockets_open; /* tracked sockets open now */
     uint64_t next_sid;
     uint32_t fd_hwm;     /* highest fd number ever tracked + 1 */
-    int32_t sampler_pid; /* the sampler process (a child of this one), 0 if none */
+    int32_t sampler_pid; /* the sampler process (nobody's child: see preload/spawn.c), 0 if none */
 
     char exe[CW_EXE_MAX];
     uint32_t argv_len; /* bytes used in argv: NUL-separated arguments */
