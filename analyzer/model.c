@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "kernel.h"
 #include "../common/hash.h"
+#include "kernel.h"
 
 /* ---- names --------------------------------------------------------------- */
 

@@ -1,7 +1,7 @@
 /*
  * report_json.c - the machine-readable report. The schema is documented in
- * README.md, section "JSON", and versioned by "version": fields are only
- * ever added within a version.
+ * docs/json-schema.md and versioned by "version": fields are only ever
+ * added within a version.
  */
 #include <inttypes.h>
 #include <string.h>
