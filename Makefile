@@ -23,10 +23,14 @@ ifeq ($(UBSAN),1)
 SAN += -fsanitize=undefined -fno-sanitize-recover=undefined
 endif
 
-# Dependencies are checked once per make run; the script installs them.
+# Dependencies are checked once per make run, and only when something is
+# built (the script may apt-get install as root): not for clean or format.
+NOBUILD_GOALS := clean format
+ifneq ($(filter-out $(NOBUILD_GOALS),$(or $(MAKECMDGOALS),all)),)
 DEPS_OK := $(shell scripts/deps.sh >&2 && echo yes)
 ifneq ($(DEPS_OK),yes)
 $(error dependencies missing: see the message above (scripts/deps.sh))
+endif
 endif
 
 UNWIND_CFLAGS := $(shell pkg-config --cflags libunwind)
@@ -34,9 +38,12 @@ UNWIND_LIBS := $(shell pkg-config --libs libunwind)
 DW_CFLAGS := $(shell pkg-config --cflags libdw)
 DW_LIBS := $(shell pkg-config --libs libdw)
 CRITERION_LIBS := $(shell pkg-config --libs criterion)
+# The tests alone read JSON (tests/jsonq.c); the analyzer only writes it.
+JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
+JANSSON_LIBS := $(shell pkg-config --libs jansson)
 
-PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c
-ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c
+PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c common/proc_stat.c
+ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c common/proc_stat.c
 TEST_SRC := $(wildcard tests/test_*.c)
 FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
 
@@ -78,8 +85,8 @@ TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 
 $(TESTS): $(TEST_SRC) $(TEST_SUPPORT) $(wildcard tests/*.h) $(B)/analyzer.a | $(B)
 	@mkdir -p $(B)/tests
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -Wno-missing-field-initializers -o $@ \
-		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(DW_LIBS) -lm -pthread
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) $(JANSSON_CFLAGS) -Wno-missing-field-initializers -o $@ \
+		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(JANSSON_LIBS) $(DW_LIBS) -lm -pthread
 
 $(B):
 	mkdir -p $(B)

@@ -96,12 +96,13 @@ void cw_dump(FILE *out, const struct cw_ring *r)
         out,
         "  sampler every %u ms; fd table %u, stacks %u x depth %u, modules %u, ring %u events\n",
         h->sample_ms, h->fd_cap, h->stack_cap, h->stack_depth, h->module_cap, h->ring_cap);
-    const struct cw_header *live = (const void *)r->base;
+    struct cw_ring_live live;
+    cw_ring_live(r, &live);
     fprintf(out,
             "  counters: events %" PRIu64 ", dropped %" PRIu64 ", stacks dropped %" PRIu64
             ", fds beyond table %" PRIu64 ", modules dropped %" PRIu64 ", sockets open %u\n",
-            live->write_idx, live->events_dropped, live->stacks_dropped, live->fds_beyond_table,
-            live->modules_dropped, live->sockets_open);
+            live.write_idx, live.events_dropped, live.stacks_dropped, live.fds_beyond_table,
+            live.modules_dropped, live.sockets_open);
 
     fprintf(out, "\nfd table (sockets):\n");
     for (uint32_t fd = 0; fd < h->fd_cap; fd++) {

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/proc_stat.h"
 #include "../common/sock_diag.h"
 
 uint64_t cw_mono_now(void)
@@ -28,18 +29,14 @@ int cw_proc_stat(int pid, char *state, int *ppid, uint64_t *starttime)
     FILE *f = fopen(path, "re");
     if (!f)
         return 0;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    if (!p || sscanf(p + 2, "%c %d", state, ppid) != 2)
+    struct cw_pstat st;
+    if (cw_pstat_parse(buf, n, &st) != 0)
         return 0;
-    /* after ") " comes field 3; starttime is field 22 */
-    int field = 2;
-    for (; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    *starttime = strtoull(p, NULL, 10);
+    *state = st.state;
+    *ppid = st.ppid;
+    *starttime = st.starttime;
     return 1;
 }
 

@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../common/hash.h"
 #include "kernel.h"
 #include "xalloc.h"
 
@@ -104,14 +105,6 @@ struct sockmap {
     size_t cap, n;
 };
 
-static uint64_t mix(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    return k;
-}
-
 static struct sock *sock_get(struct sockmap *m, uint64_t sid)
 {
     if (m->n * 4 >= m->cap * 3) {
@@ -120,7 +113,7 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
         for (size_t i = 0; i < m->cap; i++) {
             if (!m->v[i].sid)
                 continue;
-            size_t j = mix(m->v[i].sid) & (cap - 1);
+            size_t j = cw_hash64(m->v[i].sid) & (cap - 1);
             while (v[j].sid)
                 j = (j + 1) & (cap - 1);
             v[j] = m->v[i];
@@ -129,7 +122,7 @@ static struct sock *sock_get(struct sockmap *m, uint64_t sid)
         m->v = v;
         m->cap = cap;
     }
-    size_t j = mix(sid) & (m->cap - 1);
+    size_t j = cw_hash64(sid) & (m->cap - 1);
     while (m->v[j].sid && m->v[j].sid != sid)
         j = (j + 1) & (m->cap - 1);
     if (!m->v[j].sid) {
@@ -167,9 +160,9 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
     switch (ev->type) {
     case CW_EV_OPEN:
         s->fd = ev->fd;
-        s->origin = (int)(ev->arg0 & 0xff);
-        s->family = (int)((ev->arg0 >> 8) & 0xffff);
-        s->type = (int)((ev->arg0 >> 24) & 0xffff);
+        s->origin = cw_open_arg_origin(ev->arg0);
+        s->family = cw_open_arg_family(ev->arg0);
+        s->type = cw_open_arg_type(ev->arg0);
         s->inode = (uint64_t)ev->arg2;
         s->open_ns = ev->time_ns;
         s->open_stack = ev->stack;
@@ -378,11 +371,12 @@ static void copy_identity(struct cw_process *p)
 /* How the recorded life ended, from the header and whether the pid lives. */
 static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t last_event_ns)
 {
-    const struct cw_header *live = (const void *)p->ring.base;
-    uint32_t state = live->exit_state;
+    struct cw_ring_live live;
+    cw_ring_live(&p->ring, &live);
+    uint32_t state = live.exit_state;
     if (state == CW_EXITED || state == CW_EXECED) {
         p->end = state == CW_EXITED ? CW_END_EXITED : CW_END_EXECED;
-        p->end_mono_ns = live->exit_mono_ns;
+        p->end_mono_ns = live.exit_mono_ns;
         return;
     }
     uint64_t start = 0;
@@ -394,7 +388,7 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
     /* Killed or crashed: judge up to the last sign of life we have. */
     p->end = CW_END_DIED;
     p->end_mono_ns =
-        live->heartbeat_mono_ns > last_event_ns ? live->heartbeat_mono_ns : last_event_ns;
+        live.heartbeat_mono_ns > last_event_ns ? live.heartbeat_mono_ns : last_event_ns;
 }
 
 /* When the peer's FIN came: the earliest of what the recorder saw and what
@@ -602,13 +596,14 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
             p->end_mono_ns = v->taken_mono_ns;
         join_kernel(a, p, &m, v);
     }
-    const struct cw_header *live = (const void *)p->ring.base;
+    struct cw_ring_live live;
+    cw_ring_live(&p->ring, &live);
     p->events = it.end;
     p->overwritten = it.overwritten;
     p->torn = it.torn;
-    p->dropped = live->events_dropped;
-    p->stacks_dropped = live->stacks_dropped;
-    p->fds_beyond_table = live->fds_beyond_table;
+    p->dropped = live.events_dropped;
+    p->stacks_dropped = live.stacks_dropped;
+    p->fds_beyond_table = live.fds_beyond_table;
 
     for (size_t i = 0; i < m.cap; i++) {
         struct sock *s = &m.v[i];

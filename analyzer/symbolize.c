@@ -21,6 +21,7 @@
  * index too (dwfl_module_addrinfo scans the table on every call).
  */
 #include "symbolize.h"
+#include "../common/hash.h"
 
 #include <dlfcn.h>
 #include <dwarf.h>
@@ -106,16 +107,6 @@ struct cw_symbolizer {
 
 /* ---- containers ---- */
 
-static uint64_t mix64(uint64_t x)
-{
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
 static uint64_t hash_string(const char *s)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -123,13 +114,13 @@ static uint64_t hash_string(const char *s)
         h ^= (unsigned char)*s;
         h *= 0x100000001b3ULL;
     }
-    return mix64(h);
+    return cw_hash64(h);
 }
 
 static struct map_slot *map_slot_for(struct map_slot *slots, size_t cap, uint64_t a, uint64_t b)
 {
     size_t mask = cap - 1;
-    for (size_t i = mix64(a * 0x9e3779b97f4a7c15ULL ^ b) & mask;; i = (i + 1) & mask)
+    for (size_t i = cw_hash64(a * 0x9e3779b97f4a7c15ULL ^ b) & mask;; i = (i + 1) & mask)
         if (!slots[i].used || (slots[i].a == a && slots[i].b == b))
             return &slots[i];
 }

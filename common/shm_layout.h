@@ -227,6 +227,25 @@ enum cw_event_type {
 };
 
 /* event.flags */
+/* CW_EV_OPEN's arg0: origin in bits 0-7, family in 8-23, socket type (no
+ * SOCK_NONBLOCK/SOCK_CLOEXEC flags) in 24-39. */
+static inline int64_t cw_open_arg(int origin, int family, int type)
+{
+    return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
+}
+static inline int cw_open_arg_origin(int64_t arg0)
+{
+    return (int)(arg0 & 0xff);
+}
+static inline int cw_open_arg_family(int64_t arg0)
+{
+    return (int)((arg0 >> 8) & 0xffff);
+}
+static inline int cw_open_arg_type(int64_t arg0)
+{
+    return (int)((arg0 >> 24) & 0xffff);
+}
+
 enum cw_event_flag {
     /* A close made by the process's own teardown (after main returned or
      * exit() was called, in CPython's finalization, in Perl's or Ruby's
@@ -283,7 +302,7 @@ struct cw_header {
     uint32_t sockets_open; /* tracked sockets open now */
     uint64_t next_sid;
     uint32_t fd_hwm;     /* highest fd number ever tracked + 1 */
-    int32_t sampler_pid; /* the sampler process (a child of this one), 0 if none */
+    int32_t sampler_pid; /* the sampler process (nobody's child: see preload/spawn.c), 0 if none */
 
     char exe[CW_EXE_MAX];
     uint32_t argv_len; /* bytes used in argv: NUL-separated arguments */
@@ -291,5 +310,15 @@ struct cw_header {
 };
 
 #define CW_HEADER_RESERVED 4096 /* the fd table starts at or after this */
+
+/* The sizes both sides agree on: a change here is a layout change (bump
+ * CW_LAYOUT_VERSION), never an accident of padding or of a compiler. */
+_Static_assert(sizeof(struct cw_addr) == 32, "struct cw_addr changed size");
+_Static_assert(sizeof(struct cw_fd_entry) == 160, "struct cw_fd_entry changed size");
+_Static_assert(sizeof(struct cw_stack_slot) == 16, "struct cw_stack_slot changed size");
+_Static_assert(sizeof(struct cw_module) == 328, "struct cw_module changed size");
+_Static_assert(sizeof(struct cw_event) == 64, "struct cw_event changed size");
+_Static_assert(sizeof(struct cw_header) == 1512, "struct cw_header changed size");
+_Static_assert(sizeof(struct cw_header) <= CW_HEADER_RESERVED, "header beyond its reserved space");
 
 #endif

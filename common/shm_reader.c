@@ -218,6 +218,27 @@ void cw_ring_close(struct cw_ring *r)
     r->mapped = 0;
 }
 
+void cw_ring_live(const struct cw_ring *r, struct cw_ring_live *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!r->base)
+        return;
+    const struct cw_header *h = (const void *)r->base;
+#define LIVE(field)                                                                                \
+    out->field =                                                                                   \
+        atomic_load_explicit((_Atomic __typeof__(h->field) *)&h->field, memory_order_acquire)
+    LIVE(exit_state);
+    LIVE(exit_mono_ns);
+    LIVE(heartbeat_mono_ns);
+    LIVE(write_idx);
+    LIVE(events_dropped);
+    LIVE(stacks_dropped);
+    LIVE(fds_beyond_table);
+    LIVE(modules_dropped);
+    LIVE(sockets_open);
+#undef LIVE
+}
+
 int cw_ring_fd(const struct cw_ring *r, uint32_t fd, struct cw_fd_entry *out)
 {
     if (!r->base || fd >= r->hdr.fd_cap)

@@ -46,6 +46,18 @@ int cw_ring_from_memory(struct cw_ring *r, const void *base, size_t size, const 
 
 void cw_ring_close(struct cw_ring *r);
 
+/* What the writer still changes in the header after the ring was opened:
+ * whether its process ended (exit_state, with exit_mono_ns), its last sign
+ * of life, and the counters, each read now with an atomic load (r->hdr is a
+ * copy taken at open). */
+struct cw_ring_live {
+    uint32_t exit_state; /* enum cw_exit_state */
+    uint64_t exit_mono_ns, heartbeat_mono_ns;
+    uint64_t write_idx, events_dropped, stacks_dropped, fds_beyond_table, modules_dropped;
+    uint32_t sockets_open;
+};
+void cw_ring_live(const struct cw_ring *r, struct cw_ring_live *out);
+
 /* A consistent copy of fd entry `fd`; returns 0 when fd is out of range. */
 int cw_ring_fd(const struct cw_ring *r, uint32_t fd, struct cw_fd_entry *out);
 

@@ -2,7 +2,7 @@
  * sock_diag.h - asks the kernel (NETLINK_SOCK_DIAG) for TCP sockets in a
  * set of states, IPv4 and IPv6, one dump per family. Used by the preload's
  * sampler and by the analyzer's live view. Raw system calls and a stack
- * buffer only: safe in a sampler thread and after fork.
+ * buffer only: safe in the sampler process and after fork.
  */
 #ifndef CW_SOCK_DIAG_H
 #define CW_SOCK_DIAG_H

@@ -20,10 +20,12 @@
 #include <stdint.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
 
+#include "../common/proc_stat.h"
 #include "../common/shm_layout.h"
 
 #define CW_HIDDEN      __attribute__((visibility("hidden")))
@@ -33,6 +35,12 @@
 /* ---- real functions (real.c) -------------------------------------------- */
 
 struct cw_real {
+    /* First, at offsets 0 and 8: vfork.c's assembly trampolines jump
+     * through them (checked there). */
+    pid_t (*vfork)(void);
+    int (*clone)(int (*)(void *), void *, int, void *, ...);
+    pid_t (*fork_no_handlers)(void); /* _Fork */
+    int (*pipe2)(int[2], int);
     int (*socket)(int, int, int);
     int (*socketpair)(int, int, int, int[2]);
     int (*accept)(int, struct sockaddr *, socklen_t *);
@@ -71,8 +79,7 @@ struct cw_real {
     int (*seteuid)(uid_t);
     int (*setreuid)(uid_t, uid_t);
     int (*setresuid)(uid_t, uid_t, uid_t);
-    void *(*dlopen)(const char *, int);
-    int (*dlclose)(void *);
+    void *(*dlopen)(const char *, int); /* libunwind, loaded when recording starts (stacks.c) */
     /* Where glibc keeps a thread's tid in its descriptor, for debuggers
      * (libthread_db): {bits, count, offset}; NULL in other libcs. */
     const uint32_t *thread_db_tid;
@@ -122,17 +129,44 @@ CW_HIDDEN extern struct cw_state cw;
  * never ran our fork handler.
  */
 CW_HIDDEN extern __thread int cw_nesting __attribute__((tls_model("initial-exec")));
-CW_HIDDEN int cw_enter(void);
 /* Raised once the program made a child that skips our fork handler (vfork.c). */
 CW_HIDDEN extern int cw_unforked_child_seen;
-CW_HIDDEN void cw_vfork_init(void);
-CW_HIDDEN void *cw_resolve_clone(void);
+
+static inline int cw_enter(void)
+{
+    if (cw_nesting) {
+        /* A signal handler interrupted a record on this thread, or we are
+         * inside libunwind: passing through is all we may do. */
+        if (cw.hdr)
+            atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->events_dropped, 1);
+        return 0;
+    }
+    if (!cw.hdr)
+        return 0;
+    /* A child that never ran our fork handler (vfork, clone, _Fork, a raw
+     * fork system call) still writes to our ring: it must record nothing,
+     * and only getpid (one system call, ~90 ns here) tells it from us. Most
+     * programs never make one (vfork.c), and pay nothing. */
+    if (__atomic_load_n(&cw_unforked_child_seen, __ATOMIC_RELAXED) &&
+        (pid_t)syscall(SYS_getpid) != cw.pid)
+        return 0;
+    cw_nesting++;
+    return 1;
+}
+
 static inline void cw_leave(void)
 {
     cw_nesting--;
 }
 
-CW_HIDDEN uint64_t cw_now(void);
+/* CLOCK_MONOTONIC in ns: the clock of every time in the ring. */
+static inline uint64_t cw_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 CW_HIDDEN void cw_init(void);
 
 /* ---- recorder (record.c) ------------------------------------------------- */
@@ -160,10 +194,6 @@ CW_HIDDEN void cw_event_at(uint64_t now, uint16_t type, int fd, uint64_t sid, ui
 CW_HIDDEN void cw_event_flagged(uint64_t now, uint16_t flags, uint16_t type, int fd, uint64_t sid,
                                 uint32_t stack, int64_t a0, int64_t a1, int64_t a2);
 
-static inline int64_t cw_open_arg(int origin, int family, int type)
-{
-    return (int64_t)origin | (int64_t)family << 8 | (int64_t)type << 24;
-}
 CW_HIDDEN uint32_t cw_stack(void);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */
@@ -185,10 +215,25 @@ CW_HIDDEN int cw_unwind(uintptr_t fp, void **pcs, int max);
 CW_HIDDEN int cw_readable(const void *p, size_t n);
 CW_HIDDEN void cw_modules_refresh(void);
 
+static inline int cw_is_tcp(int family, int type)
+{
+    return (family == AF_INET || family == AF_INET6) && type == SOCK_STREAM;
+}
+
 CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd);
-/* A socket found in /proc/self/fd (inherited, untracked); called from our
- * own contexts (constructor, fork handler, sampler), never from a hook. */
+/* A socket no hook saw made, called from our own contexts (constructor,
+ * fork handler, sampler), never from a hook. cw_on_adopt: with what the
+ * caller knows of it (the sampler, whose fd table is not the program's);
+ * cw_on_found: asked of the fd itself, in our own table (inherited). */
 CW_HIDDEN void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode);
+CW_HIDDEN void cw_on_found(int fd, int origin);
+/* The kernel's TCP state of the socket sid at fd (the sampler's, or at
+ * exit); fin_ns: for CLOSE_WAIT, the kernel's date of the peer's FIN, or 0. */
+CW_HIDDEN void cw_on_tcp_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state,
+                               uint64_t now, uint64_t fin_ns);
+/* The socket open_sid at fd was closed behind our back (found missing, or
+ * its number reused): closed now, unless it already was. */
+CW_HIDDEN void cw_on_vanished(int fd, uint64_t open_sid);
 CW_HIDDEN void cw_on_close(int fd, uint64_t sid_before, int how, int ret, int err, int other);
 
 /* The sid word of fd before a call that may close it, 0 if untracked. */
@@ -215,6 +260,8 @@ CW_HIDDEN void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, sockle
 CW_HIDDEN void cw_on_shutdown(int fd, int how, int ret);
 CW_HIDDEN void cw_on_listen(int fd);
 CW_HIDDEN void cw_on_scm_rights(const struct msghdr *msg);
+/* Sets up the epoll data -> fd maps, once the ring exists (its fd_cap). */
+CW_HIDDEN void cw_epoll_init(void);
 CW_HIDDEN void cw_epoll_register(int fd, uint64_t data);
 CW_HIDDEN void cw_on_epoll_events(const struct epoll_event *ev, int n);
 CW_HIDDEN void cw_on_poll_events(const struct pollfd *fds, nfds_t n);
@@ -227,6 +274,10 @@ static inline void cw_check_read(int fd, ssize_t r, size_t want)
     if (CW_UNLIKELY(r == 0) && want > 0)
         cw_on_eof(fd, CW_EOF_READ);
 }
+
+/* What a syscall() of the read family returned (hooks_io.c), for the
+ * syscall() hook (hooks_life.c); a[] are its arguments. */
+CW_HIDDEN void cw_syscall_read_result(long nr, const long *a, long r);
 
 /* ---- shared memory (shm.c) ----------------------------------------------- */
 
@@ -245,7 +296,23 @@ CW_HIDDEN void cw_shm_attach(struct cw_header *h);
 CW_HIDDEN void cw_shm_after_fork_child(void);
 CW_HIDDEN void cw_shm_mark_exit(void);
 
-/* ---- sampler (sampler.c) ------------------------------------------------- */
+/* ---- /proc (proc.c) ---------------------------------------------------- */
+
+/* Up to cap bytes of the file at path, read with raw system calls; -1 if it
+ * cannot be opened. */
+CW_HIDDEN ssize_t cw_slurp(const char *path, char *buf, size_t cap);
+/* /proc/PID/stat (pid 0: our own) parsed: 0, or -1. */
+CW_HIDDEN int cw_pstat_read(pid_t pid, struct cw_pstat *out);
+/* In the sampler: the fds below are the program pid's, not ours. */
+CW_HIDDEN void cw_proc_fds_of(pid_t pid);
+/* Calls fn with each open fd number (raw getdents64, no malloc). */
+CW_HIDDEN void cw_for_each_fd(void (*fn)(int fd, void *ctx), void *ctx);
+/* The inode of the socket at fd, 0 if fd is not a socket (or is gone). */
+CW_HIDDEN uint64_t cw_fd_socket_inode(int fd);
+/* Whether fd is closed now. */
+CW_HIDDEN int cw_fd_gone(int fd);
+
+/* ---- sampler (sampler.c: the process; spawn.c: starting it) -------------- */
 
 CW_HIDDEN void cw_sampler_init(void); /* in the constructor: where to exec it from */
 CW_HIDDEN void cw_sampler_start(void);
@@ -254,9 +321,15 @@ CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long
 /* For programs that make their socket calls without libc (Go). */
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
+
+/* ---- in-program scans (scan.c) ------------------------------------------- */
+
+/* Records the sockets open now that the table does not describe: inherited
+ * across exec, or (from_fork) from the parent. */
 CW_HIDDEN void cw_scan_inherited(int from_fork);
 /* Whether any fd open now is a socket (one look at /proc/self/fd). */
 CW_HIDDEN int cw_has_inherited_socket(void);
+/* At exit, the kernel's state of every socket still open. */
 CW_HIDDEN void cw_final_snapshot(void);
 
 #endif

@@ -5,7 +5,7 @@
  * `execve("libclosewatch.so", ...)` starts it like any executable (glibc's
  * libc.so.6 does the same to print its version). The loader runs the
  * constructors of our dependencies but not ours: nothing is recorded here.
- * cw_sampler_start (sampler.c) execs it with the program's pid and ring;
+ * cw_sampler_start (spawn.c) execs it with the program's pid and ring;
  * run by hand, it says what it is and exits.
  */
 #include "cw.h"

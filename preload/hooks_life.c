@@ -249,9 +249,6 @@ CW_EXPORT void closefrom(int lowfd)
         cw_on_close_range((unsigned)lowfd, ~0u, CW_CLOSE_RANGE);
 }
 
-/* Read-family results from syscall(); defined in hooks_io.c. */
-CW_HIDDEN void cw_syscall_read_result(long nr, const long *a, long r);
-
 CW_EXPORT long syscall(long nr, ...)
 {
     va_list ap;

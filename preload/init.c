@@ -1,7 +1,8 @@
 /*
  * init.c - the library's life: the constructor that sets up recording, the
- * destructor that takes the final snapshot, fork handling, and the
- * nesting guard every record path goes through.
+ * destructor that takes the final snapshot, fork handling, and the start
+ * of recording at the first socket. (The nesting guard, cw_enter, is
+ * inline in cw.h.)
  */
 #include "cw.h"
 #include "../common/elf_note.h"
@@ -18,37 +19,6 @@
 
 struct cw_state cw;
 __thread int cw_nesting __attribute__((tls_model("initial-exec")));
-
-CW_HIDDEN void cw_epoll_init(void);
-
-uint64_t cw_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-int cw_enter(void)
-{
-    if (cw_nesting) {
-        /* A signal handler interrupted a record on this thread, or we are
-         * inside libunwind: passing through is all we may do. */
-        if (cw.hdr)
-            atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->events_dropped, 1);
-        return 0;
-    }
-    if (!cw.hdr)
-        return 0;
-    /* A child that never ran our fork handler (vfork, clone, _Fork, a raw
-     * fork system call) still writes to our ring: it must record nothing,
-     * and only getpid (one system call, ~90 ns here) tells it from us. Most
-     * programs never make one (vfork.c), and pay nothing. */
-    if (__atomic_load_n(&cw_unforked_child_seen, __ATOMIC_RELAXED) &&
-        (pid_t)syscall(SYS_getpid) != cw.pid)
-        return 0;
-    cw_nesting++;
-    return 1;
-}
 
 /* Whether the main program carries Go's build-id note (ELF note named "Go"):
  * Go makes its socket calls without libc, so only the sampler sees them. */
@@ -131,7 +101,6 @@ void cw_init(void)
     int saved = errno;
     cw.pid = (pid_t)syscall(SYS_getpid);
     cw_resolve_real();
-    cw_vfork_init();
     cw_sampler_init();
     const char *off = getenv("CLOSEWATCH_DISABLE");
     if (off && *off && *off != '0') {

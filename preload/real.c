@@ -20,6 +20,10 @@ void cw_resolve_real(void)
 #define R(field, sym)                                                                              \
     if (!cw_real.field)                                                                            \
     *(void **)&cw_real.field = dlsym(RTLD_NEXT, sym)
+    R(vfork, "vfork");
+    R(clone, "clone");
+    R(fork_no_handlers, "_Fork");
+    R(pipe2, "pipe2");
     R(socket, "socket");
     R(socketpair, "socketpair");
     R(accept, "accept");
@@ -59,7 +63,6 @@ void cw_resolve_real(void)
     R(setreuid, "setreuid");
     R(setresuid, "setresuid");
     R(dlopen, "dlopen");
-    R(dlclose, "dlclose");
     R(exit, "exit");
     R(libc_start_main, "__libc_start_main");
 #undef R

@@ -7,6 +7,7 @@
  * and saves and restores errno around its own system calls.
  */
 #include "cw.h"
+#include "../common/hash.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -131,12 +132,15 @@ void cw_addr_from_sockaddr(struct cw_addr *out, const struct sockaddr *sa, sockl
     }
 }
 
-static void fill_addr(int fd, struct cw_addr *out, long nr)
+/* nr: SYS_getsockname or SYS_getpeername; 0 if the kernel had no answer. */
+static int fill_addr(int fd, struct cw_addr *out, long nr)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
-    if (syscall(nr, fd, &ss, &len) == 0)
-        cw_addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+    if (syscall(nr, fd, &ss, &len) != 0)
+        return 0;
+    cw_addr_from_sockaddr(out, (struct sockaddr *)&ss, len);
+    return 1;
 }
 
 static void note_hwm(int fd)
@@ -170,6 +174,17 @@ static int retire(struct cw_fd_entry *e, uint64_t open_sid)
     return 1;
 }
 
+void cw_on_vanished(int fd, uint64_t open_sid)
+{
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e || !retire(e, open_sid))
+        return;
+    uint64_t now = cw_now();
+    e->close_ns = now;
+    cw_event_at(now, CW_EV_CLOSE, fd, open_sid & ~CW_SID_OPEN, 0, CW_CLOSE_VANISHED, e->eof_count,
+                -1);
+}
+
 /* inode 0: ask fstat (fd is valid in this thread's fd table). */
 static void record_open(int fd, int origin, int family, int type, int protocol, int src_fd,
                         uint32_t stack, uint64_t inode)
@@ -180,13 +195,11 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
         return;
     }
     uint64_t old = atomic_load(sid_word(e));
-    if (old & CW_SID_OPEN) {
-        /* The number is ours again but we never saw it closed: closed behind
-         * our back (glibc-internal close, raw syscall) or a racing close hook
-         * that has not recorded yet. */
-        if (retire(e, old))
-            cw_event(CW_EV_CLOSE, fd, old & ~CW_SID_OPEN, 0, CW_CLOSE_VANISHED, e->eof_count, -1);
-    }
+    /* The number is ours again but we never saw it closed: closed behind
+     * our back (glibc-internal close, raw syscall) or a racing close hook
+     * that has not recorded yet. */
+    if (old & CW_SID_OPEN)
+        cw_on_vanished(fd, old);
     uint64_t sid = atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->next_sid, 1);
     uint64_t now = cw_now();
     e->shut_how = 0;
@@ -222,6 +235,30 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
                 (int64_t)e->inode);
 }
 
+void cw_on_tcp_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state, uint64_t now,
+                     uint64_t fin_ns)
+{
+    if (e->tcp_state == state)
+        return;
+    uint8_t old = e->tcp_state;
+    e->tcp_state = state;
+    e->state_ns = now;
+    int first_close_wait = state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns;
+    fin_ns = cw_fin_since_open(fin_ns, e->open_ns, e->origin == CW_ORIGIN_UNTRACKED);
+    if (first_close_wait)
+        e->close_wait_ns = fin_ns && fin_ns < now ? fin_ns : now;
+    /* In the sampler, the program may have closed that fd and opened
+     * another socket there meanwhile (its open clears these fields before
+     * it publishes the new sid): the newcomer must not keep our state. */
+    if (atomic_load(sid_word(e)) != sid) {
+        e->tcp_state = 0;
+        if (first_close_wait)
+            e->close_wait_ns = 0;
+        return;
+    }
+    cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
+}
+
 /* cw_enter for the calls that create a socket: the first one starts
  * recording. */
 static int enter_opening(void)
@@ -229,6 +266,14 @@ static int enter_opening(void)
     if (CW_UNLIKELY(!cw.hdr) && !cw_nesting && !cw_recording_start())
         return 0;
     return cw_enter();
+}
+
+/* The sampler looks for TCP CLOSE_WAIT: a program that only ever uses unix
+ * or UDP sockets never starts one. */
+static void sampler_for(int family, int type)
+{
+    if (cw_is_tcp(family, type & 0xf))
+        cw_sampler_start();
 }
 
 void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_fd)
@@ -242,10 +287,7 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
      * TCP socket would not count as SOCK_STREAM anywhere. */
     record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack(), 0);
     errno = saved;
-    /* The sampler looks for TCP CLOSE_WAIT: a program that only ever uses
-     * unix or UDP sockets stays without our thread (and single-threaded). */
-    if ((family == AF_INET || family == AF_INET6) && (type & 0xf) == SOCK_STREAM)
-        cw_sampler_start();
+    sampler_for(family, type);
     cw_leave();
 }
 
@@ -257,8 +299,39 @@ void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode)
     int saved = errno;
     record_open(fd, origin, family, type & 0xf, 0, -1, 0, inode);
     errno = saved;
-    if ((family == AF_INET || family == AF_INET6) && (type & 0xf) == SOCK_STREAM)
-        cw_sampler_start();
+    sampler_for(family, type);
+}
+
+/* A socket in this process's own fd table that no hook saw made: its
+ * family and type asked of the fd (0 if it is not a socket). */
+static int socket_kind(int fd, int *family, int *type)
+{
+    socklen_t l1 = sizeof *family, l2 = sizeof *type;
+    *family = *type = 0;
+    return syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, family, &l1) == 0 &&
+           syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, type, &l2) == 0;
+}
+
+/* Records such a socket with both its ends, asked of the fd too. */
+static void record_found(int fd, int origin, int family, int type, uint32_t stack)
+{
+    record_open(fd, origin, family, type & 0xf, 0, -1, stack, 0);
+    struct cw_fd_entry *e = cw_fd(fd);
+    if (!e)
+        return;
+    fill_addr(fd, &e->local, SYS_getsockname);
+    if (fill_addr(fd, &e->peer, SYS_getpeername))
+        e->flags |= CW_FD_CONNECTED;
+}
+
+void cw_on_found(int fd, int origin)
+{
+    int family, type, saved = errno;
+    if (socket_kind(fd, &family, &type)) {
+        record_found(fd, origin, family, type, 0);
+        sampler_for(family, type);
+    }
+    errno = saved;
 }
 
 /* Whether a is a wildcard address (INADDR_ANY, in6addr_any). */
@@ -475,19 +548,13 @@ void cw_on_scm_rights(const struct msghdr *msg)
         size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
         const int *fds = (const int *)CMSG_DATA(c);
         for (size_t i = 0; i < n; i++) {
-            int fd, family = 0, type = 0;
+            int fd, family, type;
             memcpy(&fd, fds + i, sizeof fd);
-            socklen_t l1 = sizeof family, l2 = sizeof type;
-            if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
-                syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0)
-                continue; /* not a socket */
-            cw_on_open(fd, CW_ORIGIN_RECEIVED, family, type, 0, -1);
-            struct cw_fd_entry *e = cw_fd(fd);
-            if (e) {
-                e->flags |= CW_FD_CONNECTED;
-                fill_addr(fd, &e->local, SYS_getsockname);
-                fill_addr(fd, &e->peer, SYS_getpeername);
-            }
+            if (!socket_kind(fd, &family, &type) || !enter_opening())
+                continue;
+            record_found(fd, CW_ORIGIN_RECEIVED, family, type, cw_stack());
+            sampler_for(family, type);
+            cw_leave();
         }
     }
     errno = saved;
@@ -508,7 +575,6 @@ struct epmap_slot {
 static uint64_t *epdata;
 static struct epmap_slot *epmap;
 
-CW_HIDDEN void cw_epoll_init(void);
 void cw_epoll_init(void)
 {
     if (epdata || !cw.hdr)
@@ -521,14 +587,6 @@ void cw_epoll_init(void)
         return;
     epmap = b;
     epdata = a;
-}
-
-static uint32_t epmap_hash(uint64_t k)
-{
-    k ^= k >> 33;
-    k *= 0xff51afd7ed558ccdull;
-    k ^= k >> 33;
-    return (uint32_t)k;
 }
 
 static int epdata_fd_matches(int fd, uint64_t data)
@@ -544,7 +602,7 @@ void cw_epoll_register(int fd, uint64_t data)
     epdata[fd] = data;
     if (data == (uint64_t)(uint32_t)fd)
         return; /* data.fd == fd: found without the map */
-    uint32_t h = epmap_hash(data);
+    uint32_t h = (uint32_t)cw_hash64(data);
     for (uint32_t i = 0; i < EPMAP_PROBES; i++) {
         struct epmap_slot *s = &epmap[(h + i) & (EPMAP_SLOTS - 1)];
         uint64_t k = atomic_load_explicit(&s->key, memory_order_acquire);
@@ -562,7 +620,7 @@ static int epoll_data_to_fd(uint64_t data)
     int32_t low = (int32_t)(uint32_t)data;
     if (data == (uint64_t)(uint32_t)low && epdata_fd_matches(low, data))
         return low;
-    uint32_t h = epmap_hash(data);
+    uint32_t h = (uint32_t)cw_hash64(data);
     for (uint32_t i = 0; i < EPMAP_PROBES; i++) {
         struct epmap_slot *s = &epmap[(h + i) & (EPMAP_SLOTS - 1)];
         if (atomic_load_explicit(&s->key, memory_order_acquire) == data) {

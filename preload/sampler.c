@@ -1,68 +1,32 @@
 /*
- * sampler.c - what the program never tells us, asked of the kernel.
+ * sampler.c - what the program never tells us, asked of the kernel: the
+ * loop of the sampler process.
  *
  * The sampler is a process of its own: libclosewatch.so executed as a
- * program (helper.c), started with the first tracked TCP socket, waking
- * every CLOSEWATCH_SAMPLE_MS (0 = never started). It maps the program's
- * ring, asks the kernel which of the program's sockets sit in CLOSE_WAIT (a
- * socket whose EOF the program never reads is caught this way) and marks
- * them in the fd table; every few rounds it also reconciles the table with
- * /proc/PID/fd, finding sockets created behind our back (untracked) and
- * tracked ones closed behind our back (vanished).
- *
- * Why not a thread: a second thread makes glibc take its multi-threaded
- * path in every cancellable call of the program (read, write, accept,
- * close: +20 ns each, measured), and shares the program's fd table. The
- * process is started through a short-lived middle child, so that it is not
- * the program's child (no SIGCHLD, nothing new for its wait()); it holds no
- * fds of the program and no copy of its memory (exec'd at once), keeps all
- * signals blocked, and leaves when the program exits (pidfd) or execs.
- *
- * In the program itself, this file keeps what needs its own fd table: the
- * sockets inherited across exec or fork, found at start, and the state of
- * every open socket at exit.
+ * program (helper.c), started by the program with its first tracked TCP
+ * socket (spawn.c), waking every CLOSEWATCH_SAMPLE_MS (0 = never started).
+ * It maps the program's ring, asks the kernel which of the program's
+ * sockets sit in CLOSE_WAIT (a socket whose EOF the program never reads is
+ * caught this way) and marks them in the fd table; every few rounds it also
+ * reconciles the table with /proc/PID/fd, finding sockets created behind
+ * our back (untracked) and tracked ones closed behind our back (vanished).
+ * It keeps all signals blocked, and leaves when the program exits (pidfd)
+ * or execs.
  */
 #include "cw.h"
 #include "../common/sock_diag.h"
 
-#include <dirent.h>
-#include <dlfcn.h>
-#include <fcntl.h>
-#include <limits.h>
-#include <sched.h>
-#include <signal.h>
-#include <stdio.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define RECONCILE_EVERY 5
-#define SAMPLE_DUTY     50 /* sleep at least 50x as long as a sample took */
+#define SAMPLE_DUTY 50 /* sleep at least 50x as long as a sample took */
 
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
 #endif
-#ifndef SYS_close_range
-#define SYS_close_range 436
-#endif
-
-/*
- * Where the program's fds are: our own table (in the program), or, in the
- * sampler process, /proc/PID/fd to list them. The sampler never takes a
- * reference to one of the program's sockets (no pidfd_getfd): a copy in its
- * hands would keep a socket the program closes alive, its epoll
- * registrations firing and its port bound. It asks sock_diag instead.
- */
-static struct {
-    int remote;
-    char fd_dir[48];
-} prog = {0, "/proc/self/fd"};
 
 struct kstate {
     uint64_t inode;
@@ -104,37 +68,6 @@ static int by_inode(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-static int is_tcp(const struct cw_fd_entry *e)
-{
-    return (e->family == AF_INET || e->family == AF_INET6) && e->type == SOCK_STREAM;
-}
-
-/* fin_ns: for CLOSE_WAIT, the kernel's date of the FIN when it gave one:
- * an unread CLOSE_WAIT is dated from it, not from this round. */
-static void set_state(int fd, struct cw_fd_entry *e, uint64_t sid, uint8_t state, uint64_t now,
-                      uint64_t fin_ns)
-{
-    if (e->tcp_state == state)
-        return;
-    uint8_t old = e->tcp_state;
-    e->tcp_state = state;
-    e->state_ns = now;
-    int first_close_wait = state == CW_TCP_CLOSE_WAIT && !e->close_wait_ns;
-    fin_ns = cw_fin_since_open(fin_ns, e->open_ns, e->origin == CW_ORIGIN_UNTRACKED);
-    if (first_close_wait)
-        e->close_wait_ns = fin_ns && fin_ns < now ? fin_ns : now;
-    /* In the sampler, the program may have closed that fd and opened
-     * another socket there meanwhile (its open clears these fields before
-     * it publishes the new sid): the newcomer must not keep our state. */
-    if (atomic_load((_Atomic uint64_t *)&e->sid) != sid) {
-        e->tcp_state = 0;
-        if (first_close_wait)
-            e->close_wait_ns = 0;
-        return;
-    }
-    cw_event(CW_EV_STATE, fd, sid & ~CW_SID_OPEN, 0, state, old, 0);
-}
-
 /* The two ends of e as sock_diag names them; 0 if they are not both known. */
 static int sock_id_of(const struct cw_fd_entry *e, struct cw_sock_id *id)
 {
@@ -165,7 +98,7 @@ static int sample_close_wait_per_socket(void)
     int hwm = cw_fd_hwm(), open_tcp = 0;
     for (int fd = 0; fd < hwm && open_tcp <= PER_SOCKET_MAX; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
-        open_tcp += (e->sid & CW_SID_OPEN) && is_tcp(e);
+        open_tcp += (e->sid & CW_SID_OPEN) && cw_is_tcp(e->family, e->type);
     }
     if (open_tcp > PER_SOCKET_MAX)
         return 0;
@@ -178,7 +111,7 @@ static int sample_close_wait_per_socket(void)
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
         struct cw_sock_id id;
-        if (!(sid & CW_SID_OPEN) || !is_tcp(e) || (e->flags & CW_FD_LISTENING))
+        if (!(sid & CW_SID_OPEN) || !cw_is_tcp(e->family, e->type) || (e->flags & CW_FD_LISTENING))
             continue;
         /* Not known to be connected (a connect we did not see finish, a
          * TCP Fast Open sendto), or ends unknown: the dump will say. */
@@ -193,9 +126,9 @@ static int sample_close_wait_per_socket(void)
         /* The ends may belong to a newer socket by now: the inode says. */
         if (r == 0 && inode == e->inode) {
             if (state == CW_TCP_CLOSE_WAIT)
-                set_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now, fin_from_age(last_ack_ms));
+                cw_on_tcp_state(fd, e, sid, CW_TCP_CLOSE_WAIT, now, fin_from_age(last_ack_ms));
             else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
-                set_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
+                cw_on_tcp_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
         } else {
             /* Not found by its ends, or another socket has them: ends we
              * recorded wrong (a connect to 0.0.0.0, a transparent proxy),
@@ -226,87 +159,16 @@ static void sample_close_wait(void)
     for (int fd = 0; fd < hwm; fd++) {
         struct cw_fd_entry *e = cw_fd(fd);
         uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
-        if (!(sid & CW_SID_OPEN) || !is_tcp(e))
+        if (!(sid & CW_SID_OPEN) || !cw_is_tcp(e->family, e->type))
             continue;
         struct kstate key = {.inode = e->inode};
         const struct kstate *k = ks.n ? bsearch(&key, ks.v, ks.n, sizeof key, by_inode) : NULL;
         if (k)
-            set_state(fd, e, sid, k->state, now, k->fin_ns);
+            cw_on_tcp_state(fd, e, sid, k->state, now, k->fin_ns);
         else if (e->tcp_state == CW_TCP_CLOSE_WAIT)
-            set_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
+            cw_on_tcp_state(fd, e, sid, CW_TCP_UNKNOWN, now, 0);
     }
     free(ks.v);
-}
-
-/* The program's fds, listed from /proc: calls back with each number (raw
- * getdents64, no malloc). */
-static void for_each_fd(void (*fn)(int fd, void *ctx), void *ctx)
-{
-    int dir = (int)syscall(SYS_openat, AT_FDCWD, prog.fd_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir < 0)
-        return;
-    char buf[8192];
-    for (;;) {
-        long n = syscall(SYS_getdents64, dir, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        for (long off = 0; off < n;) {
-            struct dirent64 *d = (struct dirent64 *)(buf + off);
-            off += d->d_reclen;
-            if (d->d_name[0] < '0' || d->d_name[0] > '9')
-                continue;
-            int fd = atoi(d->d_name);
-            if (prog.remote || fd != dir) /* in the program, dir is one of the listed */
-                fn(fd, ctx);
-        }
-    }
-    syscall(SYS_close, dir);
-}
-
-/* readlink of the program's fd: 0 and errno on failure. */
-static long fd_link(int fd, char *link, size_t cap)
-{
-    char path[96];
-    snprintf(path, sizeof path, "%s/%d", prog.fd_dir, fd);
-    long n = syscall(SYS_readlinkat, AT_FDCWD, path, link, cap - 1);
-    if (n < 0)
-        return 0;
-    link[n] = 0;
-    return n;
-}
-
-static uint64_t socket_inode(int fd)
-{
-    char link[64];
-    if (fd_link(fd, link, sizeof link) <= 8 || strncmp(link, "socket:[", 8))
-        return 0;
-    return strtoull(link + 8, NULL, 10);
-}
-
-/* Records an open socket that no hook told us about, asking the fd itself:
- * only in the program, where the fd is in our own table. */
-static void adopt(int fd, int origin)
-{
-    int family = 0, type = 0;
-    socklen_t l1 = sizeof family, l2 = sizeof type;
-    struct stat st;
-    if (syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &l1) != 0 ||
-        syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_TYPE, &type, &l2) != 0 ||
-        syscall(SYS_fstat, fd, &st) != 0)
-        return;
-    cw_on_adopt(fd, origin, family, type, (uint64_t)st.st_ino);
-    struct cw_fd_entry *e = cw_fd(fd);
-    if (!e)
-        return;
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof ss;
-    if (syscall(SYS_getsockname, fd, &ss, &len) == 0)
-        cw_addr_from_sockaddr(&e->local, (struct sockaddr *)&ss, len);
-    len = sizeof ss;
-    if (syscall(SYS_getpeername, fd, &ss, &len) == 0) {
-        cw_addr_from_sockaddr(&e->peer, (struct sockaddr *)&ss, len);
-        e->flags |= CW_FD_CONNECTED;
-    }
 }
 
 /*
@@ -350,7 +212,7 @@ static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
          * there since the reconciliation: look again just before. */
         struct cw_fd_entry *cur = cw_fd(fd);
         if (!cur || (atomic_load((_Atomic uint64_t *)&cur->sid) & CW_SID_OPEN) ||
-            socket_inode(fd) != m->idiag_inode)
+            cw_fd_socket_inode(fd) != m->idiag_inode)
             continue;
         cw_on_adopt(fd, CW_ORIGIN_UNTRACKED, m->idiag_family, SOCK_STREAM, m->idiag_inode);
         struct cw_fd_entry *e = cw_fd(fd);
@@ -373,35 +235,6 @@ static void adopt_by_inode(void)
     if (by_inode_pending.n)
         cw_sock_diag_dump(CW_TCP_OWNED_STATES, adopt_from_diag, NULL);
     by_inode_pending.n = 0;
-}
-
-static void inherit_one(int fd, void *from_fork)
-{
-    struct cw_fd_entry *e = cw_fd(fd);
-    uint64_t ino = socket_inode(fd);
-    if (!ino || (e && (e->sid & CW_SID_OPEN) && e->inode == ino))
-        return;
-    adopt(fd, CW_ORIGIN_INHERITED);
-    if (e && from_fork)
-        e->flags |= CW_FD_FROM_FORK;
-}
-
-void cw_scan_inherited(int from_fork)
-{
-    for_each_fd(inherit_one, from_fork ? (void *)1 : NULL);
-}
-
-static void note_socket(int fd, void *found)
-{
-    if (!*(int *)found && socket_inode(fd))
-        *(int *)found = 1;
-}
-
-int cw_has_inherited_socket(void)
-{
-    int found = 0;
-    for_each_fd(note_socket, &found);
-    return found;
 }
 
 /*
@@ -434,7 +267,7 @@ static void reconcile_one(int fd, void *ctx)
         rc.candidate_inode[fd] = 0;
         return;
     }
-    uint64_t ino = socket_inode(fd);
+    uint64_t ino = cw_fd_socket_inode(fd);
     if (ino && rc.candidate_inode[fd] == ino) {
         if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
             return;
@@ -444,13 +277,6 @@ static void reconcile_one(int fd, void *ctx)
         rc.candidate_inode[fd] = ino;
         rc.since[fd] = cw_now();
     }
-}
-
-/* Whether the program's fd is closed, asked of /proc. */
-static int program_fd_gone(int fd)
-{
-    char link[64];
-    return !fd_link(fd, link, sizeof link) && errno == ENOENT;
 }
 
 static void reconcile(void)
@@ -466,7 +292,7 @@ static void reconcile(void)
     }
     int hwm = cw_fd_hwm();
     memset(rc.seen, 0, (size_t)hwm / 8 + 1);
-    for_each_fd(reconcile_one, NULL);
+    cw_for_each_fd(reconcile_one, NULL);
     adopt_by_inode();
     hwm = cw_fd_hwm(); /* adopted sockets may have raised it */
     for (int fd = 0; fd < hwm; fd++) {
@@ -487,71 +313,32 @@ static void reconcile(void)
         if (cw_now() - rc.since[fd] < RECONCILE_CONFIRM_NS)
             continue;
         rc.missing_sid[fd] = 0;
-        if (program_fd_gone(fd) &&
-            atomic_compare_exchange_strong((_Atomic uint64_t *)&e->sid, &sid, sid & ~CW_SID_OPEN)) {
-            atomic_fetch_sub((_Atomic uint32_t *)&cw.hdr->sockets_open, 1);
-            e->close_ns = cw_now();
-            cw_event(CW_EV_CLOSE, fd, sid & ~CW_SID_OPEN, 0, CW_CLOSE_VANISHED, e->eof_count, -1);
-        }
+        if (cw_fd_gone(fd))
+            cw_on_vanished(fd, sid);
     }
 }
 
-/* From /proc/PID/stat: field 22, the start time, tells our program from a
- * later one with its pid; fields 26-28 and 48-51 (text, stack, arguments
- * and environment addresses) make up *image, which an exec changes (the pid
- * and our ring stay). */
-static int program_stat(pid_t pid, unsigned long long *start_time, unsigned long long *image,
-                        int *masked)
+/* From /proc/PID/stat: the start time tells our program from a later one
+ * with its pid; the image (proc_stat.h) tells an exec, which keeps the pid
+ * and our ring. */
+static int program_stat(pid_t pid, struct cw_pstat *st)
 {
-    char path[48], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    long n = syscall(SYS_read, fd, buf, sizeof buf - 1);
-    syscall(SYS_close, fd);
-    if (n <= 0)
-        return -1;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    if (!p)
-        return -1;
-    *image = 0;
-    *masked = 1;
-    for (int field = 2; *p; p++) {
-        if (*p != ' ')
-            continue;
-        field++;
-        if (field == 22) {
-            *start_time = strtoull(p + 1, NULL, 10);
-        } else if ((field >= 26 && field <= 28) || (field >= 48 && field <= 51)) {
-            unsigned long long v = strtoull(p + 1, NULL, 10);
-            *image = (*image ^ v) * 0x100000001b3ull;
-            /* A process that is not dumpable (one that changed uid, say)
-             * shows others zeros there (and 1 in 26, 27). */
-            if (v > 1)
-                *masked = 0;
-        }
-        if (field == 51)
-            return 0;
-    }
-    return -1;
+    return cw_pstat_read(pid, st) == 0 && st->image_known ? 0 : -1;
 }
 
 void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long image)
 {
-    prog.remote = 1;
-    snprintf(prog.fd_dir, sizeof prog.fd_dir, "/proc/%d/fd", (int)pid);
+    cw_proc_fds_of(pid);
     int exit_fd = (int)syscall(SYS_pidfd_open, (long)pid, 0L);
-    unsigned long long start_time = 0, t, i;
-    int masked;
+    struct cw_pstat st;
     /* Opened after a check that the pid is still our program's (the pidfd
      * then cannot be another's) and that it has not exec'd since it started
      * us (image: what it read of itself then; hidden from us if it is not
      * dumpable, and then only a traced exec is noticed, by exit_state). */
-    if (program_stat(pid, &start_time, &i, &masked) != 0 || start_time != cw.hdr->proc_starttime ||
-        (!masked && i != image))
+    if (program_stat(pid, &st) != 0 || st.starttime != cw.hdr->proc_starttime ||
+        (!st.image_masked && st.image != image))
         return;
+    uint64_t start_time = st.starttime;
     uint64_t period_ns = (uint64_t)cw.sample_ms * 1000000ull;
     for (unsigned round = 1;; round++) {
         struct timespec ts = {(time_t)(period_ns / 1000000000ull),
@@ -570,7 +357,8 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
         }
         /* Gone, or exec'd: a traced image marks this ring EXECED and starts
          * a sampler of its own; an untraced one shows new addresses. */
-        if (program_stat(pid, &t, &i, &masked) != 0 || t != start_time || (!masked && i != image) ||
+        if (program_stat(pid, &st) != 0 || st.starttime != start_time ||
+            (!st.image_masked && st.image != image) ||
             atomic_load((_Atomic uint32_t *)&cw.hdr->exit_state) != CW_RUNNING)
             return;
         /* Reconcile first: a socket adopted now gets its state in this
@@ -588,151 +376,5 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
         if (spent * SAMPLE_DUTY > period_ns)
             period_ns = spent * SAMPLE_DUTY;
         cw.hdr->heartbeat_mono_ns = cw_now();
-    }
-}
-
-/* ---- starting the sampler, in the program -------------------------------- */
-
-static unsigned reconcile_every = RECONCILE_EVERY;
-static char self_path[PATH_MAX]; /* this library, absolute: what we exec */
-
-/* Where this library is, resolved now: the program may chdir later. */
-void cw_sampler_init(void)
-{
-    Dl_info info;
-    if (!dladdr((void *)cw_sampler_init, &info) || !info.dli_fname)
-        return;
-    /* An absolute path stays valid through the program's chdir: no need
-     * for realpath's lstat of every component in every process. */
-    if (info.dli_fname[0] == '/')
-        snprintf(self_path, sizeof self_path, "%s", info.dli_fname);
-    else if (!realpath(info.dli_fname, self_path))
-        self_path[0] = 0;
-}
-
-struct spawn {
-    char *argv[7];
-    char *envp[2];
-    uint8_t *stack; /* for the second child */
-    _Atomic pid_t sampler;
-};
-
-#define SPAWN_STACK 16384
-
-/* The second child: becomes the sampler. Its fd table is a copy of the
- * program's: it lets go of all of it before exec, or the sampler would hold
- * the program's sockets open. */
-static int become_sampler(void *arg)
-{
-    struct spawn *s = arg;
-    if (syscall(SYS_close_range, 0L, (long)~0U, 0L) == 0)
-        syscall(SYS_execve, self_path, s->argv, s->envp);
-    syscall(SYS_exit, 127L);
-    return 127;
-}
-
-/* The first child: starts the sampler and exits at once, so that the
- * sampler is nobody's child here (an exec'd child of the program would
- * signal it SIGCHLD and show in its wait()). Created without an exit signal
- * and reaped by cw_sampler_start, this one is never seen either. Both share
- * the program's memory and, blocked, its thread until they exec or exit:
- * raw system calls only. */
-static int start_sampler(void *arg)
-{
-    struct spawn *s = arg;
-    int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
-    int pid =
-        real_clone(become_sampler, s->stack + SPAWN_STACK, CLONE_VM | CLONE_VFORK | SIGCHLD, s);
-    atomic_store(&s->sampler, pid > 0 ? pid : 0);
-    syscall(SYS_exit, 0L);
-    return 0;
-}
-
-void cw_sampler_start(void)
-{
-    int idle = 0;
-    if (cw.sample_ms == 0 || !cw.hdr || !self_path[0] ||
-        !atomic_compare_exchange_strong(&cw.sampler_state, &idle, 1))
-        return;
-    int saved = errno;
-    /* Orphans are adopted by init or the nearest subreaper: when that is
-     * this very process, the sampler would be its child after all. */
-    int subreaper = 0;
-    if (cw.pid == 1 || (prctl(PR_GET_CHILD_SUBREAPER, &subreaper) == 0 && subreaper)) {
-        errno = saved;
-        return;
-    }
-    char pid[16], ms[16], every[16], image[24];
-    unsigned long long start_time, self_image;
-    int masked;
-    if (program_stat(cw.pid, &start_time, &self_image, &masked) != 0) {
-        errno = saved;
-        return;
-    }
-    snprintf(image, sizeof image, "%llu", self_image);
-    snprintf(pid, sizeof pid, "%d", (int)cw.pid);
-    snprintf(ms, sizeof ms, "%u", cw.sample_ms);
-    snprintf(every, sizeof every, "%u", reconcile_every);
-    static uint8_t stacks[2][SPAWN_STACK] __attribute__((aligned(16)));
-    struct spawn s = {{(char *)"closewatch-sampler", pid, cw.path, ms, every, image, NULL},
-                      {NULL, NULL},
-                      stacks[1],
-                      0};
-    /* The sampler's libraries are found where ours were. */
-    extern char **environ;
-    for (char **e = environ; e && *e; e++)
-        if (!strncmp(*e, "LD_LIBRARY_PATH=", 16))
-            s.envp[0] = *e;
-    sigset_t all, old;
-    sigfillset(&all);
-    /* No handler of the program may run in the children; the sampler keeps
-     * them all blocked for good. */
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    (void)REAL(sys); /* resolved before the children need it */
-    /* glibc's clone, not our trampoline (vfork.c): these children run none
-     * of our hooks. */
-    int (*real_clone)(int (*)(void *), void *, int, void *) = cw_resolve_clone();
-    int first = real_clone
-                    ? real_clone(start_sampler, stacks[0] + SPAWN_STACK, CLONE_VM | CLONE_VFORK, &s)
-                    : -1;
-    if (first > 0)
-        syscall(SYS_wait4, (long)first, NULL, (long)__WALL, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    atomic_store((_Atomic int32_t *)&cw.hdr->sampler_pid, atomic_load(&s.sampler));
-    errno = saved;
-}
-
-void cw_sampler_start_for_raw_syscalls(void)
-{
-    reconcile_every = 1;
-    cw_sampler_start();
-}
-
-void cw_sampler_after_fork(void)
-{
-    atomic_store(&cw.sampler_state, 0); /* the parent's sampler is not ours */
-}
-
-/*
- * At exit, the state of every socket still open, asked of each one directly:
- * this runs on a program thread, in the program's own fd table. A sock_diag
- * dump instead would walk every TCP socket of the host, thousands of
- * TIME_WAIT ones after a busy run, for a few of ours.
- */
-void cw_final_snapshot(void)
-{
-    uint64_t now = cw_now();
-    int hwm = cw_fd_hwm();
-    for (int fd = 0; fd < hwm && cw.hdr->sockets_open; fd++) {
-        struct cw_fd_entry *e = cw_fd(fd);
-        uint64_t sid = atomic_load((_Atomic uint64_t *)&e->sid);
-        struct tcp_info ti;
-        socklen_t len = sizeof ti;
-        struct stat st;
-        if ((sid & CW_SID_OPEN) && is_tcp(e) && syscall(SYS_fstat, fd, &st) == 0 &&
-            (uint64_t)st.st_ino == e->inode &&
-            syscall(SYS_getsockopt, fd, IPPROTO_TCP, TCP_INFO, &ti, &len) == 0)
-            set_state(fd, e, sid, ti.tcpi_state, now,
-                      ti.tcpi_state == CW_TCP_CLOSE_WAIT ? fin_from_age(ti.tcpi_last_ack_recv) : 0);
     }
 }

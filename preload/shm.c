@@ -49,39 +49,10 @@ static uint32_t floor_pow2(uint64_t v)
     return p;
 }
 
-/* Raw-syscall file reads: we may run in a fork child or before libc is set up. */
-static ssize_t slurp(const char *path, char *buf, size_t cap)
-{
-    int fd = (int)syscall(SYS_openat, AT_FDCWD, path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    size_t got = 0;
-    while (got < cap) {
-        ssize_t r = syscall(SYS_read, fd, buf + got, cap - got);
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    syscall(SYS_close, fd);
-    return (ssize_t)got;
-}
-
 static uint64_t proc_starttime(void)
 {
-    char buf[1024];
-    ssize_t n = slurp("/proc/self/stat", buf, sizeof buf - 1);
-    if (n <= 0)
-        return 0;
-    buf[n] = 0;
-    char *p = strrchr(buf, ')'); /* comm may hold spaces and parens */
-    if (!p)
-        return 0;
-    /* after ") " comes field 3; starttime is field 22 */
-    int field = 2;
-    for (; *p && field < 22; p++)
-        if (*p == ' ')
-            field++;
-    return strtoull(p, NULL, 10);
+    struct cw_pstat st;
+    return cw_pstat_read(0, &st) == 0 ? st.starttime : 0;
 }
 
 /* What the header says about this process that could change before its
@@ -103,7 +74,7 @@ void cw_shm_capture_start(void)
     start.ppid = (pid_t)syscall(SYS_getppid);
     start.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
     start.mono_ns = (uint64_t)mt.tv_sec * 1000000000ull + (uint64_t)mt.tv_nsec;
-    ssize_t n = slurp("/proc/self/cmdline", start.argv, sizeof start.argv);
+    ssize_t n = cw_slurp("/proc/self/cmdline", start.argv, sizeof start.argv);
     start.argv_len = n > 0 ? (uint32_t)n : 0;
     if (start.argv_len == sizeof start.argv)
         start.argv[sizeof start.argv - 1] = 0;

@@ -42,14 +42,11 @@ static __thread int refuse_pipe __attribute__((tls_model("initial-exec")));
 
 CW_EXPORT int pipe2(int fds[2], int flags)
 {
-    static int (*real_pipe2)(int[2], int);
     if (refuse_pipe) {
         errno = EMFILE;
         return -1;
     }
-    if (!real_pipe2)
-        *(void **)&real_pipe2 = dlsym(RTLD_NEXT, "pipe2");
-    return real_pipe2(fds, flags);
+    return REAL(pipe2)(fds, flags);
 }
 
 #define PAGE_CACHE 64

@@ -17,35 +17,21 @@
  */
 #include "cw.h"
 
-#include <dlfcn.h>
+#include <stddef.h>
 
+/* Elsewhere than x86-64 there are no trampolines: the check is always made. */
+#if defined(__x86_64__)
 int cw_unforked_child_seen;
-CW_HIDDEN void *cw_real_vfork, *cw_real_clone;
-CW_HIDDEN void *cw_resolve_vfork(void);
-CW_HIDDEN void *cw_resolve_clone(void);
-
-void *cw_resolve_vfork(void)
-{
-    if (!cw_real_vfork)
-        cw_real_vfork = dlsym(RTLD_NEXT, "vfork");
-    return cw_real_vfork;
-}
-
-void *cw_resolve_clone(void)
-{
-    if (!cw_real_clone)
-        cw_real_clone = dlsym(RTLD_NEXT, "clone");
-    return cw_real_clone;
-}
+#else
+int cw_unforked_child_seen = 1;
+#endif
 
 /* A fork without fork handlers: a copy of our memory, so an ordinary
  * wrapper will do. */
 CW_EXPORT pid_t _Fork(void)
 {
-    static pid_t (*real)(void);
     __atomic_store_n(&cw_unforked_child_seen, 1, __ATOMIC_RELAXED);
-    if (!real)
-        *(void **)&real = dlsym(RTLD_NEXT, "_Fork");
+    pid_t (*real)(void) = REAL(fork_no_handlers);
     if (!real) {
         errno = ENOSYS;
         return -1;
@@ -54,22 +40,27 @@ CW_EXPORT pid_t _Fork(void)
 }
 
 #if defined(__x86_64__)
-/* r11 is neither an argument nor preserved: free to hold the target. */
+/* The trampolines read cw_real.vfork at cw_real+0 and cw_real.clone at
+ * cw_real+8; cw_resolve_real fills them (and everything else) when they are
+ * still NULL. r11 is neither an argument nor preserved: free to hold the
+ * target. */
+_Static_assert(offsetof(struct cw_real, vfork) == 0, "vfork trampoline reads cw_real+0");
+_Static_assert(offsetof(struct cw_real, clone) == 8, "clone trampoline reads cw_real+8");
 __asm__(".text\n"
         ".globl vfork\n"
         ".type vfork,@function\n"
         "vfork:\n"
         "  endbr64\n"
         "  movl $1, cw_unforked_child_seen(%rip)\n"
-        "  mov cw_real_vfork(%rip), %r11\n"
+        "  mov cw_real(%rip), %r11\n"
         "  test %r11, %r11\n"
         "  jz 1f\n"
         "  jmp *%r11\n"
         "1:\n"
         "  sub $8, %rsp\n"
-        "  call cw_resolve_vfork\n"
+        "  call cw_resolve_real\n"
         "  add $8, %rsp\n"
-        "  jmp *%rax\n"
+        "  jmp *cw_real(%rip)\n"
         ".size vfork, .-vfork\n"
 
         /* int clone(int (*fn)(void *), void *stack, int flags, void *arg, ...) */
@@ -78,7 +69,7 @@ __asm__(".text\n"
         "clone:\n"
         "  endbr64\n"
         "  movl $1, cw_unforked_child_seen(%rip)\n"
-        "  mov cw_real_clone(%rip), %r11\n"
+        "  mov cw_real+8(%rip), %r11\n"
         "  test %r11, %r11\n"
         "  jz 3f\n"
         "  jmp *%r11\n"
@@ -90,8 +81,8 @@ __asm__(".text\n"
         "  push %r8\n"
         "  push %r9\n"
         "  push %rax\n" /* with the return address: 64 bytes, 16-aligned */
-        "  call cw_resolve_clone\n"
-        "  mov %rax, %r11\n"
+        "  call cw_resolve_real\n"
+        "  mov cw_real+8(%rip), %r11\n"
         "  pop %rax\n"
         "  pop %r9\n"
         "  pop %r8\n"
@@ -101,15 +92,4 @@ __asm__(".text\n"
         "  pop %rdi\n"
         "  jmp *%r11\n"
         ".size clone, .-clone\n");
-
-void cw_vfork_init(void)
-{
-    cw_resolve_vfork();
-    cw_resolve_clone();
-}
-#else
-void cw_vfork_init(void)
-{
-    cw_unforked_child_seen = 1;
-}
 #endif

@@ -4,12 +4,13 @@
  *
  *   bench_hold N HOLD_MS    opens N TCP sockets with socket() (one fd each: connected pairs
  *                           would need two), keeps them open HOLD_MS milliseconds (so
- *                           closewatch's sampler thread runs with them), then prints VmHWM in
- *                           KiB from /proc/self/status.
+ *                           closewatch's sampler process samples them), then prints the
+ *                           VmHWM, in KiB, of this process and of its sampler (0 if none).
  *
- * Run it with and without LD_PRELOAD; the difference is closewatch's memory at N sockets: fd
- * table entries, ring events and stacks in the shared file (touched pages only), libunwind,
- * the sampler thread.
+ * Run it with and without LD_PRELOAD; the difference in the first figure is closewatch's memory
+ * in the program at N sockets: fd table entries, ring events and stacks in the shared file
+ * (touched pages only), libunwind. The sampler is a process of its own (it maps the same
+ * file): the second figure.
  */
 #include <errno.h>
 #include <stdio.h>

@@ -4,11 +4,11 @@
 #   scripts/deps.sh          install what is missing (apt-get as root, else print the command)
 #   scripts/deps.sh --check  exit 1 if anything is missing, install nothing
 #
-# Packages: libunwind-dev (backtraces), libcriterion-dev (tests), libdw-dev and
-# libelf-dev (symbolization), pkg-config, gcc, make.
+# Packages: libunwind-dev (backtraces), libcriterion-dev and libjansson-dev
+# (tests), libdw-dev and libelf-dev (symbolization), pkg-config, gcc, make.
 set -eu
 
-PACKAGES="build-essential pkg-config libunwind-dev libcriterion-dev libdw-dev libelf-dev"
+PACKAGES="build-essential pkg-config libunwind-dev libcriterion-dev libjansson-dev libdw-dev libelf-dev"
 
 missing=""
 for p in $PACKAGES; do

@@ -250,3 +250,26 @@ int h_kernel_close_wait(int pid)
     cw_kview_free(&kv);
     return n;
 }
+
+void h_ctl_open(struct h_ctl *c)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0, "pipe2: %s", strerror(errno));
+    cr_assert_eq(fcntl(p[0], F_SETFD, 0), 0);
+    c->rd = p[0];
+    c->wr = p[1];
+    snprintf(c->arg, sizeof c->arg, "%d", p[0]);
+}
+
+void h_ctl_spawned(struct h_ctl *c)
+{
+    close(c->rd);
+    c->rd = -1;
+}
+
+void h_ctl_release(struct h_ctl *c)
+{
+    if (c->wr >= 0)
+        close(c->wr);
+    c->wr = -1;
+}

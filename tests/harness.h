@@ -38,6 +38,21 @@ int h_wait(struct h_proc *p, int timeout_ms);
 /* Reads one line from the child's stdout (without '\n'); 0 on EOF/timeout. */
 int h_read_line(struct h_proc *p, char *buf, size_t len, int timeout_ms);
 
+/*
+ * The control pipe of tests/fixtures/fixture.h: the fixture gets the read
+ * end's number (arg) on its command line and runs until the test closes the
+ * write end. Only the read end may be inherited, or the fixture would hold
+ * its own pipe open forever: h_ctl_spawned closes the test's copy of it
+ * once the fixture has its own, h_ctl_release lets the fixture go on.
+ */
+struct h_ctl {
+    int rd, wr;
+    char arg[16];
+};
+void h_ctl_open(struct h_ctl *c);
+void h_ctl_spawned(struct h_ctl *c);
+void h_ctl_release(struct h_ctl *c);
+
 /* CLOCK_MONOTONIC in ms, for deadlines. */
 uint64_t h_now_ms(void);
 /* A whole file, NUL-terminated (length in *len if len); NULL if unreadable. */

@@ -1,7 +1,8 @@
 /*
- * jsonq.h - a small, strict JSON parser (RFC 8259) with a path query helper,
- * for tests that check closewatch's JSON and SARIF output. Strict on purpose:
- * a report that only a forgiving parser accepts is a bug the tests must see.
+ * jsonq.h - strict JSON parsing (RFC 8259, by jansson) into a plain tree with
+ * a path query helper, for tests that check closewatch's JSON and SARIF
+ * output. Strict on purpose: a report that only a forgiving parser accepts
+ * is a bug the tests must see.
  *
  * Beyond the RFC's grammar it also rejects what a report must never contain:
  * invalid UTF-8, lone surrogate escapes and duplicate object keys.

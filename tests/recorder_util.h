@@ -80,18 +80,18 @@ static inline void ev_free(struct ev_list *l)
     l->n = 0;
 }
 
-/* Decoding CW_EV_OPEN's arg0 (origin | family << 8 | type << 24). */
+/* CW_EV_OPEN's arg0, decoded (shm_layout.h). */
 static inline int ev_origin(const struct cw_event *e)
 {
-    return (int)(e->arg0 & 0xff);
+    return cw_open_arg_origin(e->arg0);
 }
 static inline int ev_family(const struct cw_event *e)
 {
-    return (int)((e->arg0 >> 8) & 0xffff);
+    return cw_open_arg_family(e->arg0);
 }
 static inline int ev_socktype(const struct cw_event *e)
 {
-    return (int)((e->arg0 >> 24) & 0xfff);
+    return cw_open_arg_type(e->arg0);
 }
 
 #define ANY_FD INT_MIN
@@ -147,40 +147,6 @@ static inline uint64_t entry_sid(const struct cw_fd_entry *e)
 }
 
 /* ---- talking to fixtures ------------------------------------------------- */
-
-/*
- * A control pipe: the fixture gets the read end's number on its command
- * line and blocks on it; the test closes the write end to let it go on.
- * Only the read end is inherited.
- */
-struct ctl {
-    int rd, wr;
-    char arg[16];
-};
-
-static inline void ctl_open(struct ctl *c)
-{
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0, "pipe2: %s", strerror(errno));
-    cr_assert_eq(fcntl(p[0], F_SETFD, 0), 0);
-    c->rd = p[0];
-    c->wr = p[1];
-    snprintf(c->arg, sizeof c->arg, "%d", p[0]);
-}
-
-/* After spawning: the fixture has its copy of the read end. */
-static inline void ctl_spawned(struct ctl *c)
-{
-    close(c->rd);
-    c->rd = -1;
-}
-
-static inline void ctl_release(struct ctl *c)
-{
-    if (c->wr >= 0)
-        close(c->wr);
-    c->wr = -1;
-}
 
 /* Runs a fixture under the preload with stdout captured. */
 static inline struct h_proc spawn_fixture(char *const argv[], char *const env[], const char *dir)

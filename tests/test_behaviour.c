@@ -249,7 +249,7 @@ Test(behaviour, fixture_is_deterministic, .timeout = 60)
     free(b.out);
 }
 
-/* The sampler thread is running (every 10 ms) throughout the matrix. */
+/* The sampler process is running (every 10 ms) throughout the matrix. */
 Test(behaviour, identical_under_preload_with_sampler, .timeout = 60, .fini = remove_ring_dir)
 {
     compare_with_preload("10", 1);

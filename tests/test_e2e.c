@@ -313,40 +313,6 @@ static int wait_exit(struct h_proc *p)
     return WEXITSTATUS(st);
 }
 
-/*
- * The control pipe of fixture.h: the fixture gets the read end's number and
- * runs until the test closes the write end. Only the read end may be
- * inherited, or the fixture would hold its own pipe open forever.
- */
-struct e2e_ctl {
-    int rd, wr;
-    char arg[16];
-};
-
-static void ctl_make(struct e2e_ctl *c)
-{
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    cr_assert_eq(fcntl(p[0], F_SETFD, 0), 0);
-    c->rd = p[0];
-    c->wr = p[1];
-    snprintf(c->arg, sizeof c->arg, "%d", p[0]);
-}
-
-/* After the spawn: the child has its copy of the read end. */
-static void ctl_spawned(struct e2e_ctl *c)
-{
-    close(c->rd);
-    c->rd = -1;
-}
-
-static void ctl_release(struct e2e_ctl *c)
-{
-    if (c->wr >= 0)
-        close(c->wr);
-    c->wr = -1;
-}
-
 /* ---- reports and stacks ------------------------------------------------------ */
 
 static struct jv *parse_or_fail(const char *text, const char *what)
@@ -664,16 +630,16 @@ static int ring_says_close_wait(void *arg)
  * Returns the client's fd; *fin_ms is when the test closed its end, *port
  * the port the client connected to.
  */
-static int idle_client_hung_up(struct h_proc *p, struct e2e_ctl *ctl, char *const env[],
-                               int preload, const char *dir, uint64_t *fin_ms, int *port)
+static int idle_client_hung_up(struct h_proc *p, struct h_ctl *ctl, char *const env[], int preload,
+                               const char *dir, uint64_t *fin_ms, int *port)
 {
     int lfd = h_listen(port);
     char portarg[16];
     snprintf(portarg, sizeof portarg, "%d", *port);
-    ctl_make(ctl);
+    h_ctl_open(ctl);
     char *argv[] = {(char *)fixture("idle_client"), portarg, ctl->arg, NULL};
     *p = spawn_bg(argv, env, preload, dir);
-    ctl_spawned(ctl);
+    h_ctl_spawned(ctl);
     int fd = atoi(expect_line(p, "connected "));
     int conn = accept(lfd, NULL, NULL);
     cr_assert_geq(conn, 0);
@@ -689,7 +655,7 @@ Test(e2e, eof_unread_idle_client_live_and_post_mortem, .timeout = 30)
     const char *dir = e2e_mkdtemp("unread");
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p;
-    struct e2e_ctl ctl;
+    struct h_ctl ctl;
     uint64_t fin_ms;
     int port;
     int fd = idle_client_hung_up(&p, &ctl, env, 1, dir, &fin_ms, &port);
@@ -727,7 +693,7 @@ Test(e2e, eof_unread_idle_client_live_and_post_mortem, .timeout = 30)
 
     /* Post-mortem: the ring alone still tells it. */
     pid_t pid = p.pid;
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     cr_assert_eq(wait_exit(&p), 0);
     char rings[4][512];
     cr_assert_eq(h_rings(dir, pid, rings, 4), 1);
@@ -1082,7 +1048,7 @@ Test(e2e, live_pid_without_ring_kernel_view, .timeout = 30)
 {
     const char *dir = e2e_mkdtemp("noring");
     struct h_proc p;
-    struct e2e_ctl ctl;
+    struct h_ctl ctl;
     uint64_t fin_ms;
     int port;
     int fd = idle_client_hung_up(&p, &ctl, NULL, 0, NULL, &fin_ms, &port);
@@ -1114,7 +1080,7 @@ Test(e2e, live_pid_without_ring_kernel_view, .timeout = 30)
     cr_assert_not_null(strstr(c.out, "did not run under libclosewatch.so"), "%s", c.out);
     cmd_free(&c);
 
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     cr_assert_eq(wait_exit(&p), 0);
 }
 
@@ -1510,11 +1476,11 @@ Test(e2e, suppressions_hide_and_count, .timeout = 30)
 Test(e2e, watch_live_leak_and_dump_ring, .timeout = 30)
 {
     const char *dir = e2e_mkdtemp("watch");
-    struct e2e_ctl ctl;
-    ctl_make(&ctl);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
     char *argv[] = {(char *)fixture("leaky_server"), ctl.arg, NULL};
     struct h_proc p = spawn_bg(argv, NULL, 1, dir);
-    ctl_spawned(&ctl);
+    h_ctl_spawned(&ctl);
     int port = atoi(expect_line(&p, "port "));
     int c = h_connect(port);
     cr_assert_eq(write(c, "hello", 5), 5);
@@ -1533,7 +1499,7 @@ Test(e2e, watch_live_leak_and_dump_ring, .timeout = 30)
     cmd_free(&w);
 
     pid_t pid = p.pid;
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     cr_assert_eq(wait_exit(&p), 0);
     char rings[4][512];
     cr_assert_eq(h_rings(dir, pid, rings, 4), 1);
@@ -1738,7 +1704,7 @@ Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
 {
     const char *dir = e2e_mkdtemp("kdate");
     struct h_proc p;
-    struct e2e_ctl ctl;
+    struct h_ctl ctl;
     uint64_t fin_ms;
     int port;
     idle_client_hung_up(&p, &ctl, NULL, 1, dir, &fin_ms, &port);
@@ -1772,7 +1738,7 @@ Test(edges, unread_close_wait_is_dated_by_the_kernel, .timeout = 60)
         struct timespec ts = {0, 20 * 1000000}; /* between polls, not synchronisation */
         nanosleep(&ts, NULL);
     }
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     wait_exit(&p);
 }
 
@@ -1855,13 +1821,13 @@ Test(edges, perl_forking_server_children_keep_the_accept_stack, .timeout = 60)
     if (access("/usr/bin/perl", X_OK) != 0)
         cr_skip_test("/usr/bin/perl is not installed");
     const char *dir = e2e_mkdtemp("perlfork");
-    struct e2e_ctl ctl;
-    ctl_make(&ctl);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
     char script[1024];
     snprintf(script, sizeof script, "%s/../tests/real/perl_fork_server.pl", h_build());
     char *argv[] = {"/usr/bin/perl", script, "3", ctl.arg, NULL};
     struct h_proc p = spawn_bg(argv, NULL, 1, dir);
-    ctl_spawned(&ctl);
+    h_ctl_spawned(&ctl);
     int port = atoi(expect_line(&p, "port "));
     for (int i = 0; i < 3; i++) {
         int c = h_connect(port);
@@ -1895,6 +1861,6 @@ Test(edges, perl_forking_server_children_keep_the_accept_stack, .timeout = 60)
     }
     jq_free(doc);
     cmd_free(&c);
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     cr_assert_eq(wait_exit(&p), 0);
 }

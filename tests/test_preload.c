@@ -47,21 +47,21 @@ static uint64_t open_sid_of_accepted(const struct ev_list *evs, int fd)
 Test(preload, leaky_server_leaves_socket_in_close_wait, .timeout = 30, .fini = drop_test_dir)
 {
     char *dir = test_dir("pre-leaky");
-    struct ctl ctl;
-    ctl_open(&ctl);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
     const char *exe = FIXTURE("leaky_server");
     char *argv[] = {(char *)exe, ctl.arg, NULL};
     /* Sampler off: the CLOSE_WAIT must come from the exit snapshot. */
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=0", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&ctl);
+    h_ctl_spawned(&ctl);
     int port = (int)read_value(&p, "port");
     int client = h_connect(port);
     uint16_t client_port = local_port(client);
     cr_assert_eq(write(client, "hello", 5), 5);
     close(client);
     int leaked = (int)read_value(&p, "leaked");
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     wait_exit_ok(&p, 10000);
 
     struct cw_ring r;
@@ -162,12 +162,12 @@ static void idle_client_case(const char *tag, char *address, char *as_nobody)
     int listener = h_listen(&port);
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port);
-    struct ctl ctl;
-    ctl_open(&ctl);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
     char *argv[] = {(char *)FIXTURE("idle_client"), port_arg, ctl.arg, address, as_nobody, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&ctl);
+    h_ctl_spawned(&ctl);
     int fd = (int)read_value(&p, "connected");
 
     /* The server hangs up; the client never reads, so only the sampler can tell. */
@@ -192,7 +192,7 @@ static void idle_client_case(const char *tag, char *address, char *as_nobody)
     /* The round that marked the socket stamps its heartbeat after doing so. */
     cr_assert(h_wait_for(sampler_beat, &r, 10000), "the sampler left no heartbeat");
 
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     wait_exit_ok(&p, 10000);
     cr_assert_eq(live_hdr(&r)->exit_state, CW_EXITED);
     struct ev_list evs;
@@ -1011,14 +1011,14 @@ static void expect_sampler(pid_t pid, pid_t program)
 Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini = drop_test_dir)
 {
     char *dir = test_dir("pre-sampler");
-    struct ctl to_exec, to_exit;
-    ctl_open(&to_exec);
-    ctl_open(&to_exit);
+    struct h_ctl to_exec, to_exit;
+    h_ctl_open(&to_exec);
+    h_ctl_open(&to_exit);
     char *argv[] = {(char *)FIXTURE("sampler_visibility"), to_exec.arg, to_exit.arg, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&to_exec);
-    ctl_spawned(&to_exit);
+    h_ctl_spawned(&to_exec);
+    h_ctl_spawned(&to_exit);
 
     for (int image = 0; image < 2; image++) {
         expect_line(&p, "threads 1");
@@ -1028,9 +1028,9 @@ Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini 
         cr_assert_gt(sampler, 0, "image %d: no sampler started", image);
         expect_sampler(sampler, p.pid);
         if (image == 0)
-            ctl_release(&to_exec);
+            h_ctl_release(&to_exec);
         else
-            ctl_release(&to_exit);
+            h_ctl_release(&to_exit);
         expect_line(&p, "sigchld 0");
         cr_assert(h_wait_for(process_gone, (void *)(intptr_t)sampler, 10000),
                   "image %d's sampler %d outlived it", image, (int)sampler);
@@ -1043,28 +1043,28 @@ Test(preload, sampler_process_is_invisible_to_the_program, .timeout = 30, .fini 
 Test(preload, sampler_leaves_when_the_program_execs_untraced, .timeout = 30, .fini = drop_test_dir)
 {
     char *dir = test_dir("pre-untraced");
-    struct ctl to_exec, to_exit;
-    ctl_open(&to_exec);
-    ctl_open(&to_exit);
+    struct h_ctl to_exec, to_exit;
+    h_ctl_open(&to_exec);
+    h_ctl_open(&to_exit);
     char *argv[] = {(char *)FIXTURE("sampler_visibility"), to_exec.arg, to_exit.arg, "untraced",
                     NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&to_exec);
-    ctl_spawned(&to_exit);
+    h_ctl_spawned(&to_exec);
+    h_ctl_spawned(&to_exit);
     expect_line(&p, "threads 1");
     expect_line(&p, "wait -1 ECHILD");
     expect_line(&p, "children []");
     pid_t sampler = sampler_of(dir, p.pid, 0);
     cr_assert_gt(sampler, 0);
-    ctl_release(&to_exec);
+    h_ctl_release(&to_exec);
     expect_line(&p, "sigchld 0");
     expect_line(&p, "threads 1"); /* the untraced image is running */
     cr_assert(h_wait_for(process_gone, (void *)(intptr_t)sampler, 10000),
               "the sampler %d stayed after the exec", (int)sampler);
     char paths[4][512];
     cr_assert_eq(h_rings(dir, p.pid, paths, 4), 1, "the untraced image made a ring");
-    ctl_release(&to_exit);
+    h_ctl_release(&to_exit);
     wait_exit_ok(&p, 10000);
 }
 
@@ -1101,12 +1101,12 @@ Test(preload, untracked_socket_adopted_from_sock_diag, .timeout = 40, .fini = dr
     int listener = h_listen(&port);
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port);
-    struct ctl ctl;
-    ctl_open(&ctl);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
     char *argv[] = {(char *)FIXTURE("denied_getfd"), port_arg, ctl.arg, NULL};
     char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     struct h_proc p = spawn_fixture(argv, env, dir);
-    ctl_spawned(&ctl);
+    h_ctl_spawned(&ctl);
     int fd = (int)read_value(&p, "connected");
     int served = accept(listener, NULL, NULL);
     cr_assert_geq(served, 0);
@@ -1127,7 +1127,7 @@ Test(preload, untracked_socket_adopted_from_sock_diag, .timeout = 40, .fini = dr
     close(served); /* the peer's FIN: CLOSE_WAIT, seen by a dump this time */
     cr_assert(h_wait_for(fd_in_close_wait, &w, 10000), "the sampler did not mark fd %d CLOSE_WAIT",
               fd);
-    ctl_release(&ctl);
+    h_ctl_release(&ctl);
     wait_exit_ok(&p, 10000);
     cw_ring_close(&r);
     close(listener);
