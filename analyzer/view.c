@@ -200,7 +200,7 @@ static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *
 {
     buf[0] = '\0';
     switch (e->type) {
-    case CW_EV_OPEN: snprintf(buf, len, "%s", cw_origin_name((unsigned)(e->arg0 & 0xff))); break;
+    case CW_EV_OPEN: snprintf(buf, len, "%s", cw_origin_name((unsigned)cw_open_arg_origin(e->arg0))); break;
     case CW_EV_EOF: snprintf(buf, len, "%s", cw_eof_how_name((unsigned)e->arg0)); break;
     case CW_EV_CLOSE: snprintf(buf, len, "%s", cw_close_how_name((unsigned)e->arg0)); break;
     case CW_EV_STATE: snprintf(buf, len, "%s", cw_tcp_state_name((unsigned)e->arg0)); break;
