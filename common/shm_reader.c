@@ -128,26 +128,31 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     CHECK(h->ring_off >= sizeof *h && in_bounds(h->ring_off, h->ring_cap, h->event_size, size),
           "event ring (ring_off %llu, ring_cap %u) lies outside the file",
           (unsigned long long)h->ring_off, h->ring_cap);
-    CHECK(h->lang_depth >= 1 && h->lang_depth <= CW_LANG_DEPTH, "lang_depth is %u, expected 1..%d",
-          h->lang_depth, CW_LANG_DEPTH);
-    CHECK(h->lang_stack_slot_size ==
-              sizeof(struct cw_lang_stack_slot) + sizeof(struct cw_lang_frame) * h->lang_depth,
+    /* A recorder that keeps no language frames leaves all four at 0. */
+    int no_lang = !h->lang_depth && !h->lang_stack_cap && !h->code_cap && !h->blob_size;
+    if (no_lang)
+        h->lang_stack_off = h->code_off = h->blob_off = 0;
+    CHECK(no_lang || (h->lang_depth >= 1 && h->lang_depth <= CW_LANG_DEPTH),
+          "lang_depth is %u, expected 1..%d", h->lang_depth, CW_LANG_DEPTH);
+    CHECK(no_lang || h->lang_stack_slot_size == sizeof(struct cw_lang_stack_slot) +
+                                                    sizeof(struct cw_lang_frame) * h->lang_depth,
           "lang_stack_slot_size is %u, expected %zu for depth %u", h->lang_stack_slot_size,
           sizeof(struct cw_lang_stack_slot) + sizeof(struct cw_lang_frame) * h->lang_depth,
           h->lang_depth);
-    CHECK(h->lang_stack_cap && !(h->lang_stack_cap & (h->lang_stack_cap - 1)),
+    CHECK(no_lang || (h->lang_stack_cap && !(h->lang_stack_cap & (h->lang_stack_cap - 1))),
           "lang_stack_cap is %u, expected a power of two", h->lang_stack_cap);
-    CHECK(h->code_cap && !(h->code_cap & (h->code_cap - 1)),
+    CHECK(no_lang || (h->code_cap && !(h->code_cap & (h->code_cap - 1))),
           "code_cap is %u, expected a power of two", h->code_cap);
-    CHECK(h->lang_stack_off >= sizeof *h &&
-              in_bounds(h->lang_stack_off, h->lang_stack_cap, h->lang_stack_slot_size, size),
+    CHECK(no_lang ||
+              (h->lang_stack_off >= sizeof *h &&
+               in_bounds(h->lang_stack_off, h->lang_stack_cap, h->lang_stack_slot_size, size)),
           "language stack table (lang_stack_off %llu, lang_stack_cap %u) lies outside the file",
           (unsigned long long)h->lang_stack_off, h->lang_stack_cap);
-    CHECK(h->code_off >= sizeof *h &&
-              in_bounds(h->code_off, h->code_cap, sizeof(struct cw_code), size),
+    CHECK(no_lang || (h->code_off >= sizeof *h &&
+                      in_bounds(h->code_off, h->code_cap, sizeof(struct cw_code), size)),
           "code table (code_off %llu, code_cap %u) lies outside the file",
           (unsigned long long)h->code_off, h->code_cap);
-    CHECK(h->blob_off >= sizeof *h && in_bounds(h->blob_off, 1, h->blob_size, size),
+    CHECK(no_lang || (h->blob_off >= sizeof *h && in_bounds(h->blob_off, 1, h->blob_size, size)),
           "blob arena (blob_off %llu, blob_size %u) lies outside the file",
           (unsigned long long)h->blob_off, h->blob_size);
     /* The messages name the offending field, as shm_reader.h promises:
