@@ -216,9 +216,40 @@ static void publish_runtime(void)
 
 /* ---- validated reads -------------------------------------------------------- */
 
-static int rd(uintptr_t p, size_t n)
+/* The pages one walk found readable: a walk reads the same few pages
+ * (the frame chunk, a handful of code objects) again and again, and asking
+ * the per-thread cache (cw_readable) for each read cost ~60 instructions
+ * of the ~300 a frame took. Reset for every walk: a page stays mapped for
+ * as long as we are in the hook reading objects the thread's frames own. */
+#define WALK_PAGES 32 /* direct-mapped by a multiplicative hash of the page */
+static __thread uintptr_t seen[WALK_PAGES] __attribute__((tls_model("initial-exec")));
+
+static inline __attribute__((always_inline)) int page_ok(uintptr_t page)
 {
-    return p && !(p & 7) && cw_readable((const void *)p, n);
+    uintptr_t *slot = &seen[(page * 0x9e3779b97f4a7c15ull) >> 59];
+    if (*slot == page + 1)
+        return 1;
+    if (!cw_readable((const void *)(page << 12), 1))
+        return 0;
+    *slot = page + 1;
+    return 1;
+}
+
+static inline __attribute__((always_inline)) int readable(uintptr_t p, size_t n)
+{
+    uintptr_t first = p >> 12, last = (p + n - 1) >> 12;
+    if (p + n < p)
+        return 0;
+    if (CW_UNLIKELY(first != last))
+        for (uintptr_t page = first + 1; page <= last; page++)
+            if (!page_ok(page))
+                return 0;
+    return page_ok(first);
+}
+
+static inline __attribute__((always_inline)) int rd(uintptr_t p, size_t n)
+{
+    return p && !(p & 7) && readable(p, n);
 }
 
 static uintptr_t word(uintptr_t p)
@@ -281,7 +312,7 @@ static int read_str(uintptr_t s, char *buf)
     uintptr_t data = s + (uintptr_t)(ascii ? w->str_ascii : w->str_compact);
     if (n > STR_MAX)
         n = STR_MAX;
-    if (n && !cw_readable((const void *)data, (size_t)n * kind))
+    if (n && !readable(data, (size_t)n * kind))
         return -1;
     size_t len = 0;
     for (intptr_t i = 0; i < n; i++) {
@@ -327,7 +358,7 @@ static int code_fill(struct cw_code *c, uintptr_t code, const uint64_t key[4], i
     uintptr_t lt = word(code + (uintptr_t)w->co_linetable);
     if (object_of(lt, py.bytes_type, BYTES_DATA)) {
         uintptr_t len = word(lt + OB_SIZE);
-        if (len && len <= LINETABLE_MAX && cw_readable((const void *)(lt + BYTES_DATA), len)) {
+        if (len && len <= LINETABLE_MAX && readable(lt + BYTES_DATA, len)) {
             uint8_t *p = blob_alloc((uint32_t)len, &c->lines_off);
             if (p) {
                 memcpy(p, (const void *)(lt + BYTES_DATA), len);
@@ -470,6 +501,8 @@ uint32_t cw_lang_stack(void)
     publish_runtime();
 
     const struct py_walker *w = py.w;
+    size_t span = code_span(w);
+    memset(seen, 0, sizeof seen);
     uintptr_t ts = (uintptr_t)py.this_thread_state();
     if (!rd(ts, (size_t)w->ts_frame + 8))
         return 0;
@@ -479,6 +512,8 @@ uint32_t cw_lang_stack(void)
 
     struct cw_lang_frame frames[CW_LANG_DEPTH];
     int n = 0, truncated = 0;
+    uintptr_t last_code = 0;
+    uint32_t last_id = 0;
     /* A loop in a corrupt chain ends here. */
     for (int hops = 0; f && hops < 4 * CW_LANG_DEPTH; hops++) {
         if (!rd(f, (size_t)w->frame_size))
@@ -492,13 +527,18 @@ uint32_t cw_lang_stack(void)
         }
         int entry = w->frame_objects ||
                     (w->f_is_entry >= 0 && *(const uint8_t *)(f + (uintptr_t)w->f_is_entry));
-        long pos = object_of(code, py.code_type, code_span(w)) ? frame_pos(w, f, code) : -1;
+        long pos = object_of(code, py.code_type, span) ? frame_pos(w, f, code) : -1;
         if (pos >= 0) {
             if (n == CW_LANG_DEPTH) {
                 truncated = 1;
                 break;
             }
-            frames[n].code = code_id(code);
+            /* Recursion: the same code object again, its fields just read. */
+            if (code != last_code) {
+                last_code = code;
+                last_id = code_id(code);
+            }
+            frames[n].code = last_id;
             frames[n].pos = (uint32_t)pos & CW_LF_POS_MASK;
             n++;
         }

@@ -52,15 +52,34 @@ CW_EXPORT int pipe2(int fds[2], int flags)
     return real_pipe2(fds, flags);
 }
 
-#define PAGE_CACHE 64
-static __thread uintptr_t readable_pages[PAGE_CACHE] __attribute__((tls_model("initial-exec")));
+/* Two ways per set, sets chosen by a multiplicative hash of the page: a
+ * Python walk reads a dozen heap pages besides the stack's, and a direct-
+ * mapped table keyed by page % 64 had two of them evict each other on
+ * every event (4 process_vm_readv per recorded event, measured). */
+#define PAGE_SETS 64
+static __thread uintptr_t readable_pages[PAGE_SETS][2] __attribute__((tls_model("initial-exec")));
 static int vm_readv_works = 1; /* seccomp may forbid it: then trust the mapping */
+
+static uintptr_t *page_set(uintptr_t page)
+{
+    return readable_pages[(page * 0x9e3779b97f4a7c15ull) >> 58];
+}
+
+/* Remembers a page known readable: the most recent first. */
+static void page_known(uintptr_t page)
+{
+    uintptr_t *set = page_set(page);
+    if (set[0] != page + 1) {
+        set[1] = set[0];
+        set[0] = page + 1;
+    }
+}
 
 static int page_readable(uintptr_t addr)
 {
     uintptr_t page = addr >> 12;
-    uintptr_t *slot = &readable_pages[page % PAGE_CACHE];
-    if (*slot == page + 1)
+    uintptr_t *set = page_set(page);
+    if (set[0] == page + 1 || set[1] == page + 1)
         return 1;
     if (!vm_readv_works)
         return 1;
@@ -73,7 +92,7 @@ static int page_readable(uintptr_t addr)
     }
     if (r != (long)sizeof probe)
         return 0;
-    *slot = page + 1;
+    page_known(page);
     return 1;
 }
 
@@ -465,7 +484,7 @@ static WITH_FRAME_POINTER uint32_t native_stack(void)
         return id;
     /* We are running on start's page: no need to ask the kernel about it
      * (a new thread's first walk otherwise costs a process_vm_readv). */
-    readable_pages[(start >> 12) % PAGE_CACHE] = (start >> 12) + 1;
+    page_known(start >> 12);
     struct walk *w = walk_begin(start);
     /* Our own walk finds only frames above start; libunwind's starts with
      * one in cw_stack itself. */
