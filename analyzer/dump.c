@@ -4,6 +4,7 @@
  * with their module and offset; reports symbolize, dump does not.
  */
 #include "dump.h"
+#include "lang_frames.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
@@ -57,24 +58,35 @@ static double rel_s(const struct cw_ring *r, uint64_t mono_ns)
     return mono_ns ? ((double)mono_ns - (double)r->hdr.start_mono_ns) / 1e9 : 0.0;
 }
 
+/* Native frames as addresses with module+offset; language frames
+ * (lang_frames.h) as "py function (file:line)" where they ran. */
 static void dump_stack(FILE *out, const struct cw_ring *r, uint32_t id)
 {
-    uint64_t pcs[CW_MAX_DEPTH];
-    int n = cw_ring_stack(r, id, pcs, CW_MAX_DEPTH);
+    static struct cw_hframe f[CW_MAX_DEPTH + CW_LANG_DEPTH];
+    int truncated = 0;
+    int n = cw_lang_hybrid(r, id, f, (int)(sizeof f / sizeof *f), &truncated);
     uint32_t nmods = cw_ring_module_count(r);
     for (int i = 0; i < n; i++) {
+        if (f[i].lang != CW_LANG_NATIVE) {
+            fprintf(out, "      #%d %s %s (%s:%d)\n", i, cw_lang_name(f[i].lang), f[i].function,
+                    f[i].file, f[i].line);
+            continue;
+        }
         const char *mod = "?";
-        uint64_t off = pcs[i];
+        uint64_t off = f[i].pc;
         struct cw_module m;
         for (uint32_t j = 0; j < nmods; j++) {
-            if (cw_ring_module(r, j, &m) && pcs[i] >= m.start && pcs[i] < m.end) {
+            if (cw_ring_module(r, j, &m) && f[i].pc >= m.start && f[i].pc < m.end) {
                 mod = m.path;
-                off = pcs[i] - m.bias;
+                off = f[i].pc - m.bias;
                 break;
             }
         }
-        fprintf(out, "      #%d 0x%016" PRIx64 " %s+0x%" PRIx64 "\n", i, pcs[i], mod, off);
+        fprintf(out, "      #%d 0x%016" PRIx64 " %s+0x%" PRIx64 "%s\n", i, f[i].pc, mod, off,
+                f[i].eval ? " [eval]" : "");
     }
+    if (truncated)
+        fprintf(out, "      (language frames deeper than %d not kept)\n", CW_LANG_DEPTH);
 }
 
 void cw_dump(FILE *out, const struct cw_ring *r)
@@ -96,6 +108,13 @@ void cw_dump(FILE *out, const struct cw_ring *r)
         out,
         "  sampler every %u ms; fd table %u, stacks %u x depth %u, modules %u, ring %u events\n",
         h->sample_ms, h->fd_cap, h->stack_cap, h->stack_depth, h->module_cap, h->ring_cap);
+    char why[200];
+    for (unsigned lang = 1; lang < CW_LANG_MAX; lang++) {
+        if (cw_lang_unsupported(r, lang, why, sizeof why))
+            fprintf(out, "  %s frames: not recorded: %s\n", cw_lang_name(lang), why);
+        else if (cw_lang_runtime_name(r, lang, why, sizeof why))
+            fprintf(out, "  %s frames: recorded (%s)\n", cw_lang_name(lang), why);
+    }
     struct cw_ring_live live;
     cw_ring_live(r, &live);
     fprintf(out,

@@ -11,12 +11,6 @@
 
 #define CW_JSON_VERSION 1
 
-static const char *lang_name(enum cw_lang l)
-{
-    static const char *const names[] = {"c", "java", "python", "javascript", "go"};
-    return (unsigned)l < sizeof names / sizeof *names ? names[l] : "c";
-}
-
 static void frames_json(FILE *out, const struct cw_vstack *s)
 {
     fputc('[', out);
@@ -33,7 +27,7 @@ static void frames_json(FILE *out, const struct cw_vstack *s)
         else
             fputs(",\"line\":null", out);
         fprintf(out, ",\"inlined\":%s,\"language\":\"%s\"}", f->inlined ? "true" : "false",
-                lang_name(f->lang));
+                f->language);
     }
     fputc(']', out);
 }

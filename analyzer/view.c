@@ -95,7 +95,7 @@ static struct cw_vstack resolve(struct cw_symbolizer *sym, const struct cw_proce
                                   .line = sf[i].line,
                                   .column = sf[i].column,
                                   .inlined = sf[i].inlined,
-                                  .lang = CW_LANG_NATIVE};
+                                  .language = "c"};
     st.frames = f;
     st.n = used;
     st.at = placing_frame(f, used);

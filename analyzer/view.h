@@ -18,10 +18,6 @@
 
 #include "kinds.h"
 
-/* The language a frame is written in: native code (C, C++ and anything
- * symbolized through ELF and DWARF) or a runtime's own frames. */
-enum cw_lang { CW_LANG_NATIVE, CW_LANG_JAVA, CW_LANG_PYTHON, CW_LANG_JAVASCRIPT, CW_LANG_GO };
-
 struct cw_vframe {
     uint64_t address;     /* runtime address; 0 for a frame that has none */
     const char *module;   /* NULL if no module covers it */
@@ -29,7 +25,9 @@ struct cw_vframe {
     const char *file;     /* NULL if unknown */
     int line, column;     /* 0 if unknown */
     int inlined;          /* inlined into the next frame */
-    enum cw_lang lang;
+    /* What the frame is written in: "c" (native code: C, C++ and anything
+     * symbolized through ELF and DWARF), "python", "java", "javascript". */
+    const char *language;
 };
 
 struct cw_vstack {

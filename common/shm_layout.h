@@ -2,10 +2,12 @@
  * shm_layout.h - the one definition of the shared-memory file that
  * libclosewatch.so writes and the closewatch analyzer reads.
  *
- * A file is a header followed by four sections, each at an offset the
- * header names: the fd table (indexed by fd number: what is open now),
- * the stack table (interned backtraces), the module table (what was mapped,
- * with build-ids, for offline symbolization) and the event ring (history).
+ * A file is a header followed by sections, each at an offset the header
+ * names: the fd table (indexed by fd number: what is open now), the stack
+ * table (interned backtraces), the module table (what was mapped, with
+ * build-ids, for offline symbolization), the event ring (history), and the
+ * language sections (a runtime's own frames: interned language stacks, code
+ * records, and the byte arena holding their names and line tables).
  *
  * Everything is little-endian, fixed-size and position-independent: no
  * pointers, only offsets and indices. The reader (shm_reader.c) trusts none
@@ -17,7 +19,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 2u
+#define CW_LAYOUT_VERSION 3u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -164,9 +166,94 @@ struct cw_fd_entry {
  */
 struct cw_stack_slot {
     uint64_t hash;  /* 0 = free */
-    uint32_t ready; /* 1 once depth and pcs are valid */
+    uint32_t ready; /* 1 once depth, lang_stack and pcs are valid */
     uint32_t depth;
+    uint32_t lang_stack; /* the language frames run beneath these pcs (1-based id
+                            in the language stack table), 0 = none */
+    uint32_t pad;
     uint64_t pcs[]; /* header.stack_depth entries */
+};
+
+/*
+ * Language frames (layout v3). A hybrid stack is a native stack slot whose
+ * lang_stack names an interned sequence of a runtime's own frames, innermost
+ * first. Each frame is (code record, position): the code record holds what
+ * never changes for a function (name, file, first line, line table), written
+ * once, when first seen, so a post-mortem names it; the position (an
+ * instruction offset, a bytecode index) is turned into a line by the
+ * analyzer (lang_frames.c), off the hot path.
+ *
+ * Merging: a runtime's frames are run by native frames of its evaluation
+ * loop, whose code range the runtime record gives (eval_lo..eval_hi). A frame
+ * with CW_LF_ENTRY is the outermost one its evaluation-loop call ran: at the
+ * native stack's k-th evaluation-loop frame stand the language frames after
+ * the (k-1)-th entry frame up to the k-th. Frames left over when the native
+ * stack ends (it is capped at stack_depth; language stacks are not) follow it.
+ */
+enum cw_lang {
+    CW_LANG_NATIVE = 0, /* C, C++, anything with a native pc */
+    CW_LANG_PYTHON = 1, /* CPython */
+    CW_LANG_JAVA = 2,
+    CW_LANG_JAVASCRIPT = 3,
+    CW_LANG_MAX = 4,
+};
+
+/* header.runtimes[lang].status */
+enum cw_runtime_status {
+    CW_RT_ABSENT = 0,      /* not in this process (or not looked for yet) */
+    CW_RT_WALKED = 1,      /* found, its frames are recorded */
+    CW_RT_UNSUPPORTED = 2, /* found, not walked: reason says why (native frames only) */
+};
+
+struct cw_runtime {
+    uint32_t status;           /* enum cw_runtime_status; release-stored last */
+    uint32_t version;          /* the runtime's own number (CPython: PY_VERSION_HEX) */
+    uint64_t eval_lo, eval_hi; /* native code running its frames; 0, 0 = unknown */
+    char name[32];             /* "CPython 3.11.7" */
+    char reason[96];           /* CW_RT_UNSUPPORTED: why, one line */
+};
+
+#define CW_LANG_DEPTH 128        /* frames per language stack: deeper ones are cut */
+#define CW_LF_ENTRY   (1u << 31) /* cw_lang_frame.pos: outermost frame of its eval call */
+#define CW_LF_POS_MASK                                                                             \
+    0x7fffffffu /* cw_lang_frame.pos: the position (CPython: byte                                  \
+                   offset of the instruction in the code) */
+
+struct cw_lang_frame {
+    uint32_t code; /* 1-based id in the code table */
+    uint32_t pos;  /* position | CW_LF_ENTRY */
+};
+
+/* Interned language stack; same protocol as cw_stack_slot. Slot i has id i+1. */
+struct cw_lang_stack_slot {
+    uint64_t hash;      /* 0 = free */
+    uint32_t ready;     /* 1 once the rest is valid */
+    uint32_t depth;     /* frames used, <= header.lang_depth */
+    uint16_t lang;      /* enum cw_lang */
+    uint16_t truncated; /* 1: the runtime's stack went deeper than lang_depth */
+    uint32_t pad;
+    struct cw_lang_frame frames[]; /* header.lang_depth entries */
+};
+
+/*
+ * A function as the runtime knows it, interned by the identity of the live
+ * object (for CPython: the code object's address with its filename, qualname
+ * and line table objects and first line, all re-read at each hit, so a code
+ * object freed and another made at its address gives a new record, never a
+ * stale name). Strings and the line table live in the blob arena; the
+ * strings are NUL-terminated (the NUL not counted in *_len).
+ */
+struct cw_code {
+    uint64_t hash;   /* 0 = free */
+    uint64_t key[4]; /* runtime-specific identity */
+    uint32_t ready;  /* release-stored last */
+    uint16_t lang;   /* enum cw_lang */
+    uint16_t pad;
+    uint32_t version; /* runtime version: the line table's format */
+    int32_t first_line;
+    uint32_t name_off, name_len;   /* qualified name */
+    uint32_t file_off, file_len;   /* source file as the runtime names it */
+    uint32_t lines_off, lines_len; /* line table (CPython: co_linetable); 0 = none */
 };
 
 struct cw_module {
@@ -307,6 +394,16 @@ struct cw_header {
     char exe[CW_EXE_MAX];
     uint32_t argv_len; /* bytes used in argv: NUL-separated arguments */
     char argv[CW_ARGV_MAX];
+
+    /* language frames (layout v3) */
+    struct cw_runtime runtimes[CW_LANG_MAX]; /* indexed by enum cw_lang */
+    uint64_t lang_stack_off;
+    uint32_t lang_stack_cap, lang_stack_slot_size, lang_depth, code_cap; /* caps: powers of two */
+    uint64_t code_off;
+    uint64_t blob_off;
+    uint32_t blob_size;
+    uint32_t blob_used;    /* bytes claimed (atomic fetch_add) */
+    uint64_t lang_dropped; /* language stacks or code records that did not fit */
 };
 
 #define CW_HEADER_RESERVED 4096 /* the fd table starts at or after this */
@@ -315,10 +412,14 @@ struct cw_header {
  * CW_LAYOUT_VERSION), never an accident of padding or of a compiler. */
 _Static_assert(sizeof(struct cw_addr) == 32, "struct cw_addr changed size");
 _Static_assert(sizeof(struct cw_fd_entry) == 160, "struct cw_fd_entry changed size");
-_Static_assert(sizeof(struct cw_stack_slot) == 16, "struct cw_stack_slot changed size");
+_Static_assert(sizeof(struct cw_stack_slot) == 24, "struct cw_stack_slot changed size");
 _Static_assert(sizeof(struct cw_module) == 328, "struct cw_module changed size");
 _Static_assert(sizeof(struct cw_event) == 64, "struct cw_event changed size");
-_Static_assert(sizeof(struct cw_header) == 1512, "struct cw_header changed size");
+_Static_assert(sizeof(struct cw_header) == 2176, "struct cw_header changed size");
+_Static_assert(sizeof(struct cw_lang_frame) == 8, "struct cw_lang_frame changed size");
+_Static_assert(sizeof(struct cw_lang_stack_slot) == 24, "struct cw_lang_stack_slot changed size");
+_Static_assert(sizeof(struct cw_runtime) == 152, "struct cw_runtime changed size");
+_Static_assert(sizeof(struct cw_code) == 80, "struct cw_code changed size");
 _Static_assert(sizeof(struct cw_header) <= CW_HEADER_RESERVED, "header beyond its reserved space");
 
 #endif

@@ -128,6 +128,33 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     CHECK(h->ring_off >= sizeof *h && in_bounds(h->ring_off, h->ring_cap, h->event_size, size),
           "event ring (ring_off %llu, ring_cap %u) lies outside the file",
           (unsigned long long)h->ring_off, h->ring_cap);
+    /* A recorder that keeps no language frames leaves all four at 0. */
+    int no_lang = !h->lang_depth && !h->lang_stack_cap && !h->code_cap && !h->blob_size;
+    if (no_lang)
+        h->lang_stack_off = h->code_off = h->blob_off = 0;
+    CHECK(no_lang || (h->lang_depth >= 1 && h->lang_depth <= CW_LANG_DEPTH),
+          "lang_depth is %u, expected 1..%d", h->lang_depth, CW_LANG_DEPTH);
+    CHECK(no_lang || h->lang_stack_slot_size == sizeof(struct cw_lang_stack_slot) +
+                                                    sizeof(struct cw_lang_frame) * h->lang_depth,
+          "lang_stack_slot_size is %u, expected %zu for depth %u", h->lang_stack_slot_size,
+          sizeof(struct cw_lang_stack_slot) + sizeof(struct cw_lang_frame) * h->lang_depth,
+          h->lang_depth);
+    CHECK(no_lang || (h->lang_stack_cap && !(h->lang_stack_cap & (h->lang_stack_cap - 1))),
+          "lang_stack_cap is %u, expected a power of two", h->lang_stack_cap);
+    CHECK(no_lang || (h->code_cap && !(h->code_cap & (h->code_cap - 1))),
+          "code_cap is %u, expected a power of two", h->code_cap);
+    CHECK(no_lang ||
+              (h->lang_stack_off >= sizeof *h &&
+               in_bounds(h->lang_stack_off, h->lang_stack_cap, h->lang_stack_slot_size, size)),
+          "language stack table (lang_stack_off %llu, lang_stack_cap %u) lies outside the file",
+          (unsigned long long)h->lang_stack_off, h->lang_stack_cap);
+    CHECK(no_lang || (h->code_off >= sizeof *h &&
+                      in_bounds(h->code_off, h->code_cap, sizeof(struct cw_code), size)),
+          "code table (code_off %llu, code_cap %u) lies outside the file",
+          (unsigned long long)h->code_off, h->code_cap);
+    CHECK(no_lang || (h->blob_off >= sizeof *h && in_bounds(h->blob_off, 1, h->blob_size, size)),
+          "blob arena (blob_off %llu, blob_size %u) lies outside the file",
+          (unsigned long long)h->blob_off, h->blob_size);
     /* The messages name the offending field, as shm_reader.h promises:
      * "a section" alone does not tell which writer bug to look for. */
     const struct {
@@ -138,6 +165,10 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
         {"stack_off", h->stack_off, (uint64_t)h->stack_cap * h->stack_slot_size},
         {"module_off", h->module_off, (uint64_t)h->module_cap * h->module_entry_size},
         {"ring_off", h->ring_off, (uint64_t)h->ring_cap * h->event_size},
+        {"lang_stack_off", h->lang_stack_off,
+         (uint64_t)h->lang_stack_cap * h->lang_stack_slot_size},
+        {"code_off", h->code_off, (uint64_t)h->code_cap * sizeof(struct cw_code)},
+        {"blob_off", h->blob_off, h->blob_size},
     };
     for (size_t i = 0; i < sizeof sec / sizeof *sec; i++)
         CHECK(sec[i].off % 8 == 0, "%s %llu is not 8-byte aligned", sec[i].field,
@@ -272,6 +303,87 @@ int cw_ring_stack(const struct cw_ring *r, uint32_t id, uint64_t *pcs, int max)
         depth = (uint32_t)max;
     memcpy(pcs, p + sizeof *s, depth * sizeof *pcs);
     return (int)depth;
+}
+
+uint32_t cw_ring_stack_lang(const struct cw_ring *r, uint32_t id)
+{
+    if (!r->base || id == 0 || id > r->hdr.stack_cap)
+        return 0;
+    const struct cw_stack_slot *s =
+        (const void *)(r->base + r->hdr.stack_off + (uint64_t)(id - 1) * r->hdr.stack_slot_size);
+    if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire))
+        return 0;
+    uint32_t l = s->lang_stack;
+    return l <= r->hdr.lang_stack_cap ? l : 0;
+}
+
+int cw_ring_lang_stack(const struct cw_ring *r, uint32_t id, struct cw_lang_frame *frames, int max,
+                       unsigned *lang, int *truncated)
+{
+    if (!r->base || id == 0 || id > r->hdr.lang_stack_cap || max <= 0)
+        return 0;
+    const uint8_t *p =
+        r->base + r->hdr.lang_stack_off + (uint64_t)(id - 1) * r->hdr.lang_stack_slot_size;
+    const struct cw_lang_stack_slot *s = (const void *)p;
+    if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire))
+        return 0;
+    uint32_t depth = s->depth;
+    if (depth > r->hdr.lang_depth || s->lang == CW_LANG_NATIVE || s->lang >= CW_LANG_MAX)
+        return 0;
+    if (depth > (uint32_t)max)
+        depth = (uint32_t)max;
+    *lang = s->lang;
+    *truncated = s->truncated != 0;
+    memcpy(frames, p + sizeof *s, depth * sizeof *frames);
+    return (int)depth;
+}
+
+/* A blob field (off, len) lies inside the claimed part of the arena and
+ * ends with its NUL. */
+static int blob_ok(const struct cw_ring *r, uint32_t off, uint32_t len, int nul)
+{
+    uint32_t used = ((const struct cw_header *)r->base)->blob_used;
+    if (used > r->hdr.blob_size)
+        used = r->hdr.blob_size;
+    if ((uint64_t)off + len + (nul ? 1 : 0) > used)
+        return 0;
+    return !nul || r->base[r->hdr.blob_off + off + len] == 0;
+}
+
+int cw_ring_code(const struct cw_ring *r, uint32_t id, struct cw_code *out)
+{
+    if (!r->base || id == 0 || id > r->hdr.code_cap)
+        return 0;
+    const struct cw_code *c =
+        (const void *)(r->base + r->hdr.code_off + (uint64_t)(id - 1) * sizeof *c);
+    if (!atomic_load_explicit((_Atomic uint32_t *)&c->ready, memory_order_acquire))
+        return 0;
+    *out = *c;
+    if (!blob_ok(r, out->name_off, out->name_len, 1) ||
+        !blob_ok(r, out->file_off, out->file_len, 1) ||
+        !blob_ok(r, out->lines_off, out->lines_len, 0) || out->lang >= CW_LANG_MAX)
+        return 0;
+    return 1;
+}
+
+const uint8_t *cw_ring_blob(const struct cw_ring *r, uint32_t off)
+{
+    return r->base + r->hdr.blob_off + off;
+}
+
+int cw_ring_runtime(const struct cw_ring *r, unsigned lang, struct cw_runtime *out)
+{
+    if (!r->base || lang >= CW_LANG_MAX)
+        return 0;
+    const struct cw_runtime *rt = &((const struct cw_header *)r->base)->runtimes[lang];
+    uint32_t status = atomic_load_explicit((_Atomic uint32_t *)&rt->status, memory_order_acquire);
+    if (status == CW_RT_ABSENT || status > CW_RT_UNSUPPORTED)
+        return 0;
+    *out = *rt;
+    out->status = status;
+    out->name[sizeof out->name - 1] = 0;
+    out->reason[sizeof out->reason - 1] = 0;
+    return 1;
 }
 
 uint32_t cw_ring_module_count(const struct cw_ring *r)

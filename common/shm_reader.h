@@ -64,6 +64,24 @@ int cw_ring_fd(const struct cw_ring *r, uint32_t fd, struct cw_fd_entry *out);
 /* Copies stack `id` (1-based) into pcs; returns its depth, 0 if unknown. */
 int cw_ring_stack(const struct cw_ring *r, uint32_t id, uint64_t *pcs, int max);
 
+/* The language stack id (0 = none) of stack `id`: see shm_layout.h. */
+uint32_t cw_ring_stack_lang(const struct cw_ring *r, uint32_t id);
+
+/* Copies language stack `id` (1-based) into frames, innermost first;
+ * returns its depth (0 if unknown), with its language and whether the
+ * runtime's stack went deeper than the ring's lang_depth. */
+int cw_ring_lang_stack(const struct cw_ring *r, uint32_t id, struct cw_lang_frame *frames, int max,
+                       unsigned *lang, int *truncated);
+
+/* A copy of code record `id` (1-based) whose blob fields were checked: the
+ * strings at cw_ring_blob(r, name_off) / file_off are NUL-terminated, the
+ * line table lies inside the arena. 0 if not (yet) valid. */
+int cw_ring_code(const struct cw_ring *r, uint32_t id, struct cw_code *out);
+const uint8_t *cw_ring_blob(const struct cw_ring *r, uint32_t off);
+
+/* A runtime found in the process (enum cw_lang): 0 if none was. */
+int cw_ring_runtime(const struct cw_ring *r, unsigned lang, struct cw_runtime *out);
+
 /* Number of module slots that may be read, and one module (0 if not ready). */
 uint32_t cw_ring_module_count(const struct cw_ring *r);
 int cw_ring_module(const struct cw_ring *r, uint32_t i, struct cw_module *out);

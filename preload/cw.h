@@ -195,6 +195,9 @@ CW_HIDDEN void cw_event_flagged(uint64_t now, uint16_t flags, uint16_t type, int
                                 uint32_t stack, int64_t a0, int64_t a1, int64_t a2);
 
 CW_HIDDEN uint32_t cw_stack(void);
+/* The calling thread's language frames (pyframes.c), interned: a language
+ * stack id, 0 if it has none (no runtime, an unsupported one, no frames). */
+CW_HIDDEN uint32_t cw_lang_stack(void);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);

@@ -23,6 +23,9 @@
 #define CW_DEFAULT_FD_CAP  131072
 #define CW_DEFAULT_STACKS  16384
 #define CW_MODULE_CAP      1024
+#define CW_LANG_STACKS     4096
+#define CW_CODES           8192
+#define CW_BLOB_BYTES      (2u << 20)
 
 static uint64_t align_up(uint64_t v, uint64_t a)
 {
@@ -220,6 +223,19 @@ void cw_shm_configure(void)
     off = align_up(off + (uint64_t)proto.module_cap * proto.module_entry_size, 4096);
     proto.ring_off = off;
     off = align_up(off + (uint64_t)proto.ring_cap * proto.event_size, 4096);
+    /* Language sections: pages are touched only in processes with a runtime. */
+    proto.lang_stack_cap = CW_LANG_STACKS;
+    proto.lang_depth = CW_LANG_DEPTH;
+    proto.lang_stack_slot_size = (uint32_t)(sizeof(struct cw_lang_stack_slot) +
+                                            sizeof(struct cw_lang_frame) * CW_LANG_DEPTH);
+    proto.lang_stack_off = off;
+    off = align_up(off + (uint64_t)proto.lang_stack_cap * proto.lang_stack_slot_size, 4096);
+    proto.code_cap = CW_CODES;
+    proto.code_off = off;
+    off = align_up(off + (uint64_t)proto.code_cap * sizeof(struct cw_code), 4096);
+    proto.blob_size = CW_BLOB_BYTES;
+    proto.blob_off = off;
+    off = align_up(off + proto.blob_size, 4096);
     proto.file_size = off;
     proto.header_size = sizeof proto;
     proto.sample_ms = cw.sample_ms;

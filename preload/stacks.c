@@ -49,15 +49,34 @@ CW_EXPORT int pipe2(int fds[2], int flags)
     return REAL(pipe2)(fds, flags);
 }
 
-#define PAGE_CACHE 64
-static __thread uintptr_t readable_pages[PAGE_CACHE] __attribute__((tls_model("initial-exec")));
+/* Two ways per set, sets chosen by a multiplicative hash of the page: a
+ * Python walk reads a dozen heap pages besides the stack's, and a direct-
+ * mapped table keyed by page % 64 had two of them evict each other on
+ * every event (4 process_vm_readv per recorded event, measured). */
+#define PAGE_SETS 64
+static __thread uintptr_t readable_pages[PAGE_SETS][2] __attribute__((tls_model("initial-exec")));
 static int vm_readv_works = 1; /* seccomp may forbid it: then trust the mapping */
+
+static uintptr_t *page_set(uintptr_t page)
+{
+    return readable_pages[(page * 0x9e3779b97f4a7c15ull) >> 58];
+}
+
+/* Remembers a page known readable: the most recent first. */
+static void page_known(uintptr_t page)
+{
+    uintptr_t *set = page_set(page);
+    if (set[0] != page + 1) {
+        set[1] = set[0];
+        set[0] = page + 1;
+    }
+}
 
 static int page_readable(uintptr_t addr)
 {
     uintptr_t page = addr >> 12;
-    uintptr_t *slot = &readable_pages[page % PAGE_CACHE];
-    if (*slot == page + 1)
+    uintptr_t *set = page_set(page);
+    if (set[0] == page + 1 || set[1] == page + 1)
         return 1;
     if (!vm_readv_works)
         return 1;
@@ -70,7 +89,7 @@ static int page_readable(uintptr_t addr)
     }
     if (r != (long)sizeof probe)
         return 0;
-    *slot = page + 1;
+    page_known(page);
     return 1;
 }
 
@@ -382,8 +401,9 @@ int cw_stack_pcs(uint32_t id, const uint64_t **pcs)
     return (int)s->depth;
 }
 
-/* Interns the n frames in pcs (our own leading ones included, skipped). */
-static uint32_t intern(void **pcs, int n)
+/* Interns the n frames in pcs (our own leading ones included, skipped)
+ * with the language stack run beneath them (0: none). */
+static uint32_t intern(void **pcs, int n, uint32_t lang)
 {
     int skip = 0;
     while (skip < n && (uintptr_t)pcs[skip] >= cw.self_lo && (uintptr_t)pcs[skip] < cw.self_hi)
@@ -391,12 +411,14 @@ static uint32_t intern(void **pcs, int n)
     n -= skip;
     if (n > (int)cw.depth)
         n = (int)cw.depth;
-    if (n <= 0)
+    if (n <= 0 && !lang)
         return 0;
+    if (n < 0)
+        n = 0;
     void **frames = pcs + skip;
 
     struct cw_header *h = cw.hdr;
-    uint64_t hash = hash_pcs(frames, n);
+    uint64_t hash = hash_pcs(frames, n) ^ (uint64_t)lang << 33;
     uint32_t mask = h->stack_cap - 1;
     for (uint32_t probe = 0; probe < STACK_PROBES; probe++) {
         uint32_t i = (uint32_t)(hash + probe) & mask;
@@ -407,6 +429,7 @@ static uint32_t intern(void **pcs, int n)
             if (atomic_compare_exchange_strong(sh, &cur, hash)) {
                 modules_cover_or_refresh(frames, n);
                 s->depth = (uint32_t)n;
+                s->lang_stack = lang;
                 memcpy(s->pcs, frames, (size_t)n * sizeof *frames);
                 atomic_store_explicit((_Atomic uint32_t *)&s->ready, 1, memory_order_release);
                 return i + 1;
@@ -417,7 +440,8 @@ static uint32_t intern(void **pcs, int n)
         /* Same hash: a slot still being filled is taken to be ours (64-bit
          * hashes of return addresses do not collide in practice). */
         if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire) ||
-            (s->depth == (uint32_t)n && !memcmp(s->pcs, frames, (size_t)n * sizeof *frames)))
+            (s->depth == (uint32_t)n && s->lang_stack == lang &&
+             !memcmp(s->pcs, frames, (size_t)n * sizeof *frames)))
             return i + 1;
     }
     atomic_fetch_add((_Atomic uint64_t *)&h->stacks_dropped, 1);
@@ -436,7 +460,7 @@ uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
     void *pcs[CW_MAX_DEPTH];
     int n = (int)s->depth < CW_MAX_DEPTH ? (int)s->depth : CW_MAX_DEPTH;
     memcpy(pcs, s->pcs, (size_t)n * sizeof *pcs);
-    return intern(pcs, n);
+    return intern(pcs, n, 0); /* its language stack is in the other ring's tables */
 }
 
 #ifdef WALK_CACHE
@@ -445,7 +469,8 @@ uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
 #define WITH_FRAME_POINTER
 #endif
 
-WITH_FRAME_POINTER uint32_t cw_stack(void)
+/* The native stack: remembered walks (above) key on native words only. */
+static WITH_FRAME_POINTER uint32_t native_stack(void)
 {
     void *pcs[CW_MAX_DEPTH + 8];
     int max = (int)cw.depth + 8;
@@ -456,7 +481,7 @@ WITH_FRAME_POINTER uint32_t cw_stack(void)
         return id;
     /* We are running on start's page: no need to ask the kernel about it
      * (a new thread's first walk otherwise costs a process_vm_readv). */
-    readable_pages[(start >> 12) % PAGE_CACHE] = (start >> 12) + 1;
+    page_known(start >> 12);
     struct walk *w = walk_begin(start);
     /* Our own walk finds only frames above start; libunwind's starts with
      * one in cw_stack itself. */
@@ -466,12 +491,27 @@ WITH_FRAME_POINTER uint32_t cw_stack(void)
         n = backtrace_pcs(pcs, max);
         above = n - 1;
     }
-    id = intern(pcs, n);
+    id = intern(pcs, n, 0);
     walk_end(w, above, id);
     return id;
 #else
-    return intern(pcs, backtrace_pcs(pcs, max));
+    return intern(pcs, backtrace_pcs(pcs, max), 0);
 #endif
+}
+
+/* The native stack with the language frames beneath it (pyframes.c): the
+ * same native stack over other Python code is another stack. */
+uint32_t cw_stack(void)
+{
+    uint32_t id = native_stack(), lang = cw_lang_stack();
+    if (!lang)
+        return id;
+    const uint64_t *pcs = NULL;
+    void *frames[CW_MAX_DEPTH];
+    int n = id ? cw_stack_pcs(id, &pcs) : 0;
+    if (n)
+        memcpy(frames, pcs, (size_t)n * sizeof *frames);
+    return intern(frames, n, lang);
 }
 
 static void read_build_id(struct cw_module *m, const struct dl_phdr_info *info)

@@ -1,0 +1,283 @@
+/*
+ * test_lang.c - language frames in recorded stacks: a real CPython
+ * socketserver server whose handler returns on recv() == b"" without
+ * closing, run under the preload on every CPython at hand. The accept and
+ * EOF stacks name the script's own lines (found by their markers in the
+ * script, not copied from tool output), live and after SIGKILL; an
+ * interpreter without a walker (3.9) gives native frames and says why.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../analyzer/lang_frames.h"
+#include "harness.h"
+
+#define SCRIPT "tests/real/py_handler_leak.py"
+
+static const char *script_path(void)
+{
+    static char p[1024];
+    char rel[1100];
+    snprintf(rel, sizeof rel, "%s/../" SCRIPT, h_build());
+    cr_assert(realpath(rel, p), "cannot find %s", rel);
+    return p;
+}
+
+/* The 1-based number of the line of path containing marker. */
+static int marker_line(const char *path, const char *marker)
+{
+    char *text = h_slurp(path, NULL);
+    cr_assert(text, "cannot read %s", path);
+    char *at = strstr(text, marker);
+    cr_assert(at, "%s has no %s", path, marker);
+    int line = 1;
+    for (char *p = text; p < at; p++)
+        line += *p == '\n';
+    free(text);
+    return line;
+}
+
+/* pyenv's X.Y (highest patch level found first is fine), or NULL. */
+static const char *pyenv_python(const char *minor)
+{
+    static char path[1024];
+    const char *root = getenv("PYENV_ROOT"), *home = getenv("HOME");
+    char dir[512];
+    if (root && *root)
+        snprintf(dir, sizeof dir, "%s/versions", root);
+    else if (home)
+        snprintf(dir, sizeof dir, "%s/.pyenv/versions", home);
+    else
+        return NULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t n = strlen(minor);
+    const char *found = NULL;
+    while (d && !found && (e = readdir(d)))
+        if (!strncmp(e->d_name, minor, n) && e->d_name[n] == '.') {
+            snprintf(path, sizeof path, "%s/%s/bin/python%s", dir, e->d_name, minor);
+            if (access(path, X_OK) == 0)
+                found = path;
+        }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* The accepted socket's fd entry (the only one the server accepted). */
+static int accepted_entry(const struct cw_ring *r, struct cw_fd_entry *out)
+{
+    for (uint32_t fd = 0; fd < r->hdr.fd_cap && fd < 4096; fd++)
+        if (cw_ring_fd(r, fd, out) && out->sid && out->origin == CW_ORIGIN_ACCEPT)
+            return 1;
+    return 0;
+}
+
+static struct cw_hframe frames[CW_MAX_DEPTH + CW_LANG_DEPTH];
+
+/* The index of a Python frame in stack id at file:line whose function ends
+ * with func, -1 if none; *py counts the stack's Python frames. */
+static int find_frame(const struct cw_ring *r, uint32_t id, const char *file, int line,
+                      const char *func, int *py)
+{
+    int n = cw_lang_hybrid(r, id, frames, (int)(sizeof frames / sizeof *frames), NULL);
+    int at = -1;
+    *py = 0;
+    for (int i = 0; i < n; i++) {
+        if (frames[i].lang != CW_LANG_PYTHON)
+            continue;
+        ++*py;
+        size_t fl = strlen(frames[i].function), l = strlen(func);
+        if (at < 0 && !strcmp(frames[i].file, file) && frames[i].line == line && fl >= l &&
+            !strcmp(frames[i].function + fl - l, func))
+            at = i;
+    }
+    return at;
+}
+
+/* A stack as text, for failure messages. */
+static const char *stack_text(const struct cw_ring *r, uint32_t id)
+{
+    static char buf[8192];
+    size_t len = 0;
+    int n = cw_lang_hybrid(r, id, frames, (int)(sizeof frames / sizeof *frames), NULL);
+    buf[0] = 0;
+    for (int i = 0; i < n && len < sizeof buf - 400; i++)
+        len += frames[i].lang == CW_LANG_PYTHON
+                   ? (size_t)snprintf(buf + len, sizeof buf - len, "\n  %s (%s:%d)",
+                                      frames[i].function, frames[i].file, frames[i].line)
+                   : (size_t)snprintf(buf + len, sizeof buf - len, "\n  0x%lx%s",
+                                      (unsigned long)frames[i].pc, frames[i].eval ? " [eval]" : "");
+    return buf;
+}
+
+/* `closewatch dump RING` output, NUL-terminated, malloc'd. */
+static char *dump_of(const char *ring)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "'%s' dump '%s'", h_path("closewatch"), ring);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run %s", cmd);
+    size_t cap = 1 << 20, len = 0;
+    char *out = malloc(cap);
+    size_t k;
+    while ((k = fread(out + len, 1, cap - 1 - len, p)) > 0)
+        len += k;
+    out[len] = 0;
+    cr_assert_eq(pclose(p), 0, "closewatch dump failed: %s", out);
+    return out;
+}
+
+struct server {
+    struct h_proc p;
+    char *dir;
+    char ring[512];
+};
+
+/* Starts the script under python, makes one connection and hangs up on it;
+ * returns once the handler saw the EOF. */
+static void serve_one(struct server *s, const char *python)
+{
+    s->dir = h_mkdtemp("lang");
+    char *argv[] = {(char *)python, (char *)script_path(), NULL};
+    s->p = h_spawn(argv, NULL, 1, s->dir, 1);
+    char line[64];
+    cr_assert(h_read_line(&s->p, line, sizeof line, 20000), "%s printed no port", python);
+    int fd = h_connect(atoi(line));
+    cr_assert(fd >= 0, "cannot connect to %s's server on port %s", python, line);
+    close(fd);
+    cr_assert(h_read_line(&s->p, line, sizeof line, 20000) && !strcmp(line, "eof"),
+              "%s's handler did not see the EOF (got '%s')", python, line);
+    char paths[4][512];
+    cr_assert_eq(h_rings(s->dir, s->p.pid, paths, 4), 1, "expected one ring of %d", s->p.pid);
+    snprintf(s->ring, sizeof s->ring, "%s", paths[0]);
+}
+
+static void kill_server(struct server *s)
+{
+    kill(s->p.pid, SIGKILL);
+    int st = h_wait(&s->p, 10000);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "server did not die of SIGKILL");
+}
+
+/* The accept stack names the script's handle_request() line, the EOF stack
+ * the handler's recv() line; both live and after SIGKILL (post-mortem). */
+static void expect_script_frames(const char *python)
+{
+    const char *script = script_path();
+    int accept_line = marker_line(script, "MARK-ACCEPT"),
+        eof_line = marker_line(script, "MARK-EOF");
+    struct server s;
+    serve_one(&s, python);
+
+    for (int pass = 0; pass < 2; pass++) {
+        struct cw_ring r;
+        char err[256];
+        cr_assert_eq(cw_ring_open(&r, s.ring, err, sizeof err), CW_RING_OK, "%s", err);
+        char why[200];
+        cr_assert_null(cw_lang_unsupported(&r, CW_LANG_PYTHON, why, sizeof why), "%s: %s", python,
+                       why);
+        cr_assert(cw_lang_runtime_name(&r, CW_LANG_PYTHON, why, sizeof why),
+                  "%s: no CPython runtime record in the ring", python);
+        struct cw_fd_entry e;
+        cr_assert(accepted_entry(&r, &e), "%s: no accepted socket in the ring", python);
+        cr_assert(e.open_stack && e.eof_stack, "%s: accepted socket without open/EOF stacks",
+                  python);
+        int py;
+        cr_expect_geq(find_frame(&r, e.open_stack, script, accept_line, "<module>", &py), 0,
+                      "%s (%s): open stack lacks <module> (%s:%d):%s", python, why, script,
+                      accept_line, stack_text(&r, e.open_stack));
+        cr_expect_geq(py, 4,
+                      "%s: open stack has %d Python frames (socket.accept, get_request, "
+                      "_handle_request_noblock, handle_request, <module>)",
+                      python, py);
+        cr_expect_geq(find_frame(&r, e.eof_stack, script, eof_line, "handle", &py), 0,
+                      "%s (%s): EOF stack lacks handle (%s:%d):%s", python, why, script, eof_line,
+                      stack_text(&r, e.eof_stack));
+        cw_ring_close(&r);
+        if (pass == 0)
+            kill_server(&s);
+    }
+    /* The command-line view of the dead process's ring. */
+    char *out = dump_of(s.ring), want[1200];
+    snprintf(want, sizeof want, "(%s:%d)", script, eof_line);
+    cr_expect(strstr(out, want), "closewatch dump after SIGKILL lacks %s:\n%.3000s", want, out);
+    cr_expect(strstr(out, "python frames: recorded (CPython "), "dump names no runtime:\n%.2000s",
+              out);
+    free(out);
+    h_rmdir(s.dir);
+}
+
+static void pyenv_case(const char *minor)
+{
+    const char *py = pyenv_python(minor);
+    if (!py)
+        cr_skip_test("no pyenv CPython %s (~/.pyenv/versions/%s.*/bin/python%s)", minor, minor,
+                     minor);
+    expect_script_frames(py);
+}
+
+Test(lang, python_frames_debian_python3, .timeout = 60)
+{
+    if (access("/usr/bin/python3", X_OK) != 0)
+        cr_skip_test("no /usr/bin/python3 (Debian's python3 package)");
+    expect_script_frames("/usr/bin/python3");
+}
+
+Test(lang, python_frames_pyenv_3_10, .timeout = 60)
+{
+    pyenv_case("3.10");
+}
+
+Test(lang, python_frames_pyenv_3_11, .timeout = 60)
+{
+    pyenv_case("3.11");
+}
+
+Test(lang, python_frames_pyenv_3_12, .timeout = 60)
+{
+    pyenv_case("3.12");
+}
+
+Test(lang, python_frames_pyenv_3_13, .timeout = 60)
+{
+    pyenv_case("3.13");
+}
+
+/* CPython 3.9 has no walker: the server runs as without the preload,
+ * stacks are native only, and the ring says why in one line. */
+Test(lang, python_unknown_version_native_frames_and_reason, .timeout = 60)
+{
+    const char *py = pyenv_python("3.9");
+    if (!py)
+        cr_skip_test("no pyenv CPython 3.9 (~/.pyenv/versions/3.9.*/bin/python3.9), the "
+                     "interpreter without a walker");
+    struct server s;
+    serve_one(&s, py);
+    struct cw_ring r;
+    char err[256], why[200];
+    cr_assert_eq(cw_ring_open(&r, s.ring, err, sizeof err), CW_RING_OK, "%s", err);
+    cr_assert(cw_lang_unsupported(&r, CW_LANG_PYTHON, why, sizeof why),
+              "3.9: the ring does not say its frames were not recorded");
+    cr_expect(strstr(why, "CPython 3.9") && strstr(why, "native frames only"), "reason: %s", why);
+    struct cw_fd_entry e;
+    cr_assert(accepted_entry(&r, &e) && e.open_stack && e.eof_stack,
+              "3.9: accepted socket without open/EOF stacks");
+    int py_frames;
+    find_frame(&r, e.open_stack, "", 0, "", &py_frames);
+    cr_expect_eq(py_frames, 0, "3.9: %d Python frames recorded", py_frames);
+    cr_expect_gt(cw_lang_hybrid(&r, e.open_stack, frames, CW_MAX_DEPTH, NULL), 3,
+                 "3.9: native frames missing");
+    cw_ring_close(&r);
+    char *out = dump_of(s.ring);
+    cr_expect(strstr(out, "python frames: not recorded: CPython 3.9"), "dump:\n%.2000s", out);
+    free(out);
+    kill_server(&s);
+    h_rmdir(s.dir);
+}
