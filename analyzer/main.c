@@ -62,6 +62,8 @@ static const char usage_text[] =
     "  --suppressions=FILE    hide findings matching KIND:PATTERN rules in FILE\n"
     "  --spin-threshold=N     read()==0 this many times on one socket is eof_spin (default 100)\n"
     "  --info                 also list sockets still open at exit (open_at_exit)\n"
+    "  --frames=program|all   Python/Java/JS stacks: fold the runtime's internals (default)\n"
+    "                         or show every native frame too\n"
     "  --dir=DIR              ring directory (default $CLOSEWATCH_DIR, else /dev/shm)\n"
     "  --keep                 run: keep the ring files even when the report is clean\n"
     "\n"
@@ -142,6 +144,7 @@ enum {
     OPT_ALL,
     OPT_TOP,
     OPT_WINDOW,
+    OPT_FRAMES,
     OPT_VERSION
 };
 
@@ -168,6 +171,7 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         {"all", no_argument, 0, OPT_ALL},
         {"top", required_argument, 0, OPT_TOP},
         {"window", required_argument, 0, OPT_WINDOW},
+        {"frames", required_argument, 0, OPT_FRAMES},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
@@ -220,6 +224,11 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         case OPT_TOP:
             if (parse_int(optarg, 0, 1000, &c->top))
                 return usage_error("--top: expected 0..1000, got '%s'", optarg), -1;
+            break;
+        case OPT_FRAMES:
+            if (strcmp(optarg, "all") && strcmp(optarg, "program"))
+                return usage_error("--frames: expected program or all, got '%s'", optarg), -1;
+            c->opt.all_frames = !strcmp(optarg, "all");
             break;
         case OPT_WINDOW:
             if (parse_double(optarg, &c->window) || c->window <= 0)

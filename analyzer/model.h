@@ -85,6 +85,7 @@ struct cw_options {
     double grace_s;          /* --grace, default 5 */
     uint32_t spin_threshold; /* eof_spin from this many read()==0, default 100 */
     int include_info;        /* report open_at_exit */
+    int all_frames;          /* --frames=all: runtime internals not folded */
 };
 
 struct cw_analysis {

@@ -55,7 +55,7 @@ static void stack_text(FILE *out, const struct cw_vstack *s, const char *label)
     for (int i = 0; i < s->n; i++) {
         const struct cw_vframe *f = &s->frames[i];
         char line[64];
-        snprintf(line, sizeof line, "  #%-2d 0x%016" PRIx64 " in ", i, f->address);
+        snprintf(line, sizeof line, "  #%-2d %-18s in ", i, f->address_text);
         fputs(line, out);
         xml(out, f->function ? f->function : "??");
         if (f->file) {

@@ -77,7 +77,7 @@ static void fenced(FILE *out, const char *body)
 
 static void frame_line(FILE *out, int i, const struct cw_vframe *f)
 {
-    fprintf(out, "#%-2d 0x%016" PRIx64 " in ", i, (uint64_t)f->address);
+    fprintf(out, "#%-2d %-18s in ", i, f->address_text);
     code_text(out, f->function ? f->function : "??");
     if (f->file) {
         fputc(' ', out);
@@ -287,7 +287,14 @@ static void group_section(FILE *out, const struct cw_vgroup *g, int number)
 {
     const struct cw_vfinding *first = &g->first[0];
     enum cw_kind kind = g->kind->kind;
-    fprintf(out, "## %d. %s%s\n\n", number, g->kind->is_error ? "ERROR: " : "", g->title);
+    fprintf(out, "## %d. %s%s", number, g->kind->is_error ? "ERROR: " : "", g->title);
+    const struct cw_vframe *at = first->placed->at;
+    if (at && at->file) {
+        fputs(" at ", out);
+        md_text(out, at->file);
+        fprintf(out, ":%d", at->line);
+    }
+    fputs("\n\n", out);
     fprintf(out, "Kind `%s`, process %d: ", g->kind->name, first->proc->pid);
     md_text(out, program_of(first->proc));
     fputs("\n\n", out);

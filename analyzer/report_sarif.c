@@ -122,7 +122,7 @@ static void stack_json(FILE *out, const struct cw_vstack *s, const char *message
     for (int i = 0; i < s->n; i++) {
         const struct cw_vframe *f = &s->frames[i];
         fputs(i ? ",{\"location\":{" : "{\"location\":{", out);
-        location_body(out, f, 1);
+        location_body(out, f, f->address != 0); /* a runtime's frame has no address */
         if (f->inlined)
             fputs(",\"properties\":{\"inlined\":true}", out);
         fputc('}', out);

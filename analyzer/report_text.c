@@ -25,8 +25,7 @@ static void print_stack(FILE *out, const struct cw_vstack *s, const char *label)
     fprintf(out, "  %s\n", label);
     for (int i = 0; i < s->n; i++) {
         const struct cw_vframe *f = &s->frames[i];
-        fprintf(out, "    #%-2d 0x%016" PRIx64 " in %s", i, f->address,
-                f->function ? f->function : "??");
+        fprintf(out, "    #%-2d %-18s in %s", i, f->address_text, f->function ? f->function : "??");
         if (f->file)
             fprintf(out, " %s:%d", f->file, f->line);
         else if (f->module)
@@ -35,6 +34,9 @@ static void print_stack(FILE *out, const struct cw_vstack *s, const char *label)
             fputs(" (inlined)", out);
         fputc('\n', out);
     }
+    if (s->folded)
+        fprintf(out, "    (%d frames of the runtime's internals folded: --frames=all shows them)\n",
+                s->folded);
 }
 
 static void print_socket(FILE *out, const struct cw_vfinding *f)
@@ -87,6 +89,27 @@ static void print_open(FILE *out, const struct cw_vfinding *first)
                             : "this process did not run under libclosewatch.so");
 }
 
+static void print_place(FILE *out, const char *what, const struct cw_vframe *at)
+{
+    fprintf(out, "%s %s:%d", what, at->file, at->line);
+    if (at->function)
+        fprintf(out, " (%s)", at->function);
+}
+
+/* The program's own line first, before any stack: where it was opened (or
+ * closed twice) and where its EOF was seen. */
+static void print_where(FILE *out, const struct cw_vfinding *f)
+{
+    const struct cw_vframe *at = f->placed->at, *eof = f->eof_stack.at;
+    if (!at || !at->file)
+        return;
+    fputs("  where: ", out);
+    print_place(out, f->kind->placed_by == CW_PLACE_CLOSE ? "closed again at" : "opened at", at);
+    if (eof && eof->file && f->kind->placed_by != CW_PLACE_CLOSE)
+        print_place(out, ", EOF seen at", eof);
+    fputc('\n', out);
+}
+
 static void print_group(FILE *out, const struct cw_vgroup *g)
 {
     const struct cw_vfinding *first = &g->first[0];
@@ -96,6 +119,7 @@ static void print_group(FILE *out, const struct cw_vgroup *g)
     fprintf(out, "  process: pid %d ", first->proc->pid);
     print_command(out, first->proc);
     fputc('\n', out);
+    print_where(out, first);
     if (first->eof_sentence && kind == CW_K_CLOSE_WAIT)
         fprintf(out, "  %s\n", first->eof_sentence);
 

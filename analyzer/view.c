@@ -7,10 +7,12 @@
 #include "view_build.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <string.h>
 
 #include "dump.h"
 #include "json.h"
+#include "lang_frames.h"
 #include "xalloc.h"
 
 #define FRAMES_MAX 96 /* a stack's frames including inlined ones */
@@ -28,6 +30,15 @@ struct stack_entry {
 struct stack_cache {
     struct stack_entry *v;
     size_t cap, n;
+};
+
+struct view_store {
+    struct cw_view v;
+    struct stack_cache stacks;
+    char (*started)[40];
+    int all_frames; /* no folding of runtime internals */
+    char **strings; /* runtime frames' names and files */
+    size_t nstrings, cap_strings;
 };
 
 static size_t stack_slot(const struct stack_cache *c, const struct cw_process *p, uint32_t id)
@@ -59,8 +70,39 @@ static int is_system_module(const char *m)
                  !strncmp(m, "/usr/lib/", 9) || !strncmp(m, "/usr/lib64/", 11));
 }
 
+/* A runtime's own library code (the standard library, installed packages,
+ * the JDK's classes, Node's built-in modules): a program's line is
+ * elsewhere. */
+static int is_library_file(const char *language, const char *file)
+{
+    if (!file || !*file || *file == '<') /* "<frozen importlib._bootstrap>" */
+        return 1;
+    if (!strcmp(language, "python"))
+        return strstr(file, "/lib/python3") || strstr(file, "site-packages") ||
+               strstr(file, "dist-packages");
+    if (!strcmp(language, "java"))
+        return !strncmp(file, "java/", 5) || !strncmp(file, "javax/", 6) ||
+               !strncmp(file, "jdk/", 4) || !strncmp(file, "sun/", 4);
+    if (!strcmp(language, "javascript"))
+        return !strncmp(file, "node:", 5) || strstr(file, "node_modules/");
+    return 0;
+}
+
+/* The frame that places a stack in the program's own code: its first
+ * runtime frame outside the runtime's library, else its first runtime
+ * frame, else its first native frame with a line outside system
+ * libraries, else any with a line, else the first. */
 static const struct cw_vframe *placing_frame(const struct cw_vframe *f, int n)
 {
+    const struct cw_vframe *lang = NULL;
+    for (int i = 0; i < n; i++)
+        if (strcmp(f[i].language, "c")) {
+            if (!is_library_file(f[i].language, f[i].file))
+                return &f[i];
+            lang = lang ? lang : &f[i];
+        }
+    if (lang)
+        return lang;
     for (int i = 0; i < n; i++)
         if (f[i].file && f[i].line && !is_system_module(f[i].module))
             return &f[i];
@@ -70,41 +112,101 @@ static const struct cw_vframe *placing_frame(const struct cw_vframe *f, int n)
     return n ? &f[0] : NULL;
 }
 
-static struct cw_vstack resolve(struct cw_symbolizer *sym, const struct cw_process *p, uint32_t id)
+/* Strings of runtime frames, kept for the view's life. */
+static const char *keep(struct view_store *s, const char *str)
+{
+    if (!str || !*str)
+        return NULL;
+    if (s->nstrings == s->cap_strings) {
+        s->cap_strings = s->cap_strings ? 2 * s->cap_strings : 256;
+        s->strings = cw_xrealloc(s->strings, s->cap_strings * sizeof *s->strings);
+    }
+    return s->strings[s->nstrings++] = cw_oom_check(strdup(str));
+}
+
+/*
+ * A recorded stack as the program's reader wants it: native frames
+ * symbolized (inlined ones expanded, closewatch's own dropped) with the
+ * runtime's frames (Python...) in their places among them. Unless all
+ * frames are asked for, the runtime's internals are folded: its evaluation
+ * loop, and past the first runtime frame the native frames of the runtime
+ * itself, of system libraries and of code without a module (JIT code).
+ */
+static struct cw_vstack resolve(struct view_store *s, struct cw_symbolizer *sym,
+                                const struct cw_process *p, uint32_t id, int all_frames)
 {
     struct cw_vstack st = {0};
     if (!id || !p->has_ring)
         return st;
-    uint64_t pcs[CW_MAX_DEPTH];
-    struct cw_sym_frame sf[FRAMES_MAX];
-    int n = cw_ring_stack(&p->ring, id, pcs, CW_MAX_DEPTH), used = 0;
-    for (int i = 0; i < n && used < FRAMES_MAX; i++) {
-        int got =
-            cw_symbolize(sym, p->modules, p->nmodules, pcs[i], 1, sf + used, FRAMES_MAX - used);
-        /* closewatch's own frames (the hook, the walk) are not the program's. */
-        if (got > 0 && sf[used + got - 1].module && cw_sym_is_own_module(sf[used + got - 1].module))
-            continue;
-        used += got;
+    enum { HMAX = CW_MAX_DEPTH + CW_LANG_DEPTH };
+    struct cw_hframe *hf = cw_xcalloc(HMAX, sizeof *hf);
+    int nh = cw_lang_hybrid(&p->ring, id, hf, HMAX, NULL);
+    struct cw_vframe *f = cw_xcalloc((size_t)FRAMES_MAX + HMAX, sizeof *f);
+    const char *runtime_module = NULL;
+    int used = 0, seen_lang = 0, has_lang = 0, leaf = 1;
+    for (int i = 0; i < nh; i++)
+        has_lang |= hf[i].lang != CW_LANG_NATIVE;
+    for (int i = 0; i < nh; i++) {
+        if (hf[i].eval) {
+            struct cw_sym_frame m;
+            cw_symbolize(sym, p->modules, p->nmodules, hf[i].pc, 1, &m, 1);
+            runtime_module = m.module;
+            break;
+        }
     }
-    struct cw_vframe *f = cw_xcalloc((size_t)used, sizeof *f);
+    for (int i = 0; i < nh && used < FRAMES_MAX + HMAX; i++) {
+        if (hf[i].lang != CW_LANG_NATIVE) {
+            f[used++] = (struct cw_vframe){.function = keep(s, hf[i].function),
+                                           .file = keep(s, hf[i].file),
+                                           .line = hf[i].line,
+                                           .language = cw_lang_name(hf[i].lang)};
+            seen_lang = 1;
+            continue;
+        }
+        struct cw_sym_frame sf[FRAMES_MAX];
+        int got = cw_symbolize(sym, p->modules, p->nmodules, hf[i].pc, 1, sf, FRAMES_MAX);
+        /* closewatch's own frames (the hook, the walk) are not the program's. */
+        if (got > 0 && sf[got - 1].module && cw_sym_is_own_module(sf[got - 1].module))
+            continue;
+        /* With runtime frames in the stack: the leaf (the call into libc,
+         * the runtime's socket method) stays; the runtime's own code, and
+         * past the first runtime frame the bootstrap (system libraries,
+         * the interpreter's executable, JIT code without a module), fold. */
+        const char *m = sf[got - 1].module;
+        int in_runtime = runtime_module && m && !strcmp(m, runtime_module);
+        int bootstrap = !m || is_system_module(m) || !strcmp(m, p->exe);
+        int internal = hf[i].eval || (has_lang && !leaf && in_runtime) || (seen_lang && bootstrap);
+        leaf = 0;
+        if (internal && !all_frames) {
+            st.folded += got;
+            continue;
+        }
+        for (int k = 0; k < got && used < FRAMES_MAX + HMAX; k++)
+            f[used++] = (struct cw_vframe){.address = sf[k].address,
+                                           .module = sf[k].module,
+                                           .function = sf[k].function,
+                                           .file = sf[k].file,
+                                           .line = sf[k].line,
+                                           .column = sf[k].column,
+                                           .inlined = sf[k].inlined,
+                                           .language = "c"};
+    }
+    free(hf);
     for (int i = 0; i < used; i++)
-        f[i] = (struct cw_vframe){.address = sf[i].address,
-                                  .module = sf[i].module,
-                                  .function = sf[i].function,
-                                  .file = sf[i].file,
-                                  .line = sf[i].line,
-                                  .column = sf[i].column,
-                                  .inlined = sf[i].inlined,
-                                  .language = "c"};
+        if (f[i].address || !strcmp(f[i].language, "c"))
+            snprintf(f[i].address_text, sizeof f[i].address_text, "0x%016" PRIx64, f[i].address);
+        else
+            snprintf(f[i].address_text, sizeof f[i].address_text, "[%s]", f[i].language);
     st.frames = f;
     st.n = used;
     st.at = placing_frame(f, used);
     return st;
 }
 
-static struct cw_vstack stack_of(struct stack_cache *c, struct cw_symbolizer *sym,
-                                 const struct cw_process *p, uint32_t id)
+static struct cw_vstack stack_of(struct view_store *s, struct cw_symbolizer *sym,
+                                 const struct cw_process *p, uint32_t id, int all_frames)
 {
+    struct stack_cache *c = &s->stacks;
     static const struct cw_vstack none;
     if (!id || !p->has_ring)
         return none;
@@ -112,7 +214,7 @@ static struct cw_vstack stack_of(struct stack_cache *c, struct cw_symbolizer *sy
         cache_grow(c);
     size_t i = stack_slot(c, p, id);
     if (!c->v[i].p) {
-        c->v[i] = (struct stack_entry){.p = p, .id = id, .st = resolve(sym, p, id)};
+        c->v[i] = (struct stack_entry){.p = p, .id = id, .st = resolve(s, sym, p, id, all_frames)};
         c->n++;
     }
     return c->v[i].st;
@@ -200,7 +302,9 @@ static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *
 {
     buf[0] = '\0';
     switch (e->type) {
-    case CW_EV_OPEN: snprintf(buf, len, "%s", cw_origin_name((unsigned)cw_open_arg_origin(e->arg0))); break;
+    case CW_EV_OPEN:
+        snprintf(buf, len, "%s", cw_origin_name((unsigned)cw_open_arg_origin(e->arg0)));
+        break;
     case CW_EV_EOF: snprintf(buf, len, "%s", cw_eof_how_name((unsigned)e->arg0)); break;
     case CW_EV_CLOSE: snprintf(buf, len, "%s", cw_close_how_name((unsigned)e->arg0)); break;
     case CW_EV_STATE: snprintf(buf, len, "%s", cw_tcp_state_name((unsigned)e->arg0)); break;
@@ -249,12 +353,6 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
 }
 
 /* ---- the whole view ---------------------------------------------------------- */
-
-struct view_store {
-    struct cw_view v;
-    struct stack_cache stacks;
-    char (*started)[40];
-};
 
 static void summary_line(struct cw_view *v)
 {
@@ -306,9 +404,10 @@ static void resolve_finding(struct view_store *s, struct cw_symbolizer *sym,
                             struct cw_suppressions *sup, struct cw_finding *f,
                             struct cw_vfinding *out)
 {
-    out->open = stack_of(&s->stacks, sym, cw_open_proc(f), f->open_stack);
-    out->eof_stack = stack_of(&s->stacks, sym, f->proc, f->eof_stack);
-    out->close = stack_of(&s->stacks, sym, f->proc, f->close_stack);
+    int all = s->all_frames;
+    out->open = stack_of(s, sym, cw_open_proc(f), f->open_stack, all);
+    out->eof_stack = stack_of(s, sym, f->proc, f->eof_stack, all);
+    out->close = stack_of(s, sym, f->proc, f->close_stack, all);
     const struct cw_vstack *placing[2] = {&out->open, &out->eof_stack};
     int n = 2;
     if (cw_kind(f->kind)->placed_by == CW_PLACE_CLOSE) {
@@ -326,6 +425,7 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
     v->grace_s = a->opt.grace_s;
     v->spin_threshold = a->opt.spin_threshold;
     v->young_close_wait = a->young_close_wait;
+    s->all_frames = a->opt.all_frames;
     cw_iso8601(v->generated_at, sizeof v->generated_at, a->now_realtime_ns);
 
     v->nprocs = a->nprocs;
@@ -418,6 +518,9 @@ void cw_view_free(struct cw_view *v)
         if (s->stacks.v[i].p)
             free((void *)s->stacks.v[i].st.frames);
     free(s->stacks.v);
+    for (size_t i = 0; i < s->nstrings; i++)
+        free(s->strings[i]);
+    free(s->strings);
     for (int i = 0; v->warnings && v->warnings[i]; i++)
         free(v->warnings[i]);
     free(v->warnings);

@@ -28,6 +28,9 @@ struct cw_vframe {
     /* What the frame is written in: "c" (native code: C, C++ and anything
      * symbolized through ELF and DWARF), "python", "java", "javascript". */
     const char *language;
+    /* The address as text ("0x00007f..."), or for a runtime's frame, which
+     * has none, its language ("[python]"): what listings print first. */
+    char address_text[20];
 };
 
 struct cw_vstack {
@@ -37,6 +40,7 @@ struct cw_vstack {
      * with a source line outside system libraries (or any with a line, or
      * the first frame); NULL when the stack is empty. */
     const struct cw_vframe *at;
+    int folded; /* runtime-internal frames left out (--frames=all shows them) */
 };
 
 struct cw_vprocess {

@@ -1,0 +1,241 @@
+/*
+ * test_lang_report.c - the reports of a real leaking Python service
+ * (tests/real/py_kept_leak.py) name the script's own lines: the finding's
+ * place (text "where:", JSON frames with language "python", SARIF's
+ * physicalLocation) is the accept() line, the EOF stack's the recv() line,
+ * the runtime's internals are folded unless --frames=all, live and after
+ * SIGKILL, on Debian's python3 and the pyenv interpreters at hand. The
+ * lines are found by their markers in the script, not copied from output.
+ */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "jsonq.h"
+
+#define COND_MS 20000
+
+static const char *script(void)
+{
+    static char p[1024];
+    char rel[1100];
+    snprintf(rel, sizeof rel, "%s/../tests/real/py_kept_leak.py", h_build());
+    cr_assert(realpath(rel, p), "cannot find %s", rel);
+    return p;
+}
+
+static int marker_line(const char *marker)
+{
+    char *text = h_slurp(script(), NULL);
+    cr_assert_not_null(text);
+    char *at = strstr(text, marker);
+    cr_assert_not_null(at, "no %s in the script", marker);
+    int line = 1;
+    for (char *c = text; c < at; c++)
+        line += *c == '\n';
+    free(text);
+    return line;
+}
+
+/* The newest pyenv interpreter of minor version X.Y, or NULL. */
+static const char *pyenv_python(const char *minor)
+{
+    static char found[1400];
+    const char *home = getenv("HOME");
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/.pyenv/versions", home ? home : "/root");
+    DIR *d = opendir(dir);
+    if (!d)
+        return NULL;
+    found[0] = 0;
+    size_t n = strlen(minor);
+    for (struct dirent *e; (e = readdir(d));) {
+        char path[1400];
+        snprintf(path, sizeof path, "%s/%s/bin/python%s", dir, e->d_name, minor);
+        if (!strncmp(e->d_name, minor, n) && e->d_name[n] == '.' && !access(path, X_OK))
+            snprintf(found, sizeof found, "%s", path);
+    }
+    closedir(d);
+    return found[0] ? found : NULL;
+}
+
+/* Runs closewatch args..., stdout into *out; returns the exit status. */
+static int closewatch(const char *dir, char *const args[], char **out)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/cw.out", dir);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(126);
+        char *argv[16] = {(char *)h_path("closewatch")};
+        for (int i = 0; args[i] && i < 14; i++)
+            argv[i + 1] = args[i];
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *out = h_slurp(path, NULL);
+    cr_assert_not_null(*out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The first frame of stack (a JSON array) in language lang, its index in *at. */
+static const struct jv *first_frame_in(const struct jv *stack, const char *lang, int *at)
+{
+    for (int i = 0; i < jq_len(stack, NULL); i++) {
+        char p[32];
+        snprintf(p, sizeof p, "%d", i);
+        const struct jv *f = jq_get(stack, p);
+        const char *l = jq_str(f, "language");
+        if (l && !strcmp(l, lang)) {
+            *at = i;
+            return f;
+        }
+    }
+    return NULL;
+}
+
+/* A frame of stack naming the script at line. */
+static int has_script_line(const struct jv *stack, const char *function, int line)
+{
+    for (int i = 0; i < jq_len(stack, NULL); i++) {
+        char p[32];
+        snprintf(p, sizeof p, "%d", i);
+        const struct jv *f = jq_get(stack, p);
+        const char *file = jq_str(f, "file"), *fn = jq_str(f, "function"),
+                   *lang = jq_str(f, "language");
+        if (file && fn && lang && !strcmp(file, script()) && !strcmp(fn, function) &&
+            !strcmp(lang, "python") && jq_num(f, "line") == line)
+            return 1;
+    }
+    return 0;
+}
+
+static void check_python(const char *python)
+{
+    char *dir = h_mkdtemp("langrep");
+    char *argv[] = {(char *)python, (char *)script(), NULL};
+    struct h_proc p = h_spawn(argv, NULL, 1, dir, 1);
+    char line[256];
+    cr_assert(h_read_line(&p, line, sizeof line, COND_MS), "%s did not start", python);
+    int port = atoi(line);
+    for (int i = 0; i < 2; i++) {
+        int fd = h_connect(port);
+        cr_assert_eq(write(fd, "x", 1), 1);
+        close(fd);
+        cr_assert(h_read_line(&p, line, sizeof line, COND_MS) && !strcmp(line, "eof"));
+    }
+    int accept_line = marker_line("MARK-ACCEPT"), eof_line = marker_line("MARK-EOF");
+    char pid[16], dirarg[700];
+    snprintf(pid, sizeof pid, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+
+    /* Live, JSON: the open stack names <module> at the accept line, the EOF
+     * stack handle() at the recv line, frames marked python. */
+    char *out = NULL;
+    uint64_t end = h_now_ms() + COND_MS;
+    struct jv *doc = NULL;
+    for (;;) {
+        char *args[] = {"report", "--format=json", "--grace=0.3", dirarg, pid, NULL};
+        free(out);
+        int rc = closewatch(dir, args, &out);
+        char err[256];
+        jq_free(doc);
+        doc = jq_parse(out, err, sizeof err);
+        cr_assert_not_null(doc, "%s: %s", err, out);
+        if (rc == 1 && jq_len(doc, "findings") == 2)
+            break;
+        cr_assert_lt(h_now_ms(), end, "%s: no 2 findings: %s", python, out);
+        usleep(100 * 1000); /* polling a condition: the grace must pass */
+    }
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "findings.%d.stacks.open", i);
+        cr_assert(has_script_line(jq_get(doc, path), "<module>", accept_line),
+                  "%s: no <module> at line %d in %s:\n%s", python, accept_line, path, out);
+        snprintf(path, sizeof path, "findings.%d.stacks.eof", i);
+        cr_assert(has_script_line(jq_get(doc, path), "handle", eof_line),
+                  "%s: no handle at line %d in %s:\n%s", python, eof_line, path, out);
+        int at;
+        cr_assert_not_null(first_frame_in(jq_get(doc, path), "c", &at),
+                           "the native leaf (the recv call) must stay");
+    }
+    jq_free(doc);
+    free(out);
+
+    /* Text: the script's line before any stack, internals folded. */
+    char *targs[] = {"report", "--grace=0.3", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(dir, targs, &out), 1);
+    char where[1200];
+    snprintf(where, sizeof where,
+             "  where: opened at %s:%d (<module>), EOF seen at %s:%d (handle)\n", script(),
+             accept_line, script(), eof_line);
+    cr_assert(strstr(out, where), "%s: no '%s' in:\n%s", python, where, out);
+    cr_assert(strstr(out, "frames of the runtime's internals folded"), "%s", out);
+    cr_assert_null(strstr(out, "_PyEval_EvalFrameDefault"), "the eval loop is shown:\n%s", out);
+    free(out);
+    char *aargs[] = {"report", "--grace=0.3", "--frames=all", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(dir, aargs, &out), 1);
+    cr_assert_null(strstr(out, "internals folded"), "--frames=all folded:\n%s", out);
+    cr_assert(strstr(out, where), "%s", out);
+    free(out);
+
+    /* SARIF places it at the accept line. */
+    char *sargs[] = {"report", "--format=sarif", "--grace=0.3", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(dir, sargs, &out), 1);
+    char err[256];
+    doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s", err);
+    const char *uri =
+        jq_str(doc, "runs.0.results.0.locations.0.physicalLocation.artifactLocation.uri");
+    cr_assert(uri && strstr(uri, "/tests/real/py_kept_leak.py"), "uri %s", uri ? uri : "null");
+    cr_assert_eq(jq_num(doc, "runs.0.results.0.locations.0.physicalLocation.region.startLine"),
+                 accept_line);
+    jq_free(doc);
+    free(out);
+
+    /* After SIGKILL, from the ring file alone: the same place. */
+    kill(p.pid, SIGKILL);
+    h_wait(&p, COND_MS);
+    char rings[2][512];
+    cr_assert_eq(h_rings(dir, 0, rings, 2), 1);
+    char *pargs[] = {"report", "--grace=0.3", rings[0], NULL};
+    cr_assert_eq(closewatch(dir, pargs, &out), 1, "%s", out);
+    cr_assert(strstr(out, where), "post-mortem lost the script's lines:\n%s", out);
+    free(out);
+    h_rmdir(dir);
+    free(dir);
+}
+
+Test(lang_report, debian_python3_names_the_script_lines, .timeout = 90)
+{
+    if (access("/usr/bin/python3", X_OK))
+        cr_skip_test("/usr/bin/python3 is not installed");
+    check_python("/usr/bin/python3");
+}
+
+Test(lang_report, pyenv_pythons_name_the_script_lines, .timeout = 180)
+{
+    static const char *const minors[] = {"3.10", "3.12", "3.13"};
+    int ran = 0;
+    for (size_t i = 0; i < sizeof minors / sizeof *minors; i++) {
+        const char *py = pyenv_python(minors[i]);
+        if (py) {
+            check_python(py);
+            ran++;
+        }
+    }
+    if (!ran)
+        cr_skip_test("no pyenv CPython 3.10, 3.12 or 3.13 under ~/.pyenv/versions");
+}
