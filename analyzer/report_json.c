@@ -74,6 +74,8 @@ static void process_json(FILE *out, const struct cw_vprocess *p)
     cw_json_str(out, p->cmdline);
     fputs(",\"ring\":", out);
     cw_json_str(out, p->ring);
+    fputs(",\"runtime_note\":", out);
+    cw_json_str(out, p->runtime_note);
     fprintf(out, ",\"state\":\"%s\",\"started_at\":", p->state);
     cw_json_str(out, p->started);
     fprintf(out,

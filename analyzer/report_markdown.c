@@ -137,6 +137,8 @@ static void process_facts(FILE *out, const struct cw_vprocess *p)
     snprintf(buf, sizeof buf, "%.1f s", p->duration_s);
     fact(out, "duration", buf);
     fact(out, "state", p->state);
+    if (p->runtime_note)
+        fact(out, "runtime frames", p->runtime_note);
 }
 
 /* More than one process: one row each instead of one fact each. */

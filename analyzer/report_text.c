@@ -169,6 +169,8 @@ void cw_report_text(FILE *out, const struct cw_view *v)
                     " dropped)",
                     p->overwritten, p->torn, p->dropped);
         fputc('\n', out);
+        if (p->runtime_note)
+            fprintf(out, "    runtime frames not recorded: %s\n", p->runtime_note);
     }
     if (v->quiet_procs)
         fprintf(out, "  (and %d process%s that used no socket)\n", v->quiet_procs,

@@ -228,7 +228,8 @@ static const char *end_name(enum cw_end e)
     return (unsigned)e <= CW_END_NO_RING ? names[e] : "unknown";
 }
 
-static void describe_process(struct cw_vprocess *v, const struct cw_process *p, char *started)
+static void describe_process(struct view_store *s, struct cw_vprocess *v,
+                             const struct cw_process *p, char *started)
 {
     *v = (struct cw_vprocess){
         .pid = p->pid,
@@ -263,6 +264,10 @@ static void describe_process(struct cw_vprocess *v, const struct cw_process *p, 
         cw_iso8601(started, 40, p->start_realtime_ns);
         v->started = started;
     }
+    char why[256];
+    for (unsigned lang = 1; p->has_ring && lang < CW_LANG_MAX && !v->runtime_note; lang++)
+        if (cw_lang_unsupported(&p->ring, lang, why, sizeof why))
+            v->runtime_note = keep(s, why);
 }
 
 /* The view's process for a model process (procs are few; findings many). */
@@ -432,7 +437,7 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
     v->procs = cw_xcalloc((size_t)a->nprocs, sizeof *v->procs);
     s->started = cw_xcalloc((size_t)a->nprocs, sizeof *s->started);
     for (int i = 0; i < a->nprocs; i++) {
-        describe_process(&v->procs[i], a->procs[i], s->started[i]);
+        describe_process(s, &v->procs[i], a->procs[i], s->started[i]);
         v->quiet_procs += !a->procs[i]->sockets_seen && a->procs[i]->has_ring;
     }
 

@@ -55,6 +55,9 @@ struct cw_vprocess {
     uint64_t events, overwritten, torn, dropped, stacks_dropped;
     /* A live process's sockets as the kernel showed them (has_kernel_view). */
     int has_kernel_view, kernel_sockets, non_tcp;
+    /* A runtime found whose frames were not recorded, and why ("CPython
+     * 3.9.18: no frame walker for CPython 3.9; native frames only"), or NULL. */
+    const char *runtime_note;
     int fds_open;   /* fds held; -1 unknown */
     long fds_limit; /* its soft limit (RLIMIT_NOFILE); -1 unknown */
     struct {

@@ -239,3 +239,34 @@ Test(lang_report, pyenv_pythons_name_the_script_lines, .timeout = 180)
     if (!ran)
         cr_skip_test("no pyenv CPython 3.10, 3.12 or 3.13 under ~/.pyenv/versions");
 }
+
+/* An interpreter without a frame walker: the report says so in one line,
+ * the stacks are native, nothing breaks. */
+Test(lang_report, unknown_python_says_why, .timeout = 60)
+{
+    const char *python = pyenv_python("3.9");
+    if (!python)
+        cr_skip_test("no pyenv CPython 3.9 (the version without a walker) under ~/.pyenv/versions");
+    char *dir = h_mkdtemp("langrep39");
+    char *argv[] = {(char *)python, (char *)script(), NULL};
+    struct h_proc p = h_spawn(argv, NULL, 1, dir, 1);
+    char line[256];
+    cr_assert(h_read_line(&p, line, sizeof line, COND_MS), "%s did not start", python);
+    int fd = h_connect(atoi(line));
+    cr_assert_eq(write(fd, "x", 1), 1);
+    close(fd);
+    cr_assert(h_read_line(&p, line, sizeof line, COND_MS) && !strcmp(line, "eof"));
+    char pid[16], dirarg[700], *out;
+    snprintf(pid, sizeof pid, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    char *args[] = {"report", "--grace=0", dirarg, pid, NULL};
+    cr_assert_eq(closewatch(dir, args, &out), 1, "%s", out);
+    cr_assert(strstr(out, "runtime frames not recorded: CPython 3.9"), "%s", out);
+    cr_assert_null(strstr(out, "[python]"), "%s", out);
+    cr_assert(strstr(out, "sock_accept"), "native frames expected:\n%s", out);
+    free(out);
+    kill(p.pid, SIGKILL);
+    h_wait(&p, COND_MS);
+    h_rmdir(dir);
+    free(dir);
+}
