@@ -5,8 +5,7 @@
 
 #include <time.h>
 
-/* Length of the valid UTF-8 sequence at p, or 0 if it is not one. */
-static int utf8_len(const unsigned char *p)
+int cw_utf8_len(const unsigned char *p)
 {
     int n = p[0] >= 0xf0 && p[0] <= 0xf4  ? 4
             : p[0] >= 0xe0                ? 3
@@ -39,7 +38,7 @@ void cw_json_str(FILE *out, const char *s)
                 fputc(*p, out);
             } else {
                 /* Paths and argv are bytes, JSON is UTF-8: replace what is not. */
-                int n = utf8_len(p);
+                int n = cw_utf8_len(p);
                 if (n) {
                     fwrite(p, 1, (size_t)n, out);
                     p += n - 1;

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "json.h"
 #include "report.h"
 
 #define SOCKETS_SHOWN 10
@@ -34,10 +35,7 @@ static void xml(FILE *out, const char *s)
             fputc(*p, out);
             continue;
         }
-        int n = *p >= 0xf0 && *p <= 0xf4 ? 4 : *p >= 0xe0 ? 3 : *p >= 0xc2 && *p < 0xe0 ? 2 : 0;
-        for (int i = 1; i < n; i++)
-            if ((p[i] & 0xc0) != 0x80)
-                n = 0;
+        int n = cw_utf8_len(p);
         if (n) {
             fwrite(p, 1, (size_t)n, out);
             p += n - 1;

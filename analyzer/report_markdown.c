@@ -241,18 +241,10 @@ static void timeline(FILE *out, const struct cw_vfinding *f)
     fputc('\n', out);
 }
 
-static void no_backtrace_note(FILE *out, const struct cw_vfinding *f)
+/* A sentence of the view's, capitalized, as a paragraph. */
+static void paragraph(FILE *out, const char *s)
 {
-    const struct cw_vprocess *p = f->proc;
-    if (f->inherited)
-        fprintf(out,
-                "Inherited from the parent process (pid %d): see its report for where it "
-                "was opened.\n\n",
-                p->ppid);
-    else if (f->kind->kind == CW_K_UNTRACKED || !p->has_ring)
-        fprintf(out, "No backtrace: %s.\n\n",
-                p->has_ring ? "the socket was created behind libc's back"
-                            : "this process did not run under libclosewatch.so");
+    fprintf(out, "%c%s.\n\n", s[0] >= 'a' && s[0] <= 'z' ? s[0] - 'a' + 'A' : s[0], s + 1);
 }
 
 static void group_stacks(FILE *out, const struct cw_vfinding *f)
@@ -268,15 +260,12 @@ static void group_stacks(FILE *out, const struct cw_vfinding *f)
         return;
     }
     char label[120];
-    if (f->opener)
-        snprintf(label, sizeof label, "Opened (%s) by pid %d and inherited, at:", f->origin,
-                 f->opener->pid);
-    else
-        snprintf(label, sizeof label, "Opened (%s) at:", f->origin);
+    snprintf(label, sizeof label, "%s", f->open_label);
+    label[0] = (char)(label[0] >= 'a' && label[0] <= 'z' ? label[0] - 'a' + 'A' : label[0]);
     if (f->open.n)
         stack_block(out, &f->open, label);
-    else
-        no_backtrace_note(out, f);
+    else if (f->no_stack_note[0])
+        paragraph(out, f->no_stack_note);
     stack_block(out, &f->eof_stack,
                 f->eof_by_read ? "EOF (a read returned 0) seen at:"
                                : "EOF (poll/epoll HUP) seen at:");

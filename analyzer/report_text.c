@@ -66,27 +66,10 @@ static void print_socket(FILE *out, const struct cw_vfinding *f)
 
 static void print_open(FILE *out, const struct cw_vfinding *first)
 {
-    const struct cw_vprocess *p = first->proc;
-    char label[120];
-    if (first->inherited && !first->opener)
-        snprintf(label, sizeof label,
-                 "opened by the parent process (pid %d), inherited, at:", p->ppid);
-    else if (first->opener)
-        snprintf(label, sizeof label, "opened (%s) by pid %d and inherited, at:", first->origin,
-                 first->opener->pid);
-    else
-        snprintf(label, sizeof label, "opened (%s) at:", first->origin);
     if (first->open.n)
-        print_stack(out, &first->open, label);
-    else if (first->inherited)
-        fprintf(out,
-                "  inherited from the parent process (pid %d): see its report for where "
-                "it was opened\n",
-                p->ppid);
-    else if (first->kind->kind == CW_K_UNTRACKED || !p->has_ring)
-        fprintf(out, "  no backtrace: %s\n",
-                p->has_ring ? "the socket was created behind libc's back"
-                            : "this process did not run under libclosewatch.so");
+        print_stack(out, &first->open, first->open_label);
+    else if (first->no_stack_note[0])
+        fprintf(out, "  %s\n", first->no_stack_note);
 }
 
 static void print_place(FILE *out, const char *what, const struct cw_vframe *at)

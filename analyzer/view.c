@@ -357,6 +357,32 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
     }
 }
 
+/* Who opened the socket, as the label of its open stack, or why there is
+ * no such stack. */
+static void describe_open(struct cw_vfinding *v)
+{
+    const struct cw_vprocess *p = v->proc;
+    if (v->inherited && !v->opener)
+        snprintf(v->open_label, sizeof v->open_label,
+                 "opened by the parent process (pid %d), inherited, at:", p->ppid);
+    else if (v->opener)
+        snprintf(v->open_label, sizeof v->open_label,
+                 "opened (%s) by pid %d and inherited, at:", v->origin, v->opener->pid);
+    else
+        snprintf(v->open_label, sizeof v->open_label, "opened (%s) at:", v->origin);
+    if (v->open.n)
+        return;
+    if (v->inherited)
+        snprintf(v->no_stack_note, sizeof v->no_stack_note,
+                 "inherited from the parent process (pid %d): see its report for where it was "
+                 "opened",
+                 p->ppid);
+    else if (v->kind->kind == CW_K_UNTRACKED || !p->has_ring)
+        snprintf(v->no_stack_note, sizeof v->no_stack_note, "no backtrace: %s",
+                 p->has_ring ? "the socket was created behind libc's back"
+                             : "this process did not run under libclosewatch.so");
+}
+
 /* ---- the whole view ---------------------------------------------------------- */
 
 static void summary_line(struct cw_view *v)
@@ -488,6 +514,7 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
         vf->suppressed = f->suppressed;
         vf->placed = vf->kind->placed_by == CW_PLACE_CLOSE ? &vf->close : &vf->open;
         describe_finding(vf, f);
+        describe_open(vf);
         if (f->suppressed)
             v->suppressed++;
         else

@@ -102,6 +102,11 @@ struct cw_vfinding {
     /* The rule that hid it (1-based index into the view's rules), or 0. */
     int suppressed;
     struct cw_vstack open, eof_stack, close;
+    /* What the open stack is, as a label ("opened (accept) at:", "opened by
+     * the parent process (pid 7), inherited, at:"), and when there is no
+     * open stack, why ("" if nothing needs saying). */
+    char open_label[120];
+    char no_stack_note[160];
     /* The stack that places the finding (kind->placed_by). */
     const struct cw_vstack *placed;
     struct cw_vevent timeline[CW_VTIMELINE_MAX];

@@ -273,3 +273,41 @@ void h_ctl_release(struct h_ctl *c)
         close(c->wr);
     c->wr = -1;
 }
+
+int h_closewatch(const char *dir, char *const args[], char **out)
+{
+    char path[600];
+    static int seq;
+    snprintf(path, sizeof path, "%s/closewatch.%d.%d.out", dir, (int)getpid(), seq++);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(126);
+        char *argv[32] = {(char *)h_path("closewatch")};
+        for (int i = 0; args[i] && i < 30; i++)
+            argv[i + 1] = args[i];
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *out = h_slurp(path, NULL);
+    unlink(path);
+    cr_assert_not_null(*out, "no output from closewatch");
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+int h_marker_line(const char *path, const char *marker)
+{
+    char *text = h_slurp(path, NULL);
+    cr_assert_not_null(text, "cannot read %s", path);
+    const char *at = strstr(text, marker);
+    cr_assert_not_null(at, "%s has no %s", path, marker);
+    int line = 1;
+    for (const char *c = text; c < at; c++)
+        line += *c == '\n';
+    free(text);
+    return line;
+}

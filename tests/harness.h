@@ -53,6 +53,14 @@ void h_ctl_open(struct h_ctl *c);
 void h_ctl_spawned(struct h_ctl *c);
 void h_ctl_release(struct h_ctl *c);
 
+/* Runs build/closewatch with args (NULL-ended) to completion, its stdout
+ * (through a file in dir) in *out (malloc'd); returns its exit status. */
+int h_closewatch(const char *dir, char *const args[], char **out);
+/* The 1-based number of the first line of file path holding marker (fails
+ * the test if there is none): tests find source lines this way rather than
+ * copying them from the tool's output. */
+int h_marker_line(const char *path, const char *marker);
+
 /* CLOCK_MONOTONIC in ms, for deadlines. */
 uint64_t h_now_ms(void);
 /* A whole file, NUL-terminated (length in *len if len); NULL if unreadable. */

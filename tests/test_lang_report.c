@@ -33,15 +33,7 @@ static const char *script(void)
 
 static int marker_line(const char *marker)
 {
-    char *text = h_slurp(script(), NULL);
-    cr_assert_not_null(text);
-    char *at = strstr(text, marker);
-    cr_assert_not_null(at, "no %s in the script", marker);
-    int line = 1;
-    for (char *c = text; c < at; c++)
-        line += *c == '\n';
-    free(text);
-    return line;
+    return h_marker_line(script(), marker);
 }
 
 /* The newest pyenv interpreter of minor version X.Y, or NULL. */
@@ -64,30 +56,6 @@ static const char *pyenv_python(const char *minor)
     }
     closedir(d);
     return found[0] ? found : NULL;
-}
-
-/* Runs closewatch args..., stdout into *out; returns the exit status. */
-static int closewatch(const char *dir, char *const args[], char **out)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/cw.out", dir);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0)
-            _exit(126);
-        char *argv[16] = {(char *)h_path("closewatch")};
-        for (int i = 0; args[i] && i < 14; i++)
-            argv[i + 1] = args[i];
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    *out = h_slurp(path, NULL);
-    cr_assert_not_null(*out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 /* The first frame of stack (a JSON array) in language lang, its index in *at. */
@@ -149,7 +117,7 @@ static void check_python(const char *python)
     for (;;) {
         char *args[] = {"report", "--format=json", "--grace=0.3", dirarg, pid, NULL};
         free(out);
-        int rc = closewatch(dir, args, &out);
+        int rc = h_closewatch(dir, args, &out);
         char err[256];
         jq_free(doc);
         doc = jq_parse(out, err, sizeof err);
@@ -176,7 +144,7 @@ static void check_python(const char *python)
 
     /* Text: the script's line before any stack, internals folded. */
     char *targs[] = {"report", "--grace=0.3", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(dir, targs, &out), 1);
+    cr_assert_eq(h_closewatch(dir, targs, &out), 1);
     char where[1200];
     snprintf(where, sizeof where,
              "  where: opened at %s:%d (<module>), EOF seen at %s:%d (handle)\n", script(),
@@ -186,14 +154,14 @@ static void check_python(const char *python)
     cr_assert_null(strstr(out, "_PyEval_EvalFrameDefault"), "the eval loop is shown:\n%s", out);
     free(out);
     char *aargs[] = {"report", "--grace=0.3", "--frames=all", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(dir, aargs, &out), 1);
+    cr_assert_eq(h_closewatch(dir, aargs, &out), 1);
     cr_assert_null(strstr(out, "internals folded"), "--frames=all folded:\n%s", out);
     cr_assert(strstr(out, where), "%s", out);
     free(out);
 
     /* SARIF places it at the accept line. */
     char *sargs[] = {"report", "--format=sarif", "--grace=0.3", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(dir, sargs, &out), 1);
+    cr_assert_eq(h_closewatch(dir, sargs, &out), 1);
     char err[256];
     doc = jq_parse(out, err, sizeof err);
     cr_assert_not_null(doc, "%s", err);
@@ -211,7 +179,7 @@ static void check_python(const char *python)
     char rings[2][512];
     cr_assert_eq(h_rings(dir, 0, rings, 2), 1);
     char *pargs[] = {"report", "--grace=0.3", rings[0], NULL};
-    cr_assert_eq(closewatch(dir, pargs, &out), 1, "%s", out);
+    cr_assert_eq(h_closewatch(dir, pargs, &out), 1, "%s", out);
     cr_assert(strstr(out, where), "post-mortem lost the script's lines:\n%s", out);
     free(out);
     h_rmdir(dir);
@@ -260,7 +228,7 @@ Test(lang_report, unknown_python_says_why, .timeout = 60)
     snprintf(pid, sizeof pid, "%d", (int)p.pid);
     snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
     char *args[] = {"report", "--grace=0", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(dir, args, &out), 1, "%s", out);
+    cr_assert_eq(h_closewatch(dir, args, &out), 1, "%s", out);
     cr_assert(strstr(out, "runtime frames not recorded: CPython 3.9"), "%s", out);
     cr_assert_null(strstr(out, "[python]"), "%s", out);
     cr_assert(strstr(out, "sock_accept"), "native frames expected:\n%s", out);

@@ -70,31 +70,6 @@ static void leaker_stop(struct leaker *l)
     free(l->dir);
 }
 
-/* Runs closewatch with args, stdout to a string; returns the exit status. */
-static int closewatch(char *const args[], const char *ring_dir, char **out)
-{
-    char outpath[600];
-    snprintf(outpath, sizeof outpath, "%s/out.%d", ring_dir, (int)h_now_ms());
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(outpath, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0)
-            _exit(126);
-        char *argv[24] = {(char *)h_path("closewatch")};
-        for (int i = 0; args[i] && i < 22; i++)
-            argv[i + 1] = args[i];
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    *out = h_slurp(outpath, NULL);
-    unlink(outpath);
-    cr_assert_not_null(*out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-}
-
 /* The value of the first sample line starting with prefix (NaN if none). */
 static double sample(const char *text, const char *prefix)
 {
@@ -111,15 +86,7 @@ static int source_line(const char *marker)
 {
     char path[1024];
     snprintf(path, sizeof path, "%s/../tests/fixtures/accept_leaker.c", h_build());
-    char *src = h_slurp(path, NULL);
-    cr_assert_not_null(src, "%s", path);
-    int line = 1;
-    const char *at = strstr(src, marker);
-    cr_assert_not_null(at);
-    for (const char *c = src; c < at; c++)
-        line += *c == '\n';
-    free(src);
-    return line;
+    return h_marker_line(path, marker);
 }
 
 struct metrics_look {
@@ -138,7 +105,7 @@ static int findings_reach(void *arg)
     snprintf(dirarg, sizeof dirarg, "--dir=%s", m->l->dir);
     char *args[] = {"metrics", m->grace, dirarg, pid, NULL};
     free(m->text);
-    cr_assert_eq(closewatch(args, m->l->dir, &m->text), 0, "%s", m->text);
+    cr_assert_eq(h_closewatch(m->l->dir, args, &m->text), 0, "%s", m->text);
     char prefix[128];
     snprintf(prefix, sizeof prefix, "closewatch_findings{pid=\"%d\"", (int)m->l->p.pid);
     for (const char *p = m->text; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
@@ -184,7 +151,7 @@ Test(metrics, once_gives_states_findings_fds_and_the_accept_line, .timeout = 60)
     snprintf(dirarg, sizeof dirarg, "--dir=%s", l.dir);
     char *out;
     char *args[] = {"metrics", "--grace=0.2", "--top=0", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(args, l.dir, &out), 0, "%s", out);
+    cr_assert_eq(h_closewatch(l.dir, args, &out), 0, "%s", out);
     cr_assert(strstr(out, "location=\"other\"} 3\n"), "%s", out);
     cr_assert_null(strstr(out, "accept_leaker.c:"), "%s", out);
     free(out);
@@ -204,7 +171,7 @@ Test(metrics, textfile_is_replaced_whole, .timeout = 60)
     snprintf(pid, sizeof pid, "%d", (int)l.p.pid);
     char *out;
     char *args[] = {"metrics", arg, "--interval=0.1", "--count=3", "--grace=0", dirarg, pid, NULL};
-    cr_assert_eq(closewatch(args, l.dir, &out), 0, "%s", out);
+    cr_assert_eq(h_closewatch(l.dir, args, &out), 0, "%s", out);
     cr_assert_str_eq(out, "", "the textfile form prints nothing");
     free(out);
     char *text = h_slurp(path, NULL);
@@ -222,10 +189,10 @@ Test(metrics, textfile_is_replaced_whole, .timeout = 60)
 
     /* Bad usage is a clear error. */
     char *bad[] = {"metrics", "--listen=127.0.0.1:1", arg, pid, NULL};
-    cr_assert_eq(closewatch(bad, l.dir, &out), 2);
+    cr_assert_eq(h_closewatch(l.dir, bad, &out), 2);
     free(out);
     char *nopid[] = {"metrics", NULL};
-    cr_assert_eq(closewatch(nopid, l.dir, &out), 2);
+    cr_assert_eq(h_closewatch(l.dir, nopid, &out), 2);
     free(out);
     leaker_stop(&l);
 }
