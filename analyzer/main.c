@@ -48,7 +48,7 @@ static const char usage_text[] =
     "options (run, report):\n"
     "  --grace=SEC            time a socket may sit in CLOSE_WAIT before it is a finding\n"
     "                         (default 5; fractions allowed)\n"
-    "  --format=FMT           text (default), json, markdown or sarif\n"
+    "  --format=FMT           text (default), json, markdown, sarif or html\n"
     "  -o, --output=FILE      write the report to FILE ('%p' becomes the pid);\n"
     "                         default: stdout for report, stderr for run\n"
     "  --error-exitcode=N     exit status when something is flagged (report default 1)\n"
@@ -158,9 +158,10 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "markdown") &&
-                strcmp(optarg, "sarif"))
-                return usage_error("--format: expected text, json, markdown or sarif, got '%s'",
-                                   optarg),
+                strcmp(optarg, "sarif") && strcmp(optarg, "html"))
+                return usage_error(
+                           "--format: expected text, json, markdown, sarif or html, got '%s'",
+                           optarg),
                        -1;
             c->format = optarg;
             break;
@@ -243,6 +244,8 @@ static int write_report(struct cli *c, struct cw_analysis *a, int pid, FILE *dfl
             cw_report_markdown(out, v);
         else if (!strcmp(f, "sarif"))
             cw_report_sarif(out, v);
+        else if (!strcmp(f, "html"))
+            cw_report_html(out, v);
         else
             cw_report_text(out, v);
         if (out != dflt)

@@ -62,7 +62,7 @@ static int is_system_module(const char *m)
 static const struct cw_vframe *placing_frame(const struct cw_vframe *f, int n)
 {
     for (int i = 0; i < n; i++)
-        if (f[i].file && f[i].line && !is_system_module(f[i].module))
+        if (f[i].file && f[i].line && !f[i].system)
             return &f[i];
     for (int i = 0; i < n; i++)
         if (f[i].file && f[i].line)
@@ -95,6 +95,7 @@ static struct cw_vstack resolve(struct cw_symbolizer *sym, const struct cw_proce
                                   .line = sf[i].line,
                                   .column = sf[i].column,
                                   .inlined = sf[i].inlined,
+                                  .system = is_system_module(sf[i].module),
                                   .lang = CW_LANG_NATIVE};
     st.frames = f;
     st.n = used;
@@ -208,6 +209,12 @@ static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *
     }
 }
 
+/* Seconds from start to t; -1 when t is unknown (0). */
+static double since(uint64_t t, uint64_t start)
+{
+    return !t ? -1 : t > start ? (double)(t - start) / 1e9 : 0.0;
+}
+
 static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
 {
     v->fd = f->fd;
@@ -237,6 +244,9 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
         v->sockets_open = f->sockets_open;
     }
     uint64_t start = f->proc->start_mono_ns;
+    v->open_t = since(f->open_ns, start);
+    v->eof_t = since(cw_peer_fin_ns(f->eof_ns, f->close_wait_ns), start);
+    v->close_t = f->closed ? since(f->close_ns, start) : -1;
     for (int i = 0; i < f->ntimeline && i < CW_VTIMELINE_MAX; i++) {
         const struct cw_timeline_entry *e = &f->timeline[i];
         struct cw_vevent *ve = &v->timeline[v->ntimeline++];

@@ -29,6 +29,7 @@ struct cw_vframe {
     const char *file;     /* NULL if unknown */
     int line, column;     /* 0 if unknown */
     int inlined;          /* inlined into the next frame */
+    int system;           /* in a system library (/lib, /usr/lib): runtime internals */
     enum cw_lang lang;
 };
 
@@ -86,6 +87,10 @@ struct cw_vfinding {
     const char *eof_sentence;    /* what eof means here, NULL for none */
     uint32_t eof_count;
     double seconds_in_close_wait, age_seconds;
+    /* Seconds since the process started (for timelines); -1 when unknown:
+     * opened, the peer's FIN (or the sampler's first sight of CLOSE_WAIT),
+     * closed. */
+    double open_t, eof_t, close_t;
     int closed, closed_at_exit;
     const char *close_how; /* NULL unless closed */
     const char *tcp_state;
