@@ -201,6 +201,13 @@ static void axis(FILE *out, double span, int x0, int w, int y)
     }
 }
 
+/* The socket drawn in lane i of lanes: all of them, or when there are more
+ * than LANES_MAX an even sample, so the picture spans the whole pile-up. */
+static const struct cw_vfinding *lane(const struct cw_vgroup *g, int i, int lanes)
+{
+    return &g->first[(long)i * g->n / lanes];
+}
+
 /* One lane per socket: established (blue) from open to the peer's FIN,
  * CLOSE_WAIT (red) from the FIN to close() or the end of the process, a
  * black tick where it was closed. Times are seconds since each socket's
@@ -210,10 +217,10 @@ static void lives_chart(FILE *out, const struct cw_vgroup *g)
     double span = 0;
     int lanes = g->n < LANES_MAX ? g->n : LANES_MAX, drawn = 0;
     for (int i = 0; i < lanes; i++)
-        if (g->first[i].proc->duration_s > span)
-            span = g->first[i].proc->duration_s;
+        if (lane(g, i, lanes)->proc->duration_s > span)
+            span = lane(g, i, lanes)->proc->duration_s;
     for (int i = 0; i < lanes; i++) {
-        const struct cw_vfinding *f = &g->first[i];
+        const struct cw_vfinding *f = lane(g, i, lanes);
         double ts[] = {f->open_t, f->eof_t, f->close_t};
         for (int k = 0; k < 3; k++)
             if (ts[k] > span)
@@ -233,7 +240,7 @@ static void lives_chart(FILE *out, const struct cw_vgroup *g)
             CHART_W, top + height + 24);
     double bar = lane_h > 2 ? lane_h * 0.7 : lane_h;
     for (int i = 0; i < lanes; i++) {
-        const struct cw_vfinding *f = &g->first[i];
+        const struct cw_vfinding *f = lane(g, i, lanes);
         if (f->open_t < 0)
             continue;
         double end = f->close_t >= 0 ? f->close_t : f->proc->duration_s;
@@ -265,7 +272,7 @@ static void lives_chart(FILE *out, const struct cw_vgroup *g)
           "<span style=\"background:#000;width:2px\"></span>closed",
           out);
     if (g->n > lanes)
-        fprintf(out, " &middot; the first %d of %d sockets drawn", lanes, g->n);
+        fprintf(out, " &middot; %d of the %d sockets drawn, evenly sampled", lanes, g->n);
     fputs("</div>\n", out);
 }
 

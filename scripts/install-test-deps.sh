@@ -1,12 +1,14 @@
 #!/bin/sh
 # install-test-deps.sh - owns the installation of what the `real` test suite
-# (tests/test_real.c) runs: real servers, clients and runtimes.
+# (tests/test_real.c) runs: real servers, clients and runtimes, and the
+# browser the HTML report is checked in (tests/test_html.c).
 #
 #   scripts/install-test-deps.sh            install what is missing (apt-get as root,
 #                                           else print the command and exit 1)
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
-#                                           wrk, curl, go, node, java, python, perl, ruby)
+#                                           wrk, curl, go, node, java, python, perl, ruby,
+#                                           chromium)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -26,6 +28,7 @@ pkgs_for() {
     python) echo python3 ;;
     perl)   echo perl ;;
     ruby)   echo ruby ;;
+    chromium) echo chromium ;;
     esac
 }
 
@@ -41,6 +44,7 @@ have() {
     python) command -v python3 >/dev/null 2>&1 ;;
     perl)   command -v perl >/dev/null 2>&1 ;;
     ruby)   command -v ruby >/dev/null 2>&1 ;;
+    chromium) command -v chromium >/dev/null 2>&1 ;;
     esac
 }
 
@@ -49,11 +53,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python perl ruby}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby chromium}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python | perl | ruby) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | chromium) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby chromium)" >&2
        exit 2 ;;
     esac
 done
