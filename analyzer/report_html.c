@@ -2,7 +2,8 @@
  * report_html.c - the report to attach to a ticket and open in a browser:
  * one self-contained file (inline CSS, SVG and a few lines of script; it
  * fetches nothing). Facts, the summary table, each process's kernel view,
- * then one collapsible section per group of findings (worst first, the
+ * a chart of each process's open and CLOSE_WAIT counts over its life
+ * (the ring's count series), then one collapsible section per group of findings (worst first, the
  * first few open) with a timeline of its sockets' lives in SVG, its stacks
  * (frames in system libraries after the first folded away), its sockets
  * (the first few up front, the rest behind a click), the first socket's
@@ -274,6 +275,78 @@ static void lives_chart(FILE *out, const struct cw_vgroup *g)
     if (g->n > lanes)
         fprintf(out, " &middot; %d of the %d sockets drawn, evenly sampled", lanes, g->n);
     fputs("</div>\n", out);
+}
+
+/* ---- the counts over a process's life ------------------------------------------- */
+
+/* A stepped line through one count of the series (open or close_wait). */
+static void series_line(FILE *out, const struct cw_vprocess *p, int close_wait, double span,
+                        int ymax, int x0, int w, int top, int hgt, const char *colour)
+{
+    fprintf(out, "<polyline class=%s fill=none stroke=\"%s\" stroke-width=1.5 points=\"",
+            close_wait ? "cw" : "open", colour);
+    double prev_y = -1;
+    for (int i = 0; i < p->nseries; i++) {
+        int n = close_wait ? p->series[i].close_wait : p->series[i].open;
+        double x = x0 + p->series[i].t / span * w, y = top + hgt - (double)n / ymax * hgt;
+        if (prev_y >= 0)
+            fprintf(out, "%.1f,%.1f ", x, prev_y);
+        fprintf(out, "%.1f,%.1f ", x, y);
+        prev_y = y;
+    }
+    fputs("\"/>\n", out);
+}
+
+/* Open sockets and sockets in CLOSE_WAIT as the sampler counted them. */
+static void series_chart(FILE *out, const struct cw_vprocess *p)
+{
+    if (p->nseries < 2)
+        return;
+    double span = p->duration_s;
+    int ymax = 1, peak_cw = 0;
+    for (int i = 0; i < p->nseries; i++) {
+        if (p->series[i].t > span)
+            span = p->series[i].t;
+        if (p->series[i].open > ymax)
+            ymax = p->series[i].open;
+        if (p->series[i].close_wait > ymax)
+            ymax = p->series[i].close_wait;
+        if (p->series[i].close_wait > peak_cw)
+            peak_cw = p->series[i].close_wait;
+    }
+    if (span <= 0)
+        return;
+    const int x0 = 40, w = CHART_W - x0 - 10, top = 8, hgt = 120;
+    fprintf(out,
+            "<figure class=series data-pid=%d data-points=%d data-peak-close-wait=%d>\n"
+            "<svg viewBox=\"0 0 %d %d\" role=img aria-label=\"sockets over time\">\n"
+            "<title>Process %d: tracked sockets open and in CLOSE_WAIT over its life</title>\n",
+            p->pid, p->nseries, peak_cw, CHART_W, top + hgt + 24, p->pid);
+    fprintf(out,
+            "<line x1=%d y1=%d x2=%d y2=%d stroke=\"#999\"/><text x=%d y=%d "
+            "text-anchor=end>%d</text><text x=%d y=%d text-anchor=end>0</text>\n",
+            x0, top, x0, top + hgt, x0 - 4, top + 9, ymax, x0 - 4, top + hgt);
+    series_line(out, p, 0, span, ymax, x0, w, top, hgt, "#6e9bd1");
+    series_line(out, p, 1, span, ymax, x0, w, top, hgt, "#d1495b");
+    axis(out, span, x0, w, top + hgt + 2);
+    fprintf(out,
+            "</svg>\n<figcaption class=\"key muted\">Process %d: "
+            "<span style=\"background:#6e9bd1\"></span>tracked sockets open"
+            "<span style=\"background:#d1495b\"></span>in CLOSE_WAIT (at most %d), "
+            "%d samples</figcaption>\n</figure>\n",
+            p->pid, peak_cw, p->nseries);
+}
+
+static void series_charts(FILE *out, const struct cw_view *v)
+{
+    int any = 0;
+    for (int i = 0; i < v->nprocs; i++)
+        any |= v->procs[i].nseries >= 2;
+    if (!any)
+        return;
+    fputs("<h2>Sockets over time</h2>\n", out);
+    for (int i = 0; i < v->nprocs; i++)
+        series_chart(out, &v->procs[i]);
 }
 
 /* ---- stacks ------------------------------------------------------------------ */
@@ -557,6 +630,7 @@ void cw_report_html(FILE *out, const struct cw_view *v)
     process_table(out, v);
     summary_table(out, v);
     kernel_views(out, v);
+    series_charts(out, v);
     if (!v->errors) {
         fprintf(out,
                 "<p id=no-findings><strong>No findings:</strong> no socket stayed in CLOSE_WAIT "

@@ -156,6 +156,19 @@ static void describe_process(struct cw_vprocess *v, const struct cw_process *p, 
             v->tcp_states[v->ntcp_states].name = cw_tcp_state_name((unsigned)s);
             v->tcp_states[v->ntcp_states++].n = p->kernel.tcp_states[s];
         }
+    if (p->has_ring) {
+        struct cw_series_point pts[CW_SERIES_CAP];
+        int n = cw_ring_series(&p->ring, pts, CW_SERIES_CAP);
+        struct cw_vpoint *vp = n ? cw_xcalloc((size_t)n, sizeof *vp) : NULL;
+        for (int i = 0; i < n; i++)
+            vp[i] = (struct cw_vpoint){.t = pts[i].mono_ns > p->start_mono_ns
+                                                ? (double)(pts[i].mono_ns - p->start_mono_ns) / 1e9
+                                                : 0.0,
+                                       .open = (int)pts[i].open,
+                                       .close_wait = (int)pts[i].close_wait};
+        v->series = vp;
+        v->nseries = n;
+    }
     if (p->start_realtime_ns) {
         cw_iso8601(started, 40, p->start_realtime_ns);
         v->started = started;
@@ -432,6 +445,8 @@ void cw_view_free(struct cw_view *v)
     free(v->rules);
     free(v->findings);
     free(v->groups);
+    for (int i = 0; i < v->nprocs; i++)
+        free((void *)v->procs[i].series);
     free(v->procs);
     free(s->started);
     free(s);

@@ -42,6 +42,13 @@ struct cw_vstack {
     const struct cw_vframe *at;
 };
 
+/* A point of a process's count series: its tracked sockets open and in
+ * CLOSE_WAIT (the most since the point before). */
+struct cw_vpoint {
+    double t; /* seconds since the process started */
+    int open, close_wait;
+};
+
 struct cw_vprocess {
     int pid, ppid;
     const char *exe, *cmdline; /* cmdline "" when unknown */
@@ -59,6 +66,10 @@ struct cw_vprocess {
         int n;
     } tcp_states[12]; /* the states held by any socket, in the kernel's order */
     int ntcp_states;
+    /* The counts over the process's life as the sampler kept them, oldest
+     * first; none without a ring or a sampler. */
+    const struct cw_vpoint *series;
+    int nseries;
 };
 
 struct cw_vevent {

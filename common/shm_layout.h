@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 2u
+#define CW_LAYOUT_VERSION 3u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -288,7 +288,24 @@ struct cw_header {
     char exe[CW_EXE_MAX];
     uint32_t argv_len; /* bytes used in argv: NUL-separated arguments */
     char argv[CW_ARGV_MAX];
+
+    /* The count series (struct cw_series_point[series_cap] at series_off):
+     * series_n points, oldest first, each standing for series_stride
+     * sampler rounds. When it is full the sampler merges neighbours and
+     * doubles the stride, so it always spans the whole life. The sampler
+     * alone writes it, with series_gen odd while it does. */
+    uint64_t series_off;
+    uint32_t series_cap, series_n, series_stride, series_gen;
 };
+
+/* One point of the count series: the program's tracked sockets open and in
+ * CLOSE_WAIT, the most in any of the rounds the point stands for. */
+struct cw_series_point {
+    uint64_t mono_ns; /* the last of those rounds */
+    uint32_t open, close_wait;
+};
+
+#define CW_SERIES_CAP 512 /* points kept: 8 KiB */
 
 #define CW_HEADER_RESERVED 4096 /* the fd table starts at or after this */
 

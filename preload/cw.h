@@ -254,6 +254,8 @@ CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long
 /* For programs that make their socket calls without libc (Go). */
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
+/* In the sampler, after each round: a point of the count series (series.c). */
+CW_HIDDEN void cw_series_sample(void);
 CW_HIDDEN void cw_scan_inherited(int from_fork);
 /* Whether any fd open now is a socket (one look at /proc/self/fd). */
 CW_HIDDEN int cw_has_inherited_socket(void);

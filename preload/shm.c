@@ -249,6 +249,10 @@ void cw_shm_configure(void)
     off = align_up(off + (uint64_t)proto.module_cap * proto.module_entry_size, 4096);
     proto.ring_off = off;
     off = align_up(off + (uint64_t)proto.ring_cap * proto.event_size, 4096);
+    proto.series_off = off;
+    proto.series_cap = CW_SERIES_CAP;
+    proto.series_stride = 1;
+    off = align_up(off + (uint64_t)proto.series_cap * sizeof(struct cw_series_point), 4096);
     proto.file_size = off;
     proto.header_size = sizeof proto;
     proto.sample_ms = cw.sample_ms;

@@ -56,7 +56,7 @@ static void redirect(int fd, const char *path, int flags)
 
 /* Runs argv with stdout and stderr in files; returns the exit status,
  * failing the test if it crashed or did not finish in time. */
-static int run(char *const argv[], const char *out, const char *err)
+static int run(char *const argv[], char *const env[], const char *out, const char *err)
 {
     pid_t pid = fork();
     cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
@@ -66,6 +66,8 @@ static int run(char *const argv[], const char *out, const char *err)
         unsetenv("CLOSEWATCH_DIR");
         unsetenv("CLOSEWATCH_SAMPLE_MS");
         unsetenv("CLOSEWATCH_DISABLE");
+        for (int i = 0; env && env[i]; i++)
+            putenv(env[i]);
         redirect(0, "/dev/null", O_RDONLY);
         redirect(1, out, O_WRONLY | O_CREAT | O_TRUNC);
         redirect(2, err, O_WRONLY | O_CREAT | O_TRUNC);
@@ -82,11 +84,13 @@ static int run(char *const argv[], const char *out, const char *err)
     return WEXITSTATUS(status);
 }
 
-/* `closewatch run --format=html` on demo_server serving `clients` clients;
- * extra is one more argv word (the fixture ignores it; it shows in the
- * report's program line). Writes dir/report.html. */
+/* `closewatch run --format=html` on demo_server serving `clients` clients
+ * and staying up 1 s, its sampler looking every 50 ms (points for the count
+ * series); extra is one more argv word (the fixture ignores it; it shows in
+ * the report's program line). Writes dir/report.html. */
 static void make_report(const char *dir, const char *clients, const char *extra)
 {
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
     char outarg[1100], dirarg[1100], fixture[1024], out[1100], err[1100];
     snprintf(outarg, sizeof outarg, "-o%s/report.html", dir);
     snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
@@ -102,10 +106,10 @@ static void make_report(const char *dir, const char *clients, const char *extra)
                     "--",
                     fixture,
                     (char *)clients,
-                    "0.4",
+                    "1.0",
                     (char *)extra,
                     NULL};
-    int code = run(argv, out, err);
+    int code = run(argv, env, out, err);
     char *e = h_slurp(err, NULL);
     cr_assert_eq(code, 0, "closewatch run: exit %d: %s", code, e ? e : "");
     free(e);
@@ -136,7 +140,7 @@ static struct page browse(const char *dir, const char *path, const char *mode)
                     "--window-size=1200,1600", profile, (char *)mode, url, NULL};
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int code = run(argv, out, err);
+    int code = run(argv, NULL, out, err);
     clock_gettime(CLOCK_MONOTONIC, &t1);
     struct page pg = {.dom = h_slurp(out, NULL), .log = h_slurp(err, NULL)};
     pg.seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
@@ -251,6 +255,14 @@ Test(html, demo_server_report_in_chromium, .timeout = 180)
     cr_assert(strstr(head, "3 sockets in CLOSE_WAIT"), "%s", head);
     free(head);
     cr_assert(strstr(p.dom, "data-stack=\"open\""), "no open stack");
+    /* The count series: the sampler saw the 3 sockets in CLOSE_WAIT during
+     * the second the server stayed up. */
+    const char *fig = strstr(p.dom, "<figure class=\"series\"");
+    cr_assert(fig, "no chart of the counts over time");
+    const char *pts = strstr(fig, "data-points=\"");
+    cr_assert(pts && atoi(pts + strlen("data-points=\"")) >= 2, "%.200s", fig);
+    cr_assert(strstr(fig, "data-peak-close-wait=\"3\""), "%.200s", fig);
+    cr_assert(strstr(fig, "<polyline class=\"cw\""));
     cr_assert(strstr(p.dom, "data-stack=\"eof\""), "no EOF stack");
 
     /* The argv word is text, not markup. */
