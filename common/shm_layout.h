@@ -2,10 +2,11 @@
  * shm_layout.h - the one definition of the shared-memory file that
  * libclosewatch.so writes and the closewatch analyzer reads.
  *
- * A file is a header followed by four sections, each at an offset the
+ * A file is a header followed by five sections, each at an offset the
  * header names: the fd table (indexed by fd number: what is open now),
  * the stack table (interned backtraces), the module table (what was mapped,
- * with build-ids, for offline symbolization) and the event ring (history).
+ * with build-ids, for offline symbolization), the event ring (history) and
+ * the count series (open and CLOSE_WAIT sockets over the whole life).
  *
  * Everything is little-endian, fixed-size and position-independent: no
  * pointers, only offsets and indices. The reader (shm_reader.c) trusts none
