@@ -377,11 +377,11 @@ static void frames(FILE *out, const struct cw_vstack *s)
         int j = i;
         while (i > 0 && j < s->n && s->frames[j].system)
             j++;
-        if (j - i >= 2) {
+        if (j > i) {
             fprintf(out,
-                    "<li class=fold value=%d><details class=fold><summary>%d frames in system "
+                    "<li class=fold value=%d><details class=fold><summary>%d frame%s in system "
                     "libraries</summary><ol class=frames>\n",
-                    i, j - i);
+                    i, j - i, j - i == 1 ? "" : "s");
             for (; i < j; i++)
                 frame(out, i, &s->frames[i]);
             fputs("</ol></details></li>\n", out);

@@ -7,7 +7,8 @@
  * accept() line, escaped argv) and its console log (no message at all: the
  * page logs nothing, so any line is an error or a blocked fetch). A
  * screenshot goes to build/html-report.png. The same at 1,000 findings,
- * with the file's size and the render time logged. Without chromium the
+ * with the file's size and the render time logged; and a live report's
+ * kernel view. Without chromium the
  * tests skip, saying how to install it.
  */
 #include <criterion/criterion.h>
@@ -339,6 +340,56 @@ Test(html, thousand_findings_size_and_render_time, .timeout = 240)
     cr_assert_lt(st.st_size, 2 * 1024 * 1024, "report of %lld bytes", (long long)st.st_size);
     cr_assert_lt(p.seconds, 30.0);
     page_free(&base);
+    page_free(&p);
+    rm_tree(dir);
+}
+
+static int three_in_close_wait(void *pid)
+{
+    return h_kernel_close_wait(*(int *)pid) >= 3;
+}
+
+/* A live process: the report shows the kernel's view of its sockets. */
+Test(html, live_report_has_the_kernel_view, .timeout = 120)
+{
+    need_chromium();
+    char *dir = h_mkdtemp("htmllive");
+    char fixture[1024];
+    snprintf(fixture, sizeof fixture, "%s/fixtures/demo_server", h_build());
+    char *argv[] = {fixture, "3", "60", NULL};
+    struct h_proc srv = h_spawn(argv, NULL, 1, dir, 0);
+    int pid = srv.pid;
+    cr_assert(h_wait_for(three_in_close_wait, &pid, 20000), "no 3 sockets in CLOSE_WAIT");
+
+    char outarg[1200], dirarg[1100], pidarg[16], out[1100], err[1100], path[1100];
+    snprintf(path, sizeof path, "%s/live.html", dir);
+    snprintf(outarg, sizeof outarg, "-o%s", path);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    snprintf(pidarg, sizeof pidarg, "%d", pid);
+    snprintf(out, sizeof out, "%s/report.out", dir);
+    snprintf(err, sizeof err, "%s/report.err", dir);
+    char *rep[] = {(char *)h_path("closewatch"),
+                   "report",
+                   "--format=html",
+                   "--grace=0",
+                   dirarg,
+                   outarg,
+                   pidarg,
+                   NULL};
+    int code = run(rep, NULL, out, err);
+    kill(pid, SIGKILL);
+    h_wait(&srv, 5000);
+    cr_assert_eq(code, 1, "closewatch report: exit %d (findings expected)", code);
+
+    struct page p = browse(dir, path, "--dump-dom");
+    no_console_messages(&p);
+    const char *k = strstr(p.dom, "<table id=\"kernel\">");
+    cr_assert(k, "no kernel view");
+    char want[64];
+    snprintf(want, sizeof want, "<td class=\"n\">%d</td>", pid);
+    cr_assert(strstr(k, want), "kernel view lacks pid %d", pid);
+    cr_assert(strstr(k, "CLOSE_WAIT 3"), "%.300s", k);
+    cr_assert_eq(summary_count(p.dom, "close_wait"), 3);
     page_free(&p);
     rm_tree(dir);
 }
