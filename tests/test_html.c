@@ -8,7 +8,8 @@
  * page logs nothing, so any line is an error or a blocked fetch). A
  * screenshot goes to build/html-report.png. The same at 1,000 findings,
  * with the file's size and the render time logged; and a live report's
- * kernel view. Without chromium the
+ * kernel view; and 1,000 findings in 50 groups built by hand (processes
+ * without rings: one group each), hostile names included. Without chromium the
  * tests skip, saying how to install it.
  */
 #include <criterion/criterion.h>
@@ -18,6 +19,7 @@
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -27,6 +29,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../analyzer/report.h"
+#include "../analyzer/view_build.h"
 #include "harness.h"
 
 #define RUN_TIMEOUT_MS 60000
@@ -390,6 +394,97 @@ Test(html, live_report_has_the_kernel_view, .timeout = 120)
     cr_assert(strstr(k, want), "kernel view lacks pid %d", pid);
     cr_assert(strstr(k, "CLOSE_WAIT 3"), "%.300s", k);
     cr_assert_eq(summary_count(p.dom, "close_wait"), 3);
+    page_free(&p);
+    rm_tree(dir);
+}
+
+/* 50 processes without rings (one group each: findings without stacks are
+ * grouped by process), 20 CLOSE_WAIT sockets each, names that are markup. */
+static void many_groups_report(const char *path)
+{
+    struct cw_options opt = {.grace_s = 5.0, .spin_threshold = 100};
+    struct cw_analysis a;
+    cw_analysis_init(&a, &opt);
+    a.now_realtime_ns = 1700000060000000000ull;
+    const int nproc = 50, per = 20;
+    a.procs = calloc((size_t)nproc, sizeof *a.procs);
+    a.findings = calloc((size_t)(nproc * per), sizeof *a.findings);
+    cr_assert(a.procs && a.findings);
+    a.cap = nproc * per;
+    for (int i = 0; i < nproc; i++) {
+        struct cw_process *p = calloc(1, sizeof *p);
+        cr_assert(p);
+        a.procs[a.nprocs++] = p;
+        p->pid = 1000 + i;
+        p->ppid = 1;
+        snprintf(p->exe, sizeof p->exe, "/srv/<b id=bold%d>svc</b>", i);
+        snprintf(p->cmdline, sizeof p->cmdline, "svc --name '</script><script>alert(%d)</script>'",
+                 i);
+        if (i % 2)
+            p->cmdline[0] = '\0'; /* shown by its exe */
+        p->start_realtime_ns = 1700000000000000000ull;
+        p->start_mono_ns = 1000000000ull;
+        p->end_mono_ns = p->start_mono_ns + 60000000000ull;
+        p->end = CW_END_RUNNING;
+        for (int k = 0; k < per; k++) {
+            struct cw_finding *f = &a.findings[a.nfindings++];
+            f->kind = CW_K_CLOSE_WAIT;
+            f->proc = p;
+            f->fd = 10 + k;
+            f->family = AF_INET;
+            f->type = SOCK_STREAM;
+            f->origin = CW_ORIGIN_ACCEPT;
+            f->tcp_state = CW_TCP_CLOSE_WAIT;
+            f->eof = CW_EOF_OBSERVED;
+            f->open_ns = p->start_mono_ns + (uint64_t)(k + 1) * 2000000000ull;
+            f->eof_ns = f->open_ns + 500000000ull;
+            f->seconds_in_close_wait = 60.0 - (double)(k + 1) * 2 - 0.5;
+        }
+    }
+    struct cw_symbolizer *sym = cw_symbolizer_new();
+    cr_assert(sym);
+    struct cw_view *v = cw_view_build(&a, sym, NULL);
+    FILE *out = fopen(path, "w");
+    cr_assert(out);
+    cw_report_html(out, v);
+    fclose(out);
+    cw_view_free(v);
+    cw_symbolizer_free(sym);
+    cw_analysis_free(&a);
+}
+
+Test(html, thousand_findings_in_fifty_groups, .timeout = 120)
+{
+    need_chromium();
+    char *dir = h_mkdtemp("html50");
+    char path[1100];
+    snprintf(path, sizeof path, "%s/groups.html", dir);
+    many_groups_report(path);
+    struct stat st;
+    cr_assert_eq(stat(path, &st), 0);
+    struct page p = browse(dir, path, "--dump-dom");
+    no_console_messages(&p);
+    cr_assert_eq(summary_count(p.dom, "close_wait"), 1000);
+    cr_assert_eq(count_of(p.dom, "<details class=\"group error\""), 50);
+    /* The first three groups open, the other 47 collapsed. */
+    cr_assert_eq(count_of(p.dom, "data-n=\"20\" open=\"\">"), 3);
+    cr_assert_eq(count_of(p.dom, "data-n=\"20\">"), 47);
+    /* Per group 10 socket rows up front, the other 10 behind a click. */
+    cr_assert_eq(count_of(p.dom, "<summary>10 more sockets</summary>"), 50);
+    cr_assert_eq(count_of(p.dom, "<g class=\"life\""), 1000);
+    /* Names that are markup stay text. */
+    cr_assert_null(strstr(p.dom, "<b id=\"bold"), "an exe name became an element");
+    cr_assert(strstr(p.dom, "/srv/&lt;b id=bold1&gt;svc&lt;/b&gt;"));
+    cr_assert(strstr(p.dom, "svc --name '&lt;/script&gt;&lt;script&gt;alert(0)&lt;/script&gt;'"));
+    cr_assert_eq(count_of(p.dom, "<script>"), 1, "only the report's own script");
+    cr_log_info("html report, 1,000 findings in 50 groups: %lld bytes; chromium --dump-dom %.2f s",
+                (long long)st.st_size, p.seconds);
+    FILE *m = fopen(h_path("html-1000-groups.txt"), "w");
+    if (m) {
+        fprintf(m, "groups50_bytes %lld\ngroups50_dump_dom_s %.3f\n", (long long)st.st_size,
+                p.seconds);
+        fclose(m);
+    }
     page_free(&p);
     rm_tree(dir);
 }
