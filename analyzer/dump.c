@@ -175,4 +175,11 @@ void cw_dump(FILE *out, const struct cw_ring *r)
                 rel_s(r, ev.time_ns), ev.tid, cw_event_type_name(ev.type), ev.fd, ev.sid, ev.stack,
                 ev.arg0, ev.arg1, ev.arg2);
     fprintf(out, "  (%" PRIu64 " overwritten, %" PRIu64 " torn)\n", it.overwritten, it.torn);
+
+    static struct cw_series_point pts[CW_SERIES_CAP];
+    int n = cw_ring_series(r, pts, CW_SERIES_CAP);
+    fprintf(out, "\ncount series (%d points, %u rounds each):\n", n, h->series_stride);
+    for (int i = 0; i < n; i++)
+        fprintf(out, "  %10.6f open %u close_wait %u\n", rel_s(r, pts[i].mono_ns), pts[i].open,
+                pts[i].close_wait);
 }

@@ -55,7 +55,7 @@ static const char usage_text[] =
     "options (run, report):\n"
     "  --grace=SEC            time a socket may sit in CLOSE_WAIT before it is a finding\n"
     "                         (default 5; fractions allowed)\n"
-    "  --format=FMT           text (default), json, markdown, sarif or junit\n"
+    "  --format=FMT           text (default), json, markdown, sarif, junit or html\n"
     "  -o, --output=FILE      write the report to FILE ('%p' becomes the pid);\n"
     "                         default: stdout for report, stderr for run\n"
     "  --error-exitcode=N     exit status when something is flagged (report default 1)\n"
@@ -189,9 +189,9 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
             break;
         case OPT_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "markdown") &&
-                strcmp(optarg, "sarif") && strcmp(optarg, "junit"))
+                strcmp(optarg, "sarif") && strcmp(optarg, "junit") && strcmp(optarg, "html"))
                 return usage_error(
-                           "--format: expected text, json, markdown, sarif or junit, got '%s'",
+                           "--format: expected text, json, markdown, sarif, junit or html, got '%s'",
                            optarg),
                        -1;
             c->format = optarg;
@@ -293,6 +293,8 @@ static int write_report(struct cli *c, struct cw_analysis *a, int pid, FILE *dfl
             cw_report_sarif(out, v);
         else if (!strcmp(f, "junit"))
             cw_report_junit(out, v);
+        else if (!strcmp(f, "html"))
+            cw_report_html(out, v);
         else
             cw_report_text(out, v);
         if (out != dflt)

@@ -30,5 +30,7 @@ void cw_report_watch(FILE *out, const struct cw_view *v, const struct cw_watch *
 /* Prometheus/OpenMetrics text: sockets by state, findings by kind, fds and
  * their limit, the top `top` opening places of CLOSE_WAIT sockets. */
 void cw_report_metrics(FILE *out, const struct cw_view *v, int top);
+/* One self-contained HTML file (inline CSS, SVG, script; no fetches). */
+void cw_report_html(FILE *out, const struct cw_view *v);
 
 #endif

@@ -104,7 +104,7 @@ static const struct cw_vframe *placing_frame(const struct cw_vframe *f, int n)
     if (lang)
         return lang;
     for (int i = 0; i < n; i++)
-        if (f[i].file && f[i].line && !is_system_module(f[i].module))
+        if (f[i].file && f[i].line && !f[i].system)
             return &f[i];
     for (int i = 0; i < n; i++)
         if (f[i].file && f[i].line)
@@ -189,6 +189,7 @@ static struct cw_vstack resolve(struct view_store *s, struct cw_symbolizer *sym,
                                            .line = sf[k].line,
                                            .column = sf[k].column,
                                            .inlined = sf[k].inlined,
+                                           .system = is_system_module(sf[k].module),
                                            .language = "c"};
     }
     free(hf);
@@ -260,6 +261,19 @@ static void describe_process(struct view_store *s, struct cw_vprocess *v,
             v->tcp_states[v->ntcp_states].name = cw_tcp_state_name((unsigned)s);
             v->tcp_states[v->ntcp_states++].n = p->kernel.tcp_states[s];
         }
+    if (p->has_ring) {
+        struct cw_series_point pts[CW_SERIES_CAP];
+        int n = cw_ring_series(&p->ring, pts, CW_SERIES_CAP);
+        struct cw_vpoint *vp = n ? cw_xcalloc((size_t)n, sizeof *vp) : NULL;
+        for (int i = 0; i < n; i++)
+            vp[i] = (struct cw_vpoint){.t = pts[i].mono_ns > p->start_mono_ns
+                                                ? (double)(pts[i].mono_ns - p->start_mono_ns) / 1e9
+                                                : 0.0,
+                                       .open = (int)pts[i].open,
+                                       .close_wait = (int)pts[i].close_wait};
+        v->series = vp;
+        v->nseries = n;
+    }
     if (p->start_realtime_ns) {
         cw_iso8601(started, 40, p->start_realtime_ns);
         v->started = started;
@@ -319,6 +333,12 @@ static void event_detail(char *buf, size_t len, const struct cw_timeline_entry *
     }
 }
 
+/* Seconds from start to t; -1 when t is unknown (0). */
+static double since(uint64_t t, uint64_t start)
+{
+    return !t ? -1 : t > start ? (double)(t - start) / 1e9 : 0.0;
+}
+
 static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
 {
     v->fd = f->fd;
@@ -348,6 +368,9 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
         v->sockets_open = f->sockets_open;
     }
     uint64_t start = f->proc->start_mono_ns;
+    v->open_t = since(f->open_ns, start);
+    v->eof_t = since(cw_peer_fin_ns(f->eof_ns, f->close_wait_ns), start);
+    v->close_t = f->closed ? since(f->close_ns, start) : -1;
     for (int i = 0; i < f->ntimeline && i < CW_VTIMELINE_MAX; i++) {
         const struct cw_timeline_entry *e = &f->timeline[i];
         struct cw_vevent *ve = &v->timeline[v->ntimeline++];
@@ -559,6 +582,8 @@ void cw_view_free(struct cw_view *v)
     free(v->rules);
     free(v->findings);
     free(v->groups);
+    for (int i = 0; i < v->nprocs; i++)
+        free((void *)v->procs[i].series);
     free(v->procs);
     free(s->started);
     free(s);

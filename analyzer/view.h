@@ -31,6 +31,7 @@ struct cw_vframe {
     /* The address as text ("0x00007f..."), or for a runtime's frame, which
      * has none, its language ("[python]"): what listings print first. */
     char address_text[20];
+    int system; /* in a system library (/lib, /usr/lib) */
 };
 
 struct cw_vstack {
@@ -41,6 +42,13 @@ struct cw_vstack {
      * the first frame); NULL when the stack is empty. */
     const struct cw_vframe *at;
     int folded; /* runtime-internal frames left out (--frames=all shows them) */
+};
+
+/* A point of a process's count series: its tracked sockets open and in
+ * CLOSE_WAIT (the most since the point before). */
+struct cw_vpoint {
+    double t; /* seconds since the process started */
+    int open, close_wait;
 };
 
 struct cw_vprocess {
@@ -65,6 +73,10 @@ struct cw_vprocess {
         int n;
     } tcp_states[12]; /* the states held by any socket, in the kernel's order */
     int ntcp_states;
+    /* The counts over the process's life as the sampler kept them, oldest
+     * first; none without a ring or a sampler. */
+    const struct cw_vpoint *series;
+    int nseries;
 };
 
 struct cw_vevent {
@@ -93,6 +105,10 @@ struct cw_vfinding {
     const char *eof_sentence;    /* what eof means here, NULL for none */
     uint32_t eof_count;
     double seconds_in_close_wait, age_seconds;
+    /* Seconds since the process started (for timelines); -1 when unknown:
+     * opened, the peer's FIN (or the sampler's first sight of CLOSE_WAIT),
+     * closed. */
+    double open_t, eof_t, close_t;
     int closed, closed_at_exit;
     const char *close_how; /* NULL unless closed */
     const char *tcp_state;

@@ -7,7 +7,8 @@
  * table (interned backtraces), the module table (what was mapped, with
  * build-ids, for offline symbolization), the event ring (history), and the
  * language sections (a runtime's own frames: interned language stacks, code
- * records, and the byte arena holding their names and line tables).
+ * records, and the byte arena holding their names and line tables), and the
+ * count series (open and CLOSE_WAIT sockets over the whole life).
  *
  * Everything is little-endian, fixed-size and position-independent: no
  * pointers, only offsets and indices. The reader (shm_reader.c) trusts none
@@ -19,7 +20,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 3u
+#define CW_LAYOUT_VERSION 4u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -404,7 +405,23 @@ struct cw_header {
     uint32_t blob_size;
     uint32_t blob_used;    /* bytes claimed (atomic fetch_add) */
     uint64_t lang_dropped; /* language stacks or code records that did not fit */
+    /* The count series (struct cw_series_point[series_cap] at series_off):
+     * series_n points, oldest first, each standing for series_stride
+     * sampler rounds. When it is full the sampler merges neighbours and
+     * doubles the stride, so it always spans the whole life. The sampler
+     * alone writes it, with series_gen odd while it does. */
+    uint64_t series_off;
+    uint32_t series_cap, series_n, series_stride, series_gen;
 };
+
+/* One point of the count series: the program's tracked sockets open and in
+ * CLOSE_WAIT, the most in any of the rounds the point stands for. */
+struct cw_series_point {
+    uint64_t mono_ns; /* the last of those rounds */
+    uint32_t open, close_wait;
+};
+
+#define CW_SERIES_CAP 512 /* points kept: 8 KiB */
 
 #define CW_HEADER_RESERVED 4096 /* the fd table starts at or after this */
 
@@ -415,11 +432,12 @@ _Static_assert(sizeof(struct cw_fd_entry) == 160, "struct cw_fd_entry changed si
 _Static_assert(sizeof(struct cw_stack_slot) == 24, "struct cw_stack_slot changed size");
 _Static_assert(sizeof(struct cw_module) == 328, "struct cw_module changed size");
 _Static_assert(sizeof(struct cw_event) == 64, "struct cw_event changed size");
-_Static_assert(sizeof(struct cw_header) == 2176, "struct cw_header changed size");
+_Static_assert(sizeof(struct cw_header) == 2200, "struct cw_header changed size");
 _Static_assert(sizeof(struct cw_lang_frame) == 8, "struct cw_lang_frame changed size");
 _Static_assert(sizeof(struct cw_lang_stack_slot) == 24, "struct cw_lang_stack_slot changed size");
 _Static_assert(sizeof(struct cw_runtime) == 152, "struct cw_runtime changed size");
 _Static_assert(sizeof(struct cw_code) == 80, "struct cw_code changed size");
+_Static_assert(sizeof(struct cw_series_point) == 16, "struct cw_series_point changed size");
 _Static_assert(sizeof(struct cw_header) <= CW_HEADER_RESERVED, "header beyond its reserved space");
 
 #endif

@@ -155,6 +155,13 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     CHECK(no_lang || (h->blob_off >= sizeof *h && in_bounds(h->blob_off, 1, h->blob_size, size)),
           "blob arena (blob_off %llu, blob_size %u) lies outside the file",
           (unsigned long long)h->blob_off, h->blob_size);
+    /* No series (series_cap 0) is allowed: a ring built by hand has none. */
+    CHECK(h->series_cap <= CW_SERIES_CAP && h->series_n <= h->series_cap &&
+              (!h->series_cap ||
+               (h->series_off >= sizeof *h &&
+                in_bounds(h->series_off, h->series_cap, sizeof(struct cw_series_point), size))),
+          "count series (series_off %llu, series_cap %u, series_n %u) lies outside the file",
+          (unsigned long long)h->series_off, h->series_cap, h->series_n);
     /* The messages name the offending field, as shm_reader.h promises:
      * "a section" alone does not tell which writer bug to look for. */
     const struct {
@@ -169,6 +176,7 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
          (uint64_t)h->lang_stack_cap * h->lang_stack_slot_size},
         {"code_off", h->code_off, (uint64_t)h->code_cap * sizeof(struct cw_code)},
         {"blob_off", h->blob_off, h->blob_size},
+        {"series_off", h->series_off, (uint64_t)h->series_cap * sizeof(struct cw_series_point)},
     };
     for (size_t i = 0; i < sizeof sec / sizeof *sec; i++)
         CHECK(sec[i].off % 8 == 0, "%s %llu is not 8-byte aligned", sec[i].field,
@@ -182,6 +190,30 @@ static int validate(struct cw_ring *r, const char *name, char *err, size_t errle
     CHECK(h->exit_state <= CW_EXECED, "exit_state is %u, expected 0..2", h->exit_state);
 #undef CHECK
     return CW_RING_OK;
+}
+
+int cw_ring_series(const struct cw_ring *r, struct cw_series_point *out, int max)
+{
+    const struct cw_header *live = (const struct cw_header *)r->base;
+    const struct cw_series_point *pts =
+        (const struct cw_series_point *)(r->base + r->hdr.series_off);
+    /* The sampler may be adding a point or halving the series right now:
+     * copy, and take the copy only if no write began or ended meanwhile. */
+    for (int attempt = 0; attempt < 1000 && r->hdr.series_cap; attempt++) {
+        uint32_t gen = __atomic_load_n(&live->series_gen, __ATOMIC_ACQUIRE);
+        if (gen & 1)
+            continue;
+        uint32_t n = __atomic_load_n(&live->series_n, __ATOMIC_RELAXED);
+        if (n > r->hdr.series_cap)
+            return 0;
+        if (n > (uint32_t)max)
+            n = (uint32_t)max;
+        memcpy(out, pts, n * sizeof *out);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (__atomic_load_n(&live->series_gen, __ATOMIC_RELAXED) == gen)
+            return (int)n;
+    }
+    return 0;
 }
 
 int cw_ring_from_memory(struct cw_ring *r, const void *base, size_t size, const char *name,

@@ -86,6 +86,10 @@ int cw_ring_runtime(const struct cw_ring *r, unsigned lang, struct cw_runtime *o
 uint32_t cw_ring_module_count(const struct cw_ring *r);
 int cw_ring_module(const struct cw_ring *r, uint32_t i, struct cw_module *out);
 
+/* Copies up to max points of the count series, oldest first; returns how
+ * many (0 when the ring has none, or the sampler kept rewriting it). */
+int cw_ring_series(const struct cw_ring *r, struct cw_series_point *out, int max);
+
 /* Event iteration, oldest surviving event first. */
 struct cw_ring_iter {
     uint64_t next, end;

@@ -324,6 +324,8 @@ CW_HIDDEN void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long
 /* For programs that make their socket calls without libc (Go). */
 CW_HIDDEN void cw_sampler_start_for_raw_syscalls(void);
 CW_HIDDEN void cw_sampler_after_fork(void);
+/* In the sampler, after each round: a point of the count series (series.c). */
+CW_HIDDEN void cw_series_sample(void);
 
 /* ---- in-program scans (scan.c) ------------------------------------------- */
 

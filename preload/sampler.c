@@ -371,6 +371,7 @@ void cw_sampler_run(pid_t pid, unsigned reconcile_every, unsigned long long imag
         uint64_t t0 = cw_now();
         if (atomic_load((_Atomic uint32_t *)&cw.hdr->sockets_open))
             sample_close_wait();
+        cw_series_sample();
         uint64_t spent = cw_now() - t0;
         period_ns = (uint64_t)cw.sample_ms * 1000000ull;
         if (spent * SAMPLE_DUTY > period_ns)

@@ -236,6 +236,10 @@ void cw_shm_configure(void)
     proto.blob_size = CW_BLOB_BYTES;
     proto.blob_off = off;
     off = align_up(off + proto.blob_size, 4096);
+    proto.series_off = off;
+    proto.series_cap = CW_SERIES_CAP;
+    proto.series_stride = 1;
+    off = align_up(off + (uint64_t)proto.series_cap * sizeof(struct cw_series_point), 4096);
     proto.file_size = off;
     proto.header_size = sizeof proto;
     proto.sample_ms = cw.sample_ms;

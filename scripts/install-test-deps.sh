@@ -1,14 +1,15 @@
 #!/bin/sh
 # install-test-deps.sh - owns the installation of what the `real` test suite
-# (tests/test_real.c) and the metrics tests (tests/test_metrics.c: a real
-# Prometheus) run: real servers, clients and runtimes.
+# (tests/test_real.c), the monitoring tests (tests/test_monitor.c: a real
+# Prometheus, tmux) and the HTML report's (tests/test_html.c: a real browser)
+# run: real servers, clients, runtimes and tools.
 #
 #   scripts/install-test-deps.sh            install what is missing (apt-get as root,
 #                                           else print the command and exit 1)
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
 #                                           wrk, curl, go, node, java, python, perl, ruby,
-#                                           prometheus, tmux)
+#                                           prometheus, tmux, chromium)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -30,6 +31,7 @@ pkgs_for() {
     ruby)   echo ruby ;;
     prometheus) echo prometheus ;;
     tmux)   echo tmux ;;
+    chromium) echo chromium ;;
     esac
 }
 
@@ -47,6 +49,7 @@ have() {
     ruby)   command -v ruby >/dev/null 2>&1 ;;
     prometheus) [ -x /usr/bin/prometheus ] ;;
     tmux)   command -v tmux >/dev/null 2>&1 ;;
+    chromium) command -v chromium >/dev/null 2>&1 ;;
     esac
 }
 
@@ -55,11 +58,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux chromium}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux | chromium) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux chromium)" >&2
        exit 2 ;;
     esac
 done
