@@ -70,11 +70,14 @@ static const char *pyenv_python(const char *minor)
     return found;
 }
 
-/* The accepted socket's fd entry (the only one the server accepted). */
+/* The accepted socket's fd entry (the only one the server accepted; in a
+ * forked handler, the one it inherited with its EOF). */
 static int accepted_entry(const struct cw_ring *r, struct cw_fd_entry *out)
 {
     for (uint32_t fd = 0; fd < r->hdr.fd_cap && fd < 4096; fd++)
-        if (cw_ring_fd(r, fd, out) && out->sid && out->origin == CW_ORIGIN_ACCEPT)
+        if (cw_ring_fd(r, fd, out) && out->sid &&
+            (out->origin == CW_ORIGIN_ACCEPT ||
+             (out->origin == CW_ORIGIN_INHERITED && out->eof_stack)))
             return 1;
     return 0;
 }
@@ -140,12 +143,13 @@ struct server {
     char ring[512];
 };
 
-/* Starts the script under python, makes one connection and hangs up on it;
- * returns once the handler saw the EOF. */
-static void serve_one(struct server *s, const char *python)
+/* Starts the script under python (mode: NULL, or "fork" for a forking
+ * server), makes one connection and hangs up on it; returns once the
+ * handler saw the EOF, with s->ring the ring of the process that saw it. */
+static void serve_mode(struct server *s, const char *python, const char *mode)
 {
     s->dir = h_mkdtemp("lang");
-    char *argv[] = {(char *)python, (char *)script_path(), NULL};
+    char *argv[] = {(char *)python, (char *)script_path(), (char *)mode, NULL};
     s->p = h_spawn(argv, NULL, 1, s->dir, 1);
     char line[64];
     cr_assert(h_read_line(&s->p, line, sizeof line, 20000), "%s printed no port", python);
@@ -155,8 +159,28 @@ static void serve_one(struct server *s, const char *python)
     cr_assert(h_read_line(&s->p, line, sizeof line, 20000) && !strcmp(line, "eof"),
               "%s's handler did not see the EOF (got '%s')", python, line);
     char paths[4][512];
-    cr_assert_eq(h_rings(s->dir, s->p.pid, paths, 4), 1, "expected one ring of %d", s->p.pid);
-    snprintf(s->ring, sizeof s->ring, "%s", paths[0]);
+    if (!mode) {
+        cr_assert_eq(h_rings(s->dir, s->p.pid, paths, 4), 1, "expected one ring of %d", s->p.pid);
+        snprintf(s->ring, sizeof s->ring, "%s", paths[0]);
+        return;
+    }
+    int n = h_rings(s->dir, 0, paths, 4);
+    s->ring[0] = 0;
+    for (int i = 0; i < n; i++) {
+        struct cw_ring r;
+        char err[256];
+        if (cw_ring_open(&r, paths[i], err, sizeof err) == CW_RING_OK) {
+            if (r.hdr.pid != s->p.pid)
+                snprintf(s->ring, sizeof s->ring, "%.500s", paths[i]);
+            cw_ring_close(&r);
+        }
+    }
+    cr_assert(s->ring[0], "no ring of the forked handler among %d rings", n);
+}
+
+static void serve_one(struct server *s, const char *python)
+{
+    serve_mode(s, python, NULL);
 }
 
 static void kill_server(struct server *s)
@@ -168,13 +192,13 @@ static void kill_server(struct server *s)
 
 /* The accept stack names the script's handle_request() line, the EOF stack
  * the handler's recv() line; both live and after SIGKILL (post-mortem). */
-static void expect_script_frames(const char *python)
+static void expect_script_frames_mode(const char *python, const char *mode)
 {
     const char *script = script_path();
     int accept_line = marker_line(script, "MARK-ACCEPT"),
         eof_line = marker_line(script, "MARK-EOF");
     struct server s;
-    serve_one(&s, python);
+    serve_mode(&s, python, mode);
 
     for (int pass = 0; pass < 2; pass++) {
         struct cw_ring r;
@@ -202,7 +226,7 @@ static void expect_script_frames(const char *python)
                       stack_text(&r, e.eof_stack));
         cw_ring_close(&r);
         if (pass == 0)
-            kill_server(&s);
+            kill_server(&s); /* the forked handler has exited by itself */
     }
     /* The command-line view of the dead process's ring. */
     char *out = dump_of(s.ring), want[1200];
@@ -212,6 +236,11 @@ static void expect_script_frames(const char *python)
               out);
     free(out);
     h_rmdir(s.dir);
+}
+
+static void expect_script_frames(const char *python)
+{
+    expect_script_frames_mode(python, NULL);
 }
 
 static void pyenv_case(const char *minor)
@@ -248,6 +277,18 @@ Test(lang, python_frames_pyenv_3_12, .timeout = 60)
 Test(lang, python_frames_pyenv_3_13, .timeout = 60)
 {
     pyenv_case("3.13");
+}
+
+/* A forking server: the handler's process copies the accept stack of the
+ * socket it inherits, Python frames and their names included, into its own
+ * ring, and records its own EOF stack there. */
+Test(lang, python_fork_child_keeps_the_python_accept_stack, .timeout = 60)
+{
+    const char *py =
+        access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : pyenv_python("3.12");
+    if (!py)
+        cr_skip_test("neither /usr/bin/python3 nor pyenv CPython 3.12 is installed");
+    expect_script_frames_mode(py, "fork");
 }
 
 /* CPython 3.9 has no walker: the server runs as without the preload,
