@@ -170,6 +170,7 @@ static void detect(void)
     py.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
     py.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
     py.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
+    uintptr_t type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
     void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
     Dl_info info;
     const ElfW(Sym) *sym = NULL;
@@ -189,10 +190,17 @@ static void detect(void)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "no frame walker for CPython %u.%u (walkers: 3.10-3.13); native frames only",
                  major, minor);
-    else if (!py.code_type || !py.unicode_type || !py.bytes_type)
+    else if (!py.code_type || !py.unicode_type || !py.bytes_type || !type_type)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "CPython %u.%u exports no PyCode_Type/PyUnicode_Type/PyBytes_Type; native "
                  "frames only",
+                 major, minor);
+    /* Our offsets are those of the default build: a free-threaded (3.13t)
+     * or trace-refs build moves ob_type, which every check relies on. */
+    else if (*(const uintptr_t *)(py.code_type + OB_TYPE) != type_type)
+        snprintf(py.rt.reason, sizeof py.rt.reason,
+                 "CPython %u.%u with another object layout (free-threaded or debug build); "
+                 "native frames only",
                  major, minor);
     if (py.rt.reason[0]) {
         py.rt.status = CW_RT_UNSUPPORTED;
