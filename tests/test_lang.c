@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "../analyzer/lang_frames.h"
+#include "fuzz/ring_build.h"
 #include "harness.h"
 
 #define SCRIPT "tests/real/py_handler_leak.py"
@@ -321,4 +322,67 @@ Test(lang, python_unknown_version_native_frames_and_reason, .timeout = 60)
     free(out);
     kill_server(&s);
     h_rmdir(s.dir);
+}
+
+/* Line tables, by their documented formats: CPython 3.10's (byte
+ * advance, signed line delta; -128: no line) and 3.11+'s location table
+ * (tests/fuzz/ring_build.h has another). */
+Test(lang, python_line_tables_decode_by_version)
+{
+    struct cw_code c = {.lang = CW_LANG_PYTHON, .version = 0x030a0df0, .first_line = 5};
+    static const uint8_t t310[] = {6, 1, 4, 0x80, 2, 3};
+    cr_expect_eq(cw_lang_line(&c, t310, sizeof t310, 0), 6);
+    cr_expect_eq(cw_lang_line(&c, t310, sizeof t310, 5), 6);
+    cr_expect_eq(cw_lang_line(&c, t310, sizeof t310, 6), 0, "no line");
+    cr_expect_eq(cw_lang_line(&c, t310, sizeof t310, 10), 9, "-128 leaves the line as it was");
+    cr_expect_eq(cw_lang_line(&c, t310, sizeof t310, 12), 0, "past the end");
+
+    c.version = 0x030c01f0;
+    c.first_line = 30;
+    /* long form (14), one unit, line -1, then "no location" (15), one unit */
+    static const uint8_t t312[] = {0xf0, 0x03, 0x00, 0x01, 0x02, 0xf8};
+    cr_expect_eq(cw_lang_line(&c, t312, sizeof t312, 0), 29);
+    cr_expect_eq(cw_lang_line(&c, t312, sizeof t312, 1), 29);
+    cr_expect_eq(cw_lang_line(&c, t312, sizeof t312, 2), 0);
+    c.version = 0x03090000;
+    cr_expect_eq(cw_lang_line(&c, t312, sizeof t312, 0), 0, "no line for a version we do not know");
+}
+
+/* The merge, on a ring built by hand: the language frames up to an entry
+ * frame stand before the evaluation-loop frame that ran them, the rest
+ * (beneath a native stack cut short) last; a code record not published is
+ * "?", never another function's name. */
+Test(lang, hybrid_merge_at_eval_frames)
+{
+    struct rb_spec spec = rb_default();
+    size_t size = rb_size(&spec);
+    uint8_t *b = aligned_alloc(16, (size + 15) & ~(size_t)15);
+    cr_assert_eq(rb_build(b, size, &spec), size);
+    struct cw_ring r;
+    char err[256];
+    cr_assert_eq(cw_ring_from_memory(&r, b, size, "built", err, sizeof err), CW_RING_OK, "%s", err);
+    struct cw_hframe f[16];
+    int truncated = 0;
+    int n = cw_lang_hybrid(&r, 2, f, 16, &truncated); /* slot 1: 2 pcs, language stack 1 */
+    cr_assert_eq(n, 5);
+    cr_expect(truncated);
+    cr_expect(f[0].lang == CW_LANG_PYTHON && !strcmp(f[0].function, "Handler.handle") &&
+                  !strcmp(f[0].file, "/srv/app.py") && f[0].line == 12,
+              "#0 %s (%s:%d)", f[0].function, f[0].file, f[0].line);
+    cr_expect(f[1].lang == CW_LANG_PYTHON && !strcmp(f[1].function, "<module>") && f[1].line == 22,
+              "#1 %s (%s:%d)", f[1].function, f[1].file, f[1].line);
+    cr_expect(f[2].lang == CW_LANG_NATIVE && f[2].eval, "#2 is the eval frame");
+    cr_expect(f[3].lang == CW_LANG_NATIVE && !f[3].eval);
+    cr_expect(f[4].lang == CW_LANG_PYTHON && !strcmp(f[4].function, "?") && !f[4].file[0]);
+    cr_expect_eq(cw_lang_hybrid(&r, 1, f, 16, NULL), 1, "slot 0: no language stack");
+    cr_expect_eq(cw_lang_hybrid(&r, 3, f, 16, NULL), 4, "code id out of range: '?'");
+    cr_expect_str_eq(f[0].function, "?");
+    char why[200];
+    cr_expect_null(cw_lang_unsupported(&r, CW_LANG_PYTHON, why, sizeof why));
+    cr_expect_str_eq(cw_lang_runtime_name(&r, CW_LANG_PYTHON, why, sizeof why), "CPython 3.11.2");
+    cr_expect(cw_lang_unsupported(&r, CW_LANG_JAVA, why, sizeof why) &&
+                  !strncmp(why, "HotSpot 17: rrr", 15),
+              "an unterminated reason is cut, not overrun: %s", why);
+    cw_ring_close(&r);
+    free(b);
 }
