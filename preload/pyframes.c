@@ -124,6 +124,7 @@ static struct {
     _Atomic int state;
     const struct py_walker *w;
     void *(*this_thread_state)(void);
+    int (*initialized)(void), (*finalizing)(void);
     uintptr_t code_type, unicode_type, bytes_type;
     struct cw_runtime rt; /* what each ring of this process is told */
     _Atomic(void *) ring; /* the ring rt was last written to */
@@ -209,6 +210,9 @@ static void detect(void)
     }
     py.rt.status = CW_RT_WALKED;
     py.w = w;
+    py.initialized = initialized;
+    void *fin = dlsym(RTLD_DEFAULT, "Py_IsFinalizing"); /* 3.13; _Py_ before */
+    *(void **)&py.finalizing = fin ? fin : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
     *(void **)&py.this_thread_state = ts;
     atomic_store(&py.state, PY_WALK);
 }
@@ -564,6 +568,13 @@ uint32_t cw_lang_stack(void)
         return 0;
     publish_runtime();
 
+    /* Finalization frees the thread states of the threads still running
+     * (daemon threads, maybe inside accept()) and unmaps their frame
+     * chunks, without touching those threads' TSS: their stale thread state
+     * is not ours to read. (A walk that began just before that still races
+     * with it; the window is the few microseconds of our walk.) */
+    if ((py.initialized && !py.initialized()) || (py.finalizing && py.finalizing()))
+        return 0;
     const struct py_walker *w = py.w;
     size_t span = code_span(w);
     memset(seen, 0, sizeof seen);

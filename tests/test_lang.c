@@ -386,3 +386,33 @@ Test(lang, hybrid_merge_at_eval_frames)
     cw_ring_close(&r);
     free(b);
 }
+
+/* Daemon threads churning sockets while the interpreter exits under them:
+ * every run ends with status 0, as without the preload. */
+Test(lang, python_daemon_threads_churning_through_finalization, .timeout = 120)
+{
+    const char *pys[] = {"/usr/bin/python3", pyenv_python("3.12"), pyenv_python("3.13")};
+    char script[1100];
+    snprintf(script, sizeof script, "%s/../tests/real/py_daemon_churn.py", h_build());
+    int ran = 0;
+    for (size_t k = 0; k < sizeof pys / sizeof *pys; k++) {
+        if (!pys[k] || access(pys[k], X_OK) != 0)
+            continue;
+        char py[1024];
+        snprintf(py, sizeof py, "%s", pys[k]); /* pyenv_python's buffer is reused */
+        for (int run = 0; run < 15; run++) {
+            char *dir = h_mkdtemp("lang-daemon");
+            char *argv[] = {py, script, NULL};
+            struct h_proc p = h_spawn(argv, NULL, 1, dir, 1);
+            char line[64] = "";
+            h_read_line(&p, line, sizeof line, 20000);
+            int st = h_wait(&p, 20000);
+            cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0 && !strcmp(line, "bye"),
+                      "%s run %d: status 0x%x, said '%s'", py, run, st, line);
+            h_rmdir(dir);
+        }
+        ran++;
+    }
+    if (!ran)
+        cr_skip_test("no CPython (/usr/bin/python3, pyenv 3.12, 3.13) to run");
+}
