@@ -8,8 +8,9 @@
  * table, so lines are computed by the analyzer and a post-mortem still names
  * them.
  *
- * The interpreter is found at the first walk (dlsym of the C API the
- * executable or libpython exports, so Debian's stripped python3 works too);
+ * The interpreter's C API is looked up when the image starts (dlsym of what
+ * the executable or libpython exports, so Debian's stripped python3 works
+ * too) and its version decided at the first walk;
  * one small table of struct offsets per minor version (3.10-3.13, taken from
  * each version's internal headers) is chosen by the version it reports. Any
  * other version: native frames only, and the ring's runtime record says why.
@@ -140,44 +141,66 @@ static uint32_t version_from_string(const char *s)
     return a << 24 | b << 16 | c << 8 | 0xf0;
 }
 
+/* The symbols, looked up when the image starts (cw_init): a failed dlsym
+ * allocates its error message with the program's malloc, which a hook
+ * must not do. Only the thread-state function is asked for in a process
+ * without CPython. */
+static struct {
+    void *this_thread_state, *eval;
+    int (*initialized)(void), (*finalizing)(void);
+    const unsigned long *version;     /* Py_Version, 3.11+ */
+    const char *(*get_version)(void); /* Py_GetVersion, before */
+    uintptr_t code_type, unicode_type, bytes_type, type_type;
+} sym;
+
+void cw_pyframes_init(void)
+{
+    sym.this_thread_state = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+    if (!sym.this_thread_state) {
+        atomic_store(&py.state, PY_NONE);
+        return;
+    }
+    *(void **)&sym.initialized = dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+    void *fin = dlsym(RTLD_DEFAULT, "Py_IsFinalizing"); /* 3.13; _Py_ before */
+    *(void **)&sym.finalizing = fin ? fin : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
+    sym.version = dlsym(RTLD_DEFAULT, "Py_Version");
+    if (!sym.version)
+        *(void **)&sym.get_version = dlsym(RTLD_DEFAULT, "Py_GetVersion");
+    sym.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+    sym.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
+    sym.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
+    sym.type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
+    sym.eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+}
+
+/* At the first walk: which version runs, and whether we can walk it. */
 static void detect(void)
 {
-    void *ts = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
-    if (!ts) {
+    if (!sym.this_thread_state) { /* not CPython (or cw_pyframes_init never ran) */
         atomic_store(&py.state, PY_NONE);
         return;
     }
     /* A program embedding CPython may make sockets before it starts the
      * interpreter, whose thread-state key is not made yet: look again at
      * the next stack. */
-    int (*initialized)(void) = (int (*)(void))dlsym(RTLD_DEFAULT, "Py_IsInitialized");
-    if (initialized && !initialized()) {
+    if (sym.initialized && !sym.initialized()) {
         atomic_store(&py.state, PY_UNKNOWN);
         return;
     }
-    uint32_t hex = 0;
-    const unsigned long *pv = dlsym(RTLD_DEFAULT, "Py_Version"); /* 3.11+ */
-    if (pv)
-        hex = (uint32_t)*pv;
-    else {
-        const char *(*get_version)(void) =
-            (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
-        hex = get_version ? version_from_string(get_version()) : 0;
-    }
+    uint32_t hex = sym.version       ? (uint32_t)*sym.version
+                   : sym.get_version ? version_from_string(sym.get_version())
+                                     : 0;
     unsigned major = hex >> 24, minor = hex >> 16 & 0xff;
     snprintf(py.rt.name, sizeof py.rt.name, "CPython %u.%u.%u", major, minor, hex >> 8 & 0xff);
     py.rt.version = hex;
-
-    py.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
-    py.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
-    py.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
-    uintptr_t type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
-    void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+    py.code_type = sym.code_type;
+    py.unicode_type = sym.unicode_type;
+    py.bytes_type = sym.bytes_type;
     Dl_info info;
-    const ElfW(Sym) *sym = NULL;
-    if (eval && dladdr1(eval, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
-        py.rt.eval_lo = (uintptr_t)eval;
-        py.rt.eval_hi = (uintptr_t)eval + sym->st_size;
+    const ElfW(Sym) *es = NULL;
+    if (sym.eval && dladdr1(sym.eval, &info, (void **)&es, RTLD_DL_SYMENT) && es && es->st_size) {
+        py.rt.eval_lo = (uintptr_t)sym.eval;
+        py.rt.eval_hi = (uintptr_t)sym.eval + es->st_size;
     }
 
     const struct py_walker *w = NULL;
@@ -191,14 +214,14 @@ static void detect(void)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "no frame walker for CPython %u.%u (walkers: 3.10-3.13); native frames only",
                  major, minor);
-    else if (!py.code_type || !py.unicode_type || !py.bytes_type || !type_type)
+    else if (!py.code_type || !py.unicode_type || !py.bytes_type || !sym.type_type)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "CPython %u.%u exports no PyCode_Type/PyUnicode_Type/PyBytes_Type; native "
                  "frames only",
                  major, minor);
     /* Our offsets are those of the default build: a free-threaded (3.13t)
      * or trace-refs build moves ob_type, which every check relies on. */
-    else if (*(const uintptr_t *)(py.code_type + OB_TYPE) != type_type)
+    else if (*(const uintptr_t *)(py.code_type + OB_TYPE) != sym.type_type)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "CPython %u.%u with another object layout (free-threaded or debug build); "
                  "native frames only",
@@ -210,10 +233,9 @@ static void detect(void)
     }
     py.rt.status = CW_RT_WALKED;
     py.w = w;
-    py.initialized = initialized;
-    void *fin = dlsym(RTLD_DEFAULT, "Py_IsFinalizing"); /* 3.13; _Py_ before */
-    *(void **)&py.finalizing = fin ? fin : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
-    *(void **)&py.this_thread_state = ts;
+    py.initialized = sym.initialized;
+    py.finalizing = sym.finalizing;
+    *(void **)&py.this_thread_state = sym.this_thread_state;
     atomic_store(&py.state, PY_WALK);
 }
 
