@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = cw_ring_from_memory(&r, copy, size, "fuzz", err, sizeof err);
     if (rc != CW_RING_OK) {
         /* Every rejection must say why. */
-        if (!err[0] || rc < 0 || rc > CW_RING_ETRUNC)
+        if (!err[0] || rc < 0 || rc > CW_RING_EUNINIT)
             abort();
         free(copy);
         return 0;
