@@ -8,6 +8,7 @@
  */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,13 +22,28 @@
 
 #define SCRIPT "tests/real/py_handler_leak.py"
 
+/* A file of the source tree: under $CW_SRC, beside the build directory
+ * (make test), or under the current directory (a build dir elsewhere). */
+static const char *repo_file(const char *rel, char *out, size_t len)
+{
+    const char *src = getenv("CW_SRC");
+    char c[3][1200], full[PATH_MAX];
+    snprintf(c[0], sizeof c[0], "%s/%s", src && *src ? src : "/nonexistent", rel);
+    snprintf(c[1], sizeof c[1], "%s/../%s", h_build(), rel);
+    snprintf(c[2], sizeof c[2], "./%s", rel);
+    for (int i = 0; i < 3; i++)
+        if (realpath(c[i], full)) {
+            snprintf(out, len, "%s", full);
+            return out;
+        }
+    cr_assert_fail("cannot find %s (set CW_SRC to the source tree)", rel);
+    return NULL;
+}
+
 static const char *script_path(void)
 {
-    static char p[1024];
-    char rel[1100];
-    snprintf(rel, sizeof rel, "%s/../" SCRIPT, h_build());
-    cr_assert(realpath(rel, p), "cannot find %s", rel);
-    return p;
+    static char p[PATH_MAX];
+    return repo_file(SCRIPT, p, sizeof p);
 }
 
 /* The 1-based number of the line of path containing marker. */
@@ -392,8 +408,8 @@ Test(lang, hybrid_merge_at_eval_frames)
 Test(lang, python_daemon_threads_churning_through_finalization, .timeout = 120)
 {
     const char *pys[] = {"/usr/bin/python3", pyenv_python("3.12"), pyenv_python("3.13")};
-    char script[1100];
-    snprintf(script, sizeof script, "%s/../tests/real/py_daemon_churn.py", h_build());
+    char script[PATH_MAX];
+    repo_file("tests/real/py_daemon_churn.py", script, sizeof script);
     int ran = 0;
     for (size_t k = 0; k < sizeof pys / sizeof *pys; k++) {
         if (!pys[k] || access(pys[k], X_OK) != 0)
