@@ -119,9 +119,11 @@ void cw_dump(FILE *out, const struct cw_ring *r)
     cw_ring_live(r, &live);
     fprintf(out,
             "  counters: events %" PRIu64 ", dropped %" PRIu64 ", stacks dropped %" PRIu64
-            ", fds beyond table %" PRIu64 ", modules dropped %" PRIu64 ", sockets open %u\n",
+            ", fds beyond table %" PRIu64 ", modules dropped %" PRIu64 ", sockets open %u"
+            ", language frames dropped %" PRIu64 " (arena %u of %u bytes)\n",
             live.write_idx, live.events_dropped, live.stacks_dropped, live.fds_beyond_table,
-            live.modules_dropped, live.sockets_open);
+            live.modules_dropped, live.sockets_open, live.lang_dropped, live.blob_used,
+            h->blob_size);
 
     fprintf(out, "\nfd table (sockets):\n");
     for (uint32_t fd = 0; fd < h->fd_cap; fd++) {

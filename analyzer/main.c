@@ -190,9 +190,9 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         case OPT_FORMAT:
             if (strcmp(optarg, "text") && strcmp(optarg, "json") && strcmp(optarg, "markdown") &&
                 strcmp(optarg, "sarif") && strcmp(optarg, "junit") && strcmp(optarg, "html"))
-                return usage_error(
-                           "--format: expected text, json, markdown, sarif, junit or html, got '%s'",
-                           optarg),
+                return usage_error("--format: expected text, json, markdown, sarif, junit or html, "
+                                   "got '%s'",
+                                   optarg),
                        -1;
             c->format = optarg;
             break;

@@ -299,6 +299,8 @@ void cw_ring_live(const struct cw_ring *r, struct cw_ring_live *out)
     LIVE(fds_beyond_table);
     LIVE(modules_dropped);
     LIVE(sockets_open);
+    LIVE(lang_dropped);
+    LIVE(blob_used);
 #undef LIVE
 }
 

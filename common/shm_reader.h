@@ -55,6 +55,8 @@ struct cw_ring_live {
     uint64_t exit_mono_ns, heartbeat_mono_ns;
     uint64_t write_idx, events_dropped, stacks_dropped, fds_beyond_table, modules_dropped;
     uint32_t sockets_open;
+    uint64_t lang_dropped; /* language stacks or code records that did not fit */
+    uint32_t blob_used;    /* bytes of the language arena in use */
 };
 void cw_ring_live(const struct cw_ring *r, struct cw_ring_live *out);
 

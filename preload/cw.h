@@ -198,6 +198,11 @@ CW_HIDDEN uint32_t cw_stack(void);
 /* The calling thread's language frames (pyframes.c), interned: a language
  * stack id, 0 if it has none (no runtime, an unsupported one, no frames). */
 CW_HIDDEN uint32_t cw_lang_stack(void);
+/* Looks up CPython's symbols, in the constructor (pyframes.c). */
+CW_HIDDEN void cw_pyframes_init(void);
+/* Interns language stack id of another ring (a fork child's copy of its
+ * parent's), with its code records: 0 if it is not there or does not fit. */
+CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);

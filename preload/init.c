@@ -107,6 +107,7 @@ void cw_init(void)
         atomic_store(&rec_state, 3);
     } else {
         cw_shm_configure();
+        cw_pyframes_init();
         cw_shm_capture_start();
         cw_shm_mark_execed_predecessors();
         pthread_atfork(NULL, NULL, atfork_child);

@@ -8,8 +8,9 @@
  * table, so lines are computed by the analyzer and a post-mortem still names
  * them.
  *
- * The interpreter is found at the first walk (dlsym of the C API the
- * executable or libpython exports, so Debian's stripped python3 works too);
+ * The interpreter's C API is looked up when the image starts (dlsym of what
+ * the executable or libpython exports, so Debian's stripped python3 works
+ * too) and its version decided at the first walk;
  * one small table of struct offsets per minor version (3.10-3.13, taken from
  * each version's internal headers) is chosen by the version it reports. Any
  * other version: native frames only, and the ring's runtime record says why.
@@ -124,6 +125,7 @@ static struct {
     _Atomic int state;
     const struct py_walker *w;
     void *(*this_thread_state)(void);
+    int (*initialized)(void), (*finalizing)(void);
     uintptr_t code_type, unicode_type, bytes_type;
     struct cw_runtime rt; /* what each ring of this process is told */
     _Atomic(void *) ring; /* the ring rt was last written to */
@@ -139,35 +141,66 @@ static uint32_t version_from_string(const char *s)
     return a << 24 | b << 16 | c << 8 | 0xf0;
 }
 
-static void detect(void)
+/* The symbols, looked up when the image starts (cw_init): a failed dlsym
+ * allocates its error message with the program's malloc, which a hook
+ * must not do. Only the thread-state function is asked for in a process
+ * without CPython. */
+static struct {
+    void *this_thread_state, *eval;
+    int (*initialized)(void), (*finalizing)(void);
+    const unsigned long *version;     /* Py_Version, 3.11+ */
+    const char *(*get_version)(void); /* Py_GetVersion, before */
+    uintptr_t code_type, unicode_type, bytes_type, type_type;
+} sym;
+
+void cw_pyframes_init(void)
 {
-    void *ts = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
-    if (!ts) {
+    sym.this_thread_state = dlsym(RTLD_DEFAULT, "PyGILState_GetThisThreadState");
+    if (!sym.this_thread_state) {
         atomic_store(&py.state, PY_NONE);
         return;
     }
-    uint32_t hex = 0;
-    const unsigned long *pv = dlsym(RTLD_DEFAULT, "Py_Version"); /* 3.11+ */
-    if (pv)
-        hex = (uint32_t)*pv;
-    else {
-        const char *(*get_version)(void) =
-            (const char *(*)(void))dlsym(RTLD_DEFAULT, "Py_GetVersion");
-        hex = get_version ? version_from_string(get_version()) : 0;
+    *(void **)&sym.initialized = dlsym(RTLD_DEFAULT, "Py_IsInitialized");
+    void *fin = dlsym(RTLD_DEFAULT, "Py_IsFinalizing"); /* 3.13; _Py_ before */
+    *(void **)&sym.finalizing = fin ? fin : dlsym(RTLD_DEFAULT, "_Py_IsFinalizing");
+    sym.version = dlsym(RTLD_DEFAULT, "Py_Version");
+    if (!sym.version)
+        *(void **)&sym.get_version = dlsym(RTLD_DEFAULT, "Py_GetVersion");
+    sym.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
+    sym.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
+    sym.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
+    sym.type_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyType_Type");
+    sym.eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+}
+
+/* At the first walk: which version runs, and whether we can walk it. */
+static void detect(void)
+{
+    if (!sym.this_thread_state) { /* not CPython (or cw_pyframes_init never ran) */
+        atomic_store(&py.state, PY_NONE);
+        return;
     }
+    /* A program embedding CPython may make sockets before it starts the
+     * interpreter, whose thread-state key is not made yet: look again at
+     * the next stack. */
+    if (sym.initialized && !sym.initialized()) {
+        atomic_store(&py.state, PY_UNKNOWN);
+        return;
+    }
+    uint32_t hex = sym.version       ? (uint32_t)*sym.version
+                   : sym.get_version ? version_from_string(sym.get_version())
+                                     : 0;
     unsigned major = hex >> 24, minor = hex >> 16 & 0xff;
     snprintf(py.rt.name, sizeof py.rt.name, "CPython %u.%u.%u", major, minor, hex >> 8 & 0xff);
     py.rt.version = hex;
-
-    py.code_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyCode_Type");
-    py.unicode_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyUnicode_Type");
-    py.bytes_type = (uintptr_t)dlsym(RTLD_DEFAULT, "PyBytes_Type");
-    void *eval = dlsym(RTLD_DEFAULT, "_PyEval_EvalFrameDefault");
+    py.code_type = sym.code_type;
+    py.unicode_type = sym.unicode_type;
+    py.bytes_type = sym.bytes_type;
     Dl_info info;
-    const ElfW(Sym) *sym = NULL;
-    if (eval && dladdr1(eval, &info, (void **)&sym, RTLD_DL_SYMENT) && sym && sym->st_size) {
-        py.rt.eval_lo = (uintptr_t)eval;
-        py.rt.eval_hi = (uintptr_t)eval + sym->st_size;
+    const ElfW(Sym) *es = NULL;
+    if (sym.eval && dladdr1(sym.eval, &info, (void **)&es, RTLD_DL_SYMENT) && es && es->st_size) {
+        py.rt.eval_lo = (uintptr_t)sym.eval;
+        py.rt.eval_hi = (uintptr_t)sym.eval + es->st_size;
     }
 
     const struct py_walker *w = NULL;
@@ -181,10 +214,17 @@ static void detect(void)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "no frame walker for CPython %u.%u (walkers: 3.10-3.13); native frames only",
                  major, minor);
-    else if (!py.code_type || !py.unicode_type || !py.bytes_type)
+    else if (!py.code_type || !py.unicode_type || !py.bytes_type || !sym.type_type)
         snprintf(py.rt.reason, sizeof py.rt.reason,
                  "CPython %u.%u exports no PyCode_Type/PyUnicode_Type/PyBytes_Type; native "
                  "frames only",
+                 major, minor);
+    /* Our offsets are those of the default build: a free-threaded (3.13t)
+     * or trace-refs build moves ob_type, which every check relies on. */
+    else if (*(const uintptr_t *)(py.code_type + OB_TYPE) != sym.type_type)
+        snprintf(py.rt.reason, sizeof py.rt.reason,
+                 "CPython %u.%u with another object layout (free-threaded or debug build); "
+                 "native frames only",
                  major, minor);
     if (py.rt.reason[0]) {
         py.rt.status = CW_RT_UNSUPPORTED;
@@ -193,7 +233,9 @@ static void detect(void)
     }
     py.rt.status = CW_RT_WALKED;
     py.w = w;
-    *(void **)&py.this_thread_state = ts;
+    py.initialized = sym.initialized;
+    py.finalizing = sym.finalizing;
+    *(void **)&py.this_thread_state = sym.this_thread_state;
     atomic_store(&py.state, PY_WALK);
 }
 
@@ -344,18 +386,26 @@ static struct cw_code *code_at(uint32_t i)
     return (struct cw_code *)((uint8_t *)cw.hdr + cw.hdr->code_off) + i;
 }
 
-/* Fills a claimed code record from the live code object; 0 if it cannot. */
-static int code_fill(struct cw_code *c, uintptr_t code, const uint64_t key[4], int first_line)
+/* Where a new code record's contents come from: the live code object, or
+ * (in a fork child) the parent's record of it. */
+struct code_src {
+    uintptr_t code;
+    int first_line;
+    const struct cw_header *from;
+    const struct cw_code *rec;
+};
+
+static int code_fill_live(struct cw_code *c, const struct code_src *src)
 {
     const struct py_walker *w = py.w;
     char buf[STR_MAX];
-    int n = read_str(key[2], buf);
+    int n = read_str(c->key[2], buf);
     if (n < 0 || !blob_str(buf, n, &c->name_off, &c->name_len))
         return 0;
-    n = read_str(key[1], buf);
+    n = read_str(c->key[1], buf);
     if (n < 0 || !blob_str(buf, n, &c->file_off, &c->file_len))
         return 0;
-    uintptr_t lt = word(code + (uintptr_t)w->co_linetable);
+    uintptr_t lt = word(src->code + (uintptr_t)w->co_linetable);
     if (object_of(lt, py.bytes_type, BYTES_DATA)) {
         uintptr_t len = word(lt + OB_SIZE);
         if (len && len <= LINETABLE_MAX && readable(lt + BYTES_DATA, len)) {
@@ -368,19 +418,44 @@ static int code_fill(struct cw_code *c, uintptr_t code, const uint64_t key[4], i
     }
     c->lang = CW_LANG_PYTHON;
     c->version = py.rt.version;
-    c->first_line = first_line;
-    memcpy(c->key, key, sizeof c->key);
+    c->first_line = src->first_line;
     return 1;
 }
 
-/* The code record of a (validated) code object: 0 if the table is full. */
-static uint32_t code_id(uintptr_t code)
+/* The bytes of a blob field of the parent's ring, NULL if out of bounds. */
+static const uint8_t *from_blob(const struct cw_header *h, uint32_t off, uint32_t len)
 {
-    const struct py_walker *w = py.w;
-    int first_line = *(const int *)(code + (uintptr_t)w->co_firstlineno);
-    uint64_t key[4] = {
-        code, word(code + (uintptr_t)w->co_filename), word(code + (uintptr_t)w->co_name),
-        word(code + (uintptr_t)w->co_linetable) ^ (uint64_t)(uint32_t)first_line << 48};
+    uint32_t used = atomic_load_explicit((_Atomic uint32_t *)&h->blob_used, memory_order_acquire);
+    if (used > h->blob_size || (uint64_t)off + len > used)
+        return NULL;
+    return (const uint8_t *)h + h->blob_off + off;
+}
+
+static int code_fill_copy(struct cw_code *c, const struct code_src *src)
+{
+    const struct cw_code *r = src->rec;
+    const uint8_t *name = from_blob(src->from, r->name_off, r->name_len + 1),
+                  *file = from_blob(src->from, r->file_off, r->file_len + 1),
+                  *lines = from_blob(src->from, r->lines_off, r->lines_len);
+    if (!name || !file || !lines ||
+        !blob_str((const char *)name, (int)r->name_len, &c->name_off, &c->name_len) ||
+        !blob_str((const char *)file, (int)r->file_len, &c->file_off, &c->file_len))
+        return 0;
+    uint8_t *p = r->lines_len ? blob_alloc(r->lines_len, &c->lines_off) : NULL;
+    if (p) {
+        memcpy(p, lines, r->lines_len);
+        c->lines_len = r->lines_len;
+    }
+    c->lang = r->lang;
+    c->version = r->version;
+    c->first_line = r->first_line;
+    return 1;
+}
+
+/* The code record with this identity: found, or claimed and filled from
+ * src; 0 if the table or the arena is full. */
+static uint32_t code_intern(const uint64_t key[4], const struct code_src *src)
+{
     uint64_t hash = 0xcbf29ce484222325ull;
     for (int i = 0; i < 4; i++) {
         hash ^= key[i];
@@ -395,7 +470,8 @@ static uint32_t code_id(uintptr_t code)
         _Atomic uint64_t *ch = (_Atomic uint64_t *)&c->hash;
         uint64_t cur = atomic_load_explicit(ch, memory_order_acquire);
         if (cur == 0 && atomic_compare_exchange_strong(ch, &cur, hash)) {
-            if (!code_fill(c, code, key, first_line)) {
+            memcpy(c->key, key, sizeof c->key);
+            if (!(src->rec ? code_fill_copy(c, src) : code_fill_live(c, src))) {
                 atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->lang_dropped, 1);
                 return 0; /* the slot stays claimed, never ready: shown as unknown */
             }
@@ -406,16 +482,30 @@ static uint32_t code_id(uintptr_t code)
             continue;
         /* Another thread filling it for the same object: take it. */
         if (!atomic_load_explicit((_Atomic uint32_t *)&c->ready, memory_order_acquire) ||
-            !memcmp(c->key, key, sizeof key))
+            !memcmp(c->key, key, sizeof c->key))
             return i + 1;
     }
     atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->lang_dropped, 1);
     return 0;
 }
 
+/* The code record of a (validated) live code object. Its identity is
+ * re-read at every hit: a code object freed and another made at its
+ * address has other filename/qualname/line table objects or first line. */
+static uint32_t code_id(uintptr_t code)
+{
+    const struct py_walker *w = py.w;
+    struct code_src src = {.code = code,
+                           .first_line = *(const int *)(code + (uintptr_t)w->co_firstlineno)};
+    uint64_t key[4] = {
+        code, word(code + (uintptr_t)w->co_filename), word(code + (uintptr_t)w->co_name),
+        word(code + (uintptr_t)w->co_linetable) ^ (uint64_t)(uint32_t)src.first_line << 48};
+    return code_intern(key, &src);
+}
+
 /* ---- the language stack table ------------------------------------------------ */
 
-static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated)
+static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated, unsigned lang)
 {
     struct cw_header *h = cw.hdr;
     uint64_t hash = 0x84222325cbf29ce4ull ^ (uint64_t)truncated;
@@ -435,7 +525,7 @@ static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated)
         uint64_t cur = atomic_load_explicit(sh, memory_order_acquire);
         if (cur == 0 && atomic_compare_exchange_strong(sh, &cur, hash)) {
             s->depth = (uint32_t)n;
-            s->lang = CW_LANG_PYTHON;
+            s->lang = (uint16_t)lang;
             s->truncated = (uint16_t)truncated;
             memcpy(s->frames, f, bytes);
             atomic_store_explicit((_Atomic uint32_t *)&s->ready, 1, memory_order_release);
@@ -500,6 +590,13 @@ uint32_t cw_lang_stack(void)
         return 0;
     publish_runtime();
 
+    /* Finalization frees the thread states of the threads still running
+     * (daemon threads, maybe inside accept()) and unmaps their frame
+     * chunks, without touching those threads' TSS: their stale thread state
+     * is not ours to read. (A walk that began just before that still races
+     * with it; the window is the few microseconds of our walk.) */
+    if ((py.initialized && !py.initialized()) || (py.finalizing && py.finalizing()))
+        return 0;
     const struct py_walker *w = py.w;
     size_t span = code_span(w);
     memset(seen, 0, sizeof seen);
@@ -549,5 +646,35 @@ uint32_t cw_lang_stack(void)
     if (!n)
         return 0;
     frames[n - 1].pos |= CW_LF_ENTRY; /* the outermost frame ends its eval call */
-    return lang_intern(frames, n, truncated);
+    return lang_intern(frames, n, truncated, CW_LANG_PYTHON);
+}
+
+uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id)
+{
+    struct cw_header *h = cw.hdr;
+    if (py.rt.status)
+        publish_runtime();
+    if (!id || id > from->lang_stack_cap || from->lang_stack_slot_size != h->lang_stack_slot_size)
+        return 0;
+    const struct cw_lang_stack_slot *s =
+        (const void *)((const uint8_t *)from + from->lang_stack_off +
+                       (size_t)(id - 1) * from->lang_stack_slot_size);
+    if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire) ||
+        s->depth > from->lang_depth || s->depth > CW_LANG_DEPTH || !s->depth)
+        return 0;
+    struct cw_lang_frame f[CW_LANG_DEPTH];
+    for (uint32_t i = 0; i < s->depth; i++) {
+        f[i] = s->frames[i];
+        uint32_t code = f[i].code;
+        f[i].code = 0;
+        if (!code || code > from->code_cap)
+            continue;
+        const struct cw_code *rec =
+            (const struct cw_code *)((const uint8_t *)from + from->code_off) + (code - 1);
+        if (!atomic_load_explicit((_Atomic uint32_t *)&rec->ready, memory_order_acquire))
+            continue;
+        struct code_src src = {.from = from, .rec = rec};
+        f[i].code = code_intern(rec->key, &src);
+    }
+    return lang_intern(f, (int)s->depth, s->truncated, s->lang);
 }

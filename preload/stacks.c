@@ -460,7 +460,8 @@ uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id)
     void *pcs[CW_MAX_DEPTH];
     int n = (int)s->depth < CW_MAX_DEPTH ? (int)s->depth : CW_MAX_DEPTH;
     memcpy(pcs, s->pcs, (size_t)n * sizeof *pcs);
-    return intern(pcs, n, 0); /* its language stack is in the other ring's tables */
+    uint32_t lang = s->lang_stack ? cw_lang_stack_copy(from, s->lang_stack) : 0;
+    return intern(pcs, n, lang);
 }
 
 #ifdef WALK_CACHE

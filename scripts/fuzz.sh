@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-600}
 JOBS=${FUZZ_JOBS:-2}
 B=build/fuzz
-SRC="tests/fuzz/fuzz_ring.c common/shm_reader.c analyzer/dump.c"
+SRC="tests/fuzz/fuzz_ring.c common/shm_reader.c analyzer/dump.c analyzer/lang_frames.c"
 # -fno-sanitize-recover: a UBSan finding must stop the run and leave an artifact.
 # The quotes around fuzz are meant literally: CW_VERSION is a C string.
 # shellcheck disable=SC2089,SC2090

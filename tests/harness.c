@@ -311,3 +311,29 @@ int h_marker_line(const char *path, const char *marker)
     free(text);
     return line;
 }
+
+const char *h_pyenv_python(const char *minor)
+{
+    static char path[1024];
+    const char *root = getenv("PYENV_ROOT"), *home = getenv("HOME");
+    char dir[512];
+    if (root && *root)
+        snprintf(dir, sizeof dir, "%s/versions", root);
+    else if (home)
+        snprintf(dir, sizeof dir, "%s/.pyenv/versions", home);
+    else
+        return NULL;
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    size_t n = strlen(minor);
+    const char *found = NULL;
+    while (d && !found && (e = readdir(d)))
+        if (!strncmp(e->d_name, minor, n) && e->d_name[n] == '.') {
+            snprintf(path, sizeof path, "%s/%s/bin/python%s", dir, e->d_name, minor);
+            if (access(path, X_OK) == 0)
+                found = path;
+        }
+    if (d)
+        closedir(d);
+    return found;
+}

@@ -61,6 +61,10 @@ int h_closewatch(const char *dir, char *const args[], char **out);
  * copying them from the tool's output. */
 int h_marker_line(const char *path, const char *marker);
 
+/* A pyenv CPython of minor version X.Y ($PYENV_ROOT or ~/.pyenv), or NULL;
+ * the path is in a static buffer the next call reuses. */
+const char *h_pyenv_python(const char *minor);
+
 /* CLOCK_MONOTONIC in ms, for deadlines. */
 uint64_t h_now_ms(void);
 /* A whole file, NUL-terminated (length in *len if len); NULL if unreadable. */

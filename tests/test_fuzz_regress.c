@@ -18,6 +18,7 @@
 
 #include "../analyzer/dump.h"
 #include "fuzz/ring_build.h"
+#include "../analyzer/lang_frames.h"
 #include "harness.h"
 
 #define HOFF(field) offsetof(struct cw_header, field)
@@ -69,6 +70,9 @@ static struct seen read_all(const struct cw_ring *r)
         int n = cw_ring_stack(r, id, pcs, CW_MAX_DEPTH);
         cr_assert(n >= 0 && (uint32_t)n <= r->hdr.stack_depth, "stack %u depth %d", id, n);
         s.stacks += n > 0;
+        static struct cw_hframe hf[CW_MAX_DEPTH + CW_LANG_DEPTH];
+        int k = cw_lang_hybrid(r, id, hf, (int)(sizeof hf / sizeof *hf), NULL);
+        cr_assert(k >= n && k <= n + (int)r->hdr.lang_depth, "stack %u: %d hybrid frames", id, k);
     }
     uint32_t nmods = cw_ring_module_count(r);
     cr_assert_leq(nmods, r->hdr.module_cap);

@@ -36,28 +36,6 @@ static int marker_line(const char *marker)
     return h_marker_line(script(), marker);
 }
 
-/* The newest pyenv interpreter of minor version X.Y, or NULL. */
-static const char *pyenv_python(const char *minor)
-{
-    static char found[1400];
-    const char *home = getenv("HOME");
-    char dir[512];
-    snprintf(dir, sizeof dir, "%s/.pyenv/versions", home ? home : "/root");
-    DIR *d = opendir(dir);
-    if (!d)
-        return NULL;
-    found[0] = 0;
-    size_t n = strlen(minor);
-    for (struct dirent *e; (e = readdir(d));) {
-        char path[1400];
-        snprintf(path, sizeof path, "%s/%s/bin/python%s", dir, e->d_name, minor);
-        if (!strncmp(e->d_name, minor, n) && e->d_name[n] == '.' && !access(path, X_OK))
-            snprintf(found, sizeof found, "%s", path);
-    }
-    closedir(d);
-    return found[0] ? found : NULL;
-}
-
 /* The first frame of stack (a JSON array) in language lang, its index in *at. */
 static const struct jv *first_frame_in(const struct jv *stack, const char *lang, int *at)
 {
@@ -198,7 +176,7 @@ Test(lang_report, pyenv_pythons_name_the_script_lines, .timeout = 180)
     static const char *const minors[] = {"3.10", "3.12", "3.13"};
     int ran = 0;
     for (size_t i = 0; i < sizeof minors / sizeof *minors; i++) {
-        const char *py = pyenv_python(minors[i]);
+        const char *py = h_pyenv_python(minors[i]);
         if (py) {
             check_python(py);
             ran++;
@@ -212,7 +190,7 @@ Test(lang_report, pyenv_pythons_name_the_script_lines, .timeout = 180)
  * the stacks are native, nothing breaks. */
 Test(lang_report, unknown_python_says_why, .timeout = 60)
 {
-    const char *python = pyenv_python("3.9");
+    const char *python = h_pyenv_python("3.9");
     if (!python)
         cr_skip_test("no pyenv CPython 3.9 (the version without a walker) under ~/.pyenv/versions");
     char *dir = h_mkdtemp("langrep39");

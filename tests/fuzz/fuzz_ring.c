@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "../../analyzer/dump.h"
+#include "../../analyzer/lang_frames.h"
 #include "../../common/shm_reader.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -55,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = cw_ring_from_memory(&r, copy, size, "fuzz", err, sizeof err);
     if (rc != CW_RING_OK) {
         /* Every rejection must say why. */
-        if (!err[0] || rc < 0 || rc > CW_RING_ETRUNC)
+        if (!err[0] || rc < 0 || rc > CW_RING_EUNINIT)
             abort();
         free(copy);
         return 0;
@@ -77,7 +78,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int i = 0; i < n; i++)
             sink += pcs[i];
         sink += (uint64_t)cw_ring_stack(&r, id, pcs, 1); /* a short caller buffer */
+        static struct cw_hframe hf[CW_MAX_DEPTH + CW_LANG_DEPTH];
+        int t, k = cw_lang_hybrid(&r, id, hf, (int)(sizeof hf / sizeof *hf), &t);
+        if (k < 0 || k > (int)(sizeof hf / sizeof *hf))
+            abort();
+        for (int i = 0; i < k; i++)
+            sink += strlen(hf[i].function) + strlen(hf[i].file) + (uint64_t)hf[i].line;
+        sink += (uint64_t)cw_lang_hybrid(&r, id, hf, 2, NULL);
     }
+    char why[200];
+    for (unsigned lang = 0; lang <= CW_LANG_MAX; lang++)
+        if (cw_lang_unsupported(&r, lang, why, sizeof why))
+            sink += strlen(why);
 
     uint32_t nmods = cw_ring_module_count(&r);
     if (nmods > r.hdr.module_cap)
@@ -120,10 +132,35 @@ struct field {
     }
 /* Every header number the reader checks or later trusts. */
 static const struct field hfields[] = {
-    HF(version),     HF(header_size),   HF(file_size),  HF(exit_state),        HF(fd_off),
-    HF(fd_cap),      HF(fd_entry_size), HF(stack_off),  HF(stack_cap),         HF(stack_slot_size),
-    HF(stack_depth), HF(module_off),    HF(module_cap), HF(module_entry_size), HF(ring_off),
-    HF(ring_cap),    HF(event_size),    HF(write_idx),  HF(module_count),      HF(argv_len),
+    HF(version),
+    HF(header_size),
+    HF(file_size),
+    HF(exit_state),
+    HF(fd_off),
+    HF(fd_cap),
+    HF(fd_entry_size),
+    HF(stack_off),
+    HF(stack_cap),
+    HF(stack_slot_size),
+    HF(stack_depth),
+    HF(module_off),
+    HF(module_cap),
+    HF(module_entry_size),
+    HF(ring_off),
+    HF(ring_cap),
+    HF(event_size),
+    HF(write_idx),
+    HF(module_count),
+    HF(argv_len),
+    HF(lang_stack_off),
+    HF(lang_stack_cap),
+    HF(lang_stack_slot_size),
+    HF(lang_depth),
+    HF(code_off),
+    HF(code_cap),
+    HF(blob_off),
+    HF(blob_size),
+    HF(blob_used),
 };
 enum { NHF = sizeof hfields / sizeof *hfields };
 

@@ -144,6 +144,17 @@ static int shrink(const char *path, int index)
     h->ring_off = lay.ring_off;
     h->ring_cap = lay.ring_cap;
     h->write_idx = nev ? evs[(nev - 1) % MAX_EVENTS].seq : 0;
+    /* The language sections stay the builder's (the real runtime records
+     * are kept): the real ones are megabytes. */
+    h->lang_stack_off = lay.lang_stack_off;
+    h->lang_stack_cap = lay.lang_stack_cap;
+    h->lang_stack_slot_size = lay.lang_stack_slot_size;
+    h->lang_depth = lay.lang_depth;
+    h->code_off = lay.code_off;
+    h->code_cap = lay.code_cap;
+    h->blob_off = lay.blob_off;
+    h->blob_size = lay.blob_size;
+    h->blob_used = lay.blob_used;
 
     memset(base + h->fd_off, 0, (size_t)h->fd_cap * sizeof(struct cw_fd_entry));
     for (uint32_t fd = 0; fd < fd_cap; fd++) {

@@ -43,7 +43,15 @@ static inline uint64_t rb_align8(uint64_t v)
 struct rb_layout {
     uint64_t fd_off, stack_off, module_off, ring_off, size;
     uint32_t slot_size;
+    uint64_t lang_stack_off, code_off, blob_off; /* after the others, always */
+    uint32_t lang_slot_size;
 };
+
+/* The language sections: tiny, fixed. */
+#define RB_LANG_STACKS 4
+#define RB_LANG_DEPTH  4
+#define RB_CODES       4
+#define RB_BLOB        256
 
 /* Where each section goes; sizes are those the reader checks against. */
 static inline struct rb_layout rb_layout_of(const struct rb_spec *s)
@@ -68,6 +76,14 @@ static inline struct rb_layout rb_layout_of(const struct rb_spec *s)
     l.stack_off = off[1];
     l.module_off = off[2];
     l.ring_off = off[3];
+    l.lang_slot_size = (uint32_t)(sizeof(struct cw_lang_stack_slot) +
+                                  sizeof(struct cw_lang_frame) * RB_LANG_DEPTH);
+    l.lang_stack_off = at;
+    at = rb_align8(at + (uint64_t)RB_LANG_STACKS * l.lang_slot_size);
+    l.code_off = at;
+    at = rb_align8(at + (uint64_t)RB_CODES * sizeof(struct cw_code));
+    l.blob_off = at;
+    at = rb_align8(at + RB_BLOB);
     l.size = at;
     return l;
 }
@@ -220,6 +236,66 @@ static inline size_t rb_build(void *buf, size_t cap, const struct rb_spec *s)
             break;
         }
     }
+
+    /* Language frames: two code records (a third claimed, unpublished), a
+     * language stack over them, one naming a code id out of range, one
+     * unpublished; stack slot i runs language stack i % 4 (0: none). */
+    h->lang_stack_off = l.lang_stack_off;
+    h->lang_stack_cap = RB_LANG_STACKS;
+    h->lang_stack_slot_size = l.lang_slot_size;
+    h->lang_depth = RB_LANG_DEPTH;
+    h->code_off = l.code_off;
+    h->code_cap = RB_CODES;
+    h->blob_off = l.blob_off;
+    h->blob_size = RB_BLOB;
+    static const char blob[] = "Handler.handle\0/srv/app.py\0<module>\0"
+                               "\xea\x04\xd0\x01\x05"; /* 3.11 table: +2 for 3 units, +0 for 1 */
+    memcpy(base + l.blob_off, blob, sizeof blob);
+    h->blob_used = sizeof blob - 1;
+    struct cw_code *codes = (struct cw_code *)(base + l.code_off);
+    for (uint32_t i = 0; i < 3; i++) {
+        struct cw_code *c = &codes[i];
+        c->hash = i + 1;
+        c->key[0] = 0x7f0000001000ull + i;
+        c->ready = i < 2;
+        c->lang = CW_LANG_PYTHON;
+        c->version = 0x030b02f0;
+        c->first_line = 10 * (int32_t)(i + 1);
+        c->name_off = i ? 27 : 0;
+        c->name_len = i ? 8 : 14;
+        c->file_off = 15;
+        c->file_len = 11;
+        c->lines_off = 36;
+        c->lines_len = 5;
+    }
+    for (uint32_t i = 0; i < 3; i++) {
+        struct cw_lang_stack_slot *ls =
+            (struct cw_lang_stack_slot *)(base + l.lang_stack_off + (uint64_t)i * l.lang_slot_size);
+        ls->hash = i + 1;
+        ls->ready = i < 2;
+        ls->lang = CW_LANG_PYTHON;
+        ls->depth = i ? 1 : 3;
+        ls->frames[0].code = i ? 99 : 1; /* 99: out of range */
+        ls->frames[0].pos = 4;
+        ls->frames[1].code = 2;
+        ls->frames[1].pos = 6 | CW_LF_ENTRY;
+        ls->frames[2].code = 3; /* unpublished */
+        ls->frames[2].pos = CW_LF_ENTRY;
+        ls->truncated = i == 0;
+    }
+    for (uint32_t i = 0; i < s->stack_cap; i++)
+        ((struct cw_stack_slot *)(base + l.stack_off + (uint64_t)i * l.slot_size))->lang_stack =
+            i % 4;
+    struct cw_runtime *rt = &h->runtimes[CW_LANG_PYTHON];
+    rt->status = CW_RT_WALKED;
+    rt->version = 0x030b02f0;
+    rt->eval_lo = 0x555500001000ull;
+    rt->eval_hi = 0x555500001020ull;
+    strcpy(rt->name, "CPython 3.11.2");
+    h->runtimes[CW_LANG_JAVA].status = CW_RT_UNSUPPORTED;
+    strcpy(h->runtimes[CW_LANG_JAVA].name, "HotSpot 17");
+    memset(h->runtimes[CW_LANG_JAVA].reason, 'r',
+           sizeof h->runtimes[CW_LANG_JAVA].reason); /* no NUL */
 
     /* Events: index i lives in slot i & (ring_cap - 1) with seq i + 1. */
     uint64_t first = s->events > s->ring_cap ? s->events - s->ring_cap : 0;

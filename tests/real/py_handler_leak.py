@@ -1,9 +1,13 @@
-"""A threading socketserver server whose handler returns on recv() == b""
-and never closes the connection (shutdown_request does nothing): the leak
-whose Python frames tests/test_lang.c looks for. Prints its port, then
-"eof" once the handler saw the peer's FIN; then waits to be killed."""
+"""A threading (or, with the argument "fork", forking) socketserver server
+whose handler returns on recv() == b"" and never closes the connection
+(shutdown_request does nothing): the leak whose Python frames
+tests/test_lang.c looks for. Prints its port, then "eof" once the handler
+saw the peer's FIN; then waits to be killed."""
 import signal
 import socketserver
+import sys
+
+MIXIN = socketserver.ForkingMixIn if "fork" in sys.argv[1:] else socketserver.ThreadingMixIn
 
 
 class Handler(socketserver.BaseRequestHandler):
@@ -15,7 +19,7 @@ class Handler(socketserver.BaseRequestHandler):
                 return
 
 
-class LeakyServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
+class LeakyServer(MIXIN, socketserver.TCPServer):
     def shutdown_request(self, request):
         pass  # the bug: the socket is never closed and sits in CLOSE_WAIT
 
