@@ -81,9 +81,15 @@ static void process_json(FILE *out, const struct cw_vprocess *p)
     fprintf(out,
             ",\"duration_seconds\":%.3f,\"sockets_seen\":%d,\"sockets_open\":%d,\"events\":%" PRIu64
             ",\"events_overwritten\":%" PRIu64 ",\"events_torn\":%" PRIu64
-            ",\"events_dropped\":%" PRIu64 ",\"stacks_dropped\":%" PRIu64 ",\"backtraces\":%s}",
+            ",\"events_dropped\":%" PRIu64 ",\"stacks_dropped\":%" PRIu64 ",\"backtraces\":%s",
             p->duration_s, p->sockets_seen, p->sockets_open, p->events, p->overwritten, p->torn,
             p->dropped, p->stacks_dropped, p->has_ring ? "true" : "false");
+    /* The counts over the whole life (the ring's series; [] without one). */
+    fputs(",\"series\":[", out);
+    for (int i = 0; i < p->nseries; i++)
+        fprintf(out, "%s{\"t\":%.3f,\"open\":%d,\"close_wait\":%d}", i ? "," : "", p->series[i].t,
+                p->series[i].open, p->series[i].close_wait);
+    fputs("]}", out);
 }
 
 void cw_report_json(FILE *out, const struct cw_view *v)

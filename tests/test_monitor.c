@@ -469,3 +469,59 @@ Test(watch, terminal_redraws_in_place_with_sparklines, .timeout = 90)
     tmux(sock, kill_server, NULL);
     leaker_stop(&l);
 }
+
+/* ---- the count series in the JSON report ------------------------------------ */
+
+struct series_look {
+    struct leaker *l;
+    int last_close_wait, first_close_wait, n;
+};
+
+static int series_reaches(void *arg)
+{
+    struct series_look *s = arg;
+    char pid[16], dirarg[700], *out;
+    snprintf(pid, sizeof pid, "%d", (int)s->l->p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", s->l->dir);
+    char *args[] = {"report", "--format=json", dirarg, pid, NULL};
+    h_closewatch(s->l->dir, args, &out);
+    char err[256];
+    struct jv *doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    free(out);
+    s->n = jq_len(doc, "processes.0.series");
+    char path[64];
+    snprintf(path, sizeof path, "processes.0.series.%d.close_wait", s->n - 1);
+    s->last_close_wait = s->n > 0 ? (int)jq_num(doc, path) : -1;
+    s->first_close_wait = s->n > 0 ? (int)jq_num(doc, "processes.0.series.0.close_wait") : -1;
+    jq_free(doc);
+    return s->last_close_wait == 3;
+}
+
+static int series_has_points(void *arg)
+{
+    series_reaches(arg);
+    return ((struct series_look *)arg)->n >= 1;
+}
+
+Test(metrics, json_report_carries_the_count_series, .timeout = 60)
+{
+    struct leaker l;
+    l.dir = h_mkdtemp("series");
+    char *argv[] = {(char *)h_path("fixtures/accept_leaker"), NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=50", NULL};
+    l.p = h_spawn(argv, env, 1, l.dir, 1);
+    char line[128];
+    cr_assert(h_read_line(&l.p, line, sizeof line, COND_MS), "accept_leaker did not start");
+    cr_assert_eq(sscanf(line, "port %d", &l.port), 1, "%s", line);
+    l.leaked = 0;
+    /* The sampler starts with the listener: points before the leak exist once
+     * one round has passed. */
+    struct series_look s = {.l = &l};
+    cr_assert(h_wait_for(series_has_points, &s, COND_MS), "no series point before the leak");
+    leak(&l, 3);
+    cr_assert(h_wait_for(series_reaches, &s, COND_MS), "series ends at %d in CLOSE_WAIT, want 3",
+              s.last_close_wait);
+    cr_assert_eq(s.first_close_wait, 0, "the series must start before the leak");
+    leaker_stop(&l);
+}
