@@ -9,7 +9,7 @@
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
 #                                           wrk, curl, go, node, java, python, perl, ruby,
-#                                           prometheus, tmux, chromium)
+#                                           prometheus, tmux, chromium, requests)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -27,6 +27,7 @@ pkgs_for() {
     node)   echo nodejs ;;
     java)   echo openjdk-17-jdk-headless ;;
     python) echo python3 ;;
+    requests) echo python3-requests ;;
     perl)   echo perl ;;
     ruby)   echo ruby ;;
     prometheus) echo prometheus ;;
@@ -45,6 +46,7 @@ have() {
     node)   command -v node >/dev/null 2>&1 ;;
     java)   command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ;;
     python) command -v python3 >/dev/null 2>&1 ;;
+    requests) /usr/bin/python3 -c 'import requests' >/dev/null 2>&1 ;;
     perl)   command -v perl >/dev/null 2>&1 ;;
     ruby)   command -v ruby >/dev/null 2>&1 ;;
     prometheus) [ -x /usr/bin/prometheus ] ;;
@@ -58,11 +60,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux chromium}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux | chromium) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux chromium)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux | chromium | requests) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests)" >&2
        exit 2 ;;
     esac
 done

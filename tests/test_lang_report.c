@@ -216,3 +216,47 @@ Test(lang_report, unknown_python_says_why, .timeout = 60)
     h_rmdir(dir);
     free(dir);
 }
+
+/* A real client library's pool: requests (urllib3) keeps the connection its
+ * server closed; the finding names the line that made the request, below
+ * twenty frames of requests, urllib3 and http.client. */
+Test(lang_report, requests_pool_names_the_request_line, .timeout = 60)
+{
+    if (system("/usr/bin/python3 -c 'import requests' >/dev/null 2>&1") != 0)
+        cr_skip_test("Debian's python3-requests is not installed "
+                     "(scripts/install-test-deps.sh installs it)");
+    char *dir = h_mkdtemp("langreq");
+    char path[1100], rel[1100];
+    snprintf(rel, sizeof rel, "%s/../tests/real/py_requests_pool.py", h_build());
+    cr_assert(realpath(rel, path), "cannot find %s", rel);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
+    char *argv[] = {"/bin/sh", "-c", "exec /usr/bin/python3 \"$0\" <&\"$1\"", path, ctl.arg, NULL};
+    struct h_proc p = h_spawn(argv, NULL, 1, dir, 1);
+    h_ctl_spawned(&ctl);
+    char line[256];
+    cr_assert(h_read_line(&p, line, sizeof line, COND_MS) && !strcmp(line, "got 200"), "%s", line);
+
+    char pid[16], dirarg[1200], where[1300], *out = NULL;
+    snprintf(pid, sizeof pid, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    snprintf(where, sizeof where, "  where: opened at %s:%d (<module>)\n", path,
+             h_marker_line(path, "MARK-REQUEST"));
+    uint64_t end = h_now_ms() + COND_MS;
+    for (;;) { /* the server's FIN, then the grace */
+        char *args[] = {"report", "--grace=0.3", dirarg, pid, NULL};
+        free(out);
+        if (h_closewatch(dir, args, &out) == 1)
+            break;
+        cr_assert_lt(h_now_ms(), end, "no finding:\n%s", out);
+        usleep(100 * 1000);
+    }
+    cr_assert(strstr(out, where), "no '%s' in:\n%s", where, out);
+    cr_assert(strstr(out, "urllib3/connection.py"), "the pool's frames are listed:\n%s", out);
+    cr_assert(strstr(out, "eof: unread"), "%s", out);
+    free(out);
+    h_ctl_release(&ctl);
+    cr_assert_neq(h_wait(&p, COND_MS), -1);
+    h_rmdir(dir);
+    free(dir);
+}
