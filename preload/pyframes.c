@@ -265,7 +265,7 @@ static int object_of(uintptr_t obj, uintptr_t type, size_t n)
 
 /* ---- the blob arena and the code table ------------------------------------- */
 
-static uint8_t *blob_alloc(uint32_t n, uint32_t *off)
+uint8_t *cw_blob_alloc(uint32_t n, uint32_t *off)
 {
     struct cw_header *h = cw.hdr;
     uint32_t at = atomic_fetch_add((_Atomic uint32_t *)&h->blob_used, n);
@@ -325,9 +325,9 @@ static int read_str(uintptr_t s, char *buf)
 }
 
 /* Copies a string (with its NUL) into the arena. */
-static int blob_str(const char *s, int len, uint32_t *off, uint32_t *out_len)
+int cw_blob_str(const char *s, int len, uint32_t *off, uint32_t *out_len)
 {
-    uint8_t *p = blob_alloc((uint32_t)len + 1, off);
+    uint8_t *p = cw_blob_alloc((uint32_t)len + 1, off);
     if (!p)
         return 0;
     memcpy(p, s, (size_t)len);
@@ -344,22 +344,30 @@ static struct cw_code *code_at(uint32_t i)
     return (struct cw_code *)((uint8_t *)cw.hdr + cw.hdr->code_off) + i;
 }
 
-/* Fills a claimed code record from the live code object; 0 if it cannot. */
-static int code_fill(struct cw_code *c, uintptr_t code, const uint64_t key[4], int first_line)
+struct py_fill {
+    uintptr_t code;
+    int first_line;
+};
+
+/* Fills a claimed code record (key set) from the live code object; 0 if it
+ * cannot. */
+static int py_code_fill(struct cw_code *c, void *ctx)
 {
     const struct py_walker *w = py.w;
+    uintptr_t code = ((struct py_fill *)ctx)->code;
+    const uint64_t *key = c->key;
     char buf[STR_MAX];
     int n = read_str(key[2], buf);
-    if (n < 0 || !blob_str(buf, n, &c->name_off, &c->name_len))
+    if (n < 0 || !cw_blob_str(buf, n, &c->name_off, &c->name_len))
         return 0;
     n = read_str(key[1], buf);
-    if (n < 0 || !blob_str(buf, n, &c->file_off, &c->file_len))
+    if (n < 0 || !cw_blob_str(buf, n, &c->file_off, &c->file_len))
         return 0;
     uintptr_t lt = word(code + (uintptr_t)w->co_linetable);
     if (object_of(lt, py.bytes_type, BYTES_DATA)) {
         uintptr_t len = word(lt + OB_SIZE);
         if (len && len <= LINETABLE_MAX && readable(lt + BYTES_DATA, len)) {
-            uint8_t *p = blob_alloc((uint32_t)len, &c->lines_off);
+            uint8_t *p = cw_blob_alloc((uint32_t)len, &c->lines_off);
             if (p) {
                 memcpy(p, (const void *)(lt + BYTES_DATA), len);
                 c->lines_len = (uint32_t)len;
@@ -368,8 +376,7 @@ static int code_fill(struct cw_code *c, uintptr_t code, const uint64_t key[4], i
     }
     c->lang = CW_LANG_PYTHON;
     c->version = py.rt.version;
-    c->first_line = first_line;
-    memcpy(c->key, key, sizeof c->key);
+    c->first_line = ((struct py_fill *)ctx)->first_line;
     return 1;
 }
 
@@ -381,6 +388,12 @@ static uint32_t code_id(uintptr_t code)
     uint64_t key[4] = {
         code, word(code + (uintptr_t)w->co_filename), word(code + (uintptr_t)w->co_name),
         word(code + (uintptr_t)w->co_linetable) ^ (uint64_t)(uint32_t)first_line << 48};
+    struct py_fill ctx = {code, first_line};
+    return cw_code_intern(key, py_code_fill, &ctx);
+}
+
+uint32_t cw_code_intern(const uint64_t key[4], int (*fill)(struct cw_code *, void *), void *ctx)
+{
     uint64_t hash = 0xcbf29ce484222325ull;
     for (int i = 0; i < 4; i++) {
         hash ^= key[i];
@@ -395,7 +408,8 @@ static uint32_t code_id(uintptr_t code)
         _Atomic uint64_t *ch = (_Atomic uint64_t *)&c->hash;
         uint64_t cur = atomic_load_explicit(ch, memory_order_acquire);
         if (cur == 0 && atomic_compare_exchange_strong(ch, &cur, hash)) {
-            if (!code_fill(c, code, key, first_line)) {
+            memcpy(c->key, key, sizeof c->key);
+            if (!fill(c, ctx)) {
                 atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->lang_dropped, 1);
                 return 0; /* the slot stays claimed, never ready: shown as unknown */
             }
@@ -406,7 +420,7 @@ static uint32_t code_id(uintptr_t code)
             continue;
         /* Another thread filling it for the same object: take it. */
         if (!atomic_load_explicit((_Atomic uint32_t *)&c->ready, memory_order_acquire) ||
-            !memcmp(c->key, key, sizeof key))
+            !memcmp(c->key, key, sizeof c->key))
             return i + 1;
     }
     atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->lang_dropped, 1);
@@ -415,10 +429,10 @@ static uint32_t code_id(uintptr_t code)
 
 /* ---- the language stack table ------------------------------------------------ */
 
-static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated)
+uint32_t cw_lang_intern(unsigned lang, const struct cw_lang_frame *f, int n, int truncated)
 {
     struct cw_header *h = cw.hdr;
-    uint64_t hash = 0x84222325cbf29ce4ull ^ (uint64_t)truncated;
+    uint64_t hash = 0x84222325cbf29ce4ull ^ (uint64_t)truncated ^ (uint64_t)lang << 40;
     for (int i = 0; i < n; i++) {
         hash ^= (uint64_t)f[i].code << 32 | f[i].pos;
         hash *= 0x100000001b3ull;
@@ -435,7 +449,7 @@ static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated)
         uint64_t cur = atomic_load_explicit(sh, memory_order_acquire);
         if (cur == 0 && atomic_compare_exchange_strong(sh, &cur, hash)) {
             s->depth = (uint32_t)n;
-            s->lang = CW_LANG_PYTHON;
+            s->lang = (uint16_t)lang;
             s->truncated = (uint16_t)truncated;
             memcpy(s->frames, f, bytes);
             atomic_store_explicit((_Atomic uint32_t *)&s->ready, 1, memory_order_release);
@@ -444,7 +458,7 @@ static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated)
         if (cur != hash)
             continue;
         if (!atomic_load_explicit((_Atomic uint32_t *)&s->ready, memory_order_acquire) ||
-            (s->depth == (uint32_t)n && !memcmp(s->frames, f, bytes)))
+            (s->depth == (uint32_t)n && s->lang == lang && !memcmp(s->frames, f, bytes)))
             return i + 1;
     }
     atomic_fetch_add((_Atomic uint64_t *)&h->lang_dropped, 1);
@@ -549,5 +563,5 @@ uint32_t cw_lang_stack(void)
     if (!n)
         return 0;
     frames[n - 1].pos |= CW_LF_ENTRY; /* the outermost frame ends its eval call */
-    return lang_intern(frames, n, truncated);
+    return cw_lang_intern(CW_LANG_PYTHON, frames, n, truncated);
 }
