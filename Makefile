@@ -52,7 +52,11 @@ BIN := $(B)/closewatch
 TESTS := $(B)/tests/unit
 FIXTURES := $(patsubst tests/fixtures/%.c,$(B)/fixtures/%,$(FIXTURE_SRC))
 
-all: $(LIB) $(BIN)
+all: $(LIB) $(BIN) $(B)/closewatch-node.js
+
+# Node's half of preload/jsframes.c, next to the library (closewatch run finds it there).
+$(B)/closewatch-node.js: preload/closewatch-node.js | $(B)
+	cp $< $@
 
 # The preload is never sanitized: it lives inside other people's programs.
 $(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
@@ -116,6 +120,7 @@ peer-tests: all
 install: all
 	install -d $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 0755 $(LIB) $(DESTDIR)$(PREFIX)/lib/libclosewatch.so
+	install -m 0644 $(B)/closewatch-node.js $(DESTDIR)$(PREFIX)/lib/closewatch-node.js
 	install -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/closewatch
 	install -m 0644 docs/closewatch.1 $(DESTDIR)$(PREFIX)/share/man/man1/closewatch.1
 

@@ -3,7 +3,8 @@
  * stack slot names (shm_layout.h, "Language frames") into its native pcs at
  * the runtime's evaluation-loop frames, the way memray builds hybrid Python
  * stacks, and turns each frame's position into a line with its code record's
- * line table (CPython 3.10's PEP 626 table, 3.11+'s location table).
+ * line table (CPython 3.10's PEP 626 table, 3.11+'s location table; a
+ * JavaScript frame's position is its line).
  */
 #include "lang_frames.h"
 
@@ -81,6 +82,8 @@ static int line_311(const struct cw_code *c, const uint8_t *t, uint32_t len, uin
 
 int cw_lang_line(const struct cw_code *c, const uint8_t *table, uint32_t len, uint32_t pos)
 {
+    if (c->lang == CW_LANG_JAVASCRIPT) /* V8 gives the line: it is the position */
+        return (int)pos;
     if (c->lang != CW_LANG_PYTHON || !len)
         return 0;
     unsigned minor = c->version >> 16 & 0xff;

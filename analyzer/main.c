@@ -381,6 +381,20 @@ static int cmd_report(int argc, char **argv, struct cli *c)
 }
 
 /* libclosewatch.so next to this binary (build tree) or in ../lib (installed). */
+/* Node's JavaScript frames (preload/closewatch-node.js, installed next to
+ * the library): the node processes the program starts load it. */
+static void node_options(const char *lib)
+{
+    const char *slash = strrchr(lib, '/'), *old = getenv("NODE_OPTIONS");
+    char js[PATH_MAX], opts[2 * PATH_MAX + 32];
+    snprintf(js, sizeof js, "%.*s/closewatch-node.js", slash ? (int)(slash - lib) : 1,
+             slash ? lib : ".");
+    if (access(js, R_OK) || strchr(js, '"'))
+        return;
+    snprintf(opts, sizeof opts, "--require \"%s\"%s%s", js, old && *old ? " " : "", old ? old : "");
+    setenv("NODE_OPTIONS", opts, 1);
+}
+
 static int find_library(char *out, size_t len)
 {
     const char *env = getenv("CLOSEWATCH_LIB");
@@ -554,6 +568,7 @@ static int cmd_run(int argc, char **argv, struct cli *c)
         snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
         setenv("LD_PRELOAD", preload, 1);
         setenv("CLOSEWATCH_DIR", dir, 1);
+        node_options(lib);
         execvp(argv[first], argv + first);
         fprintf(stderr, "closewatch: cannot run %s: %s\n", argv[first], strerror(errno));
         _exit(127);

@@ -217,7 +217,11 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
         s->flags = e.flags;
         if (!s->open_ns)
             s->open_ns = e.open_ns;
-        if (!s->open_stack)
+        /* ...and a stack given language frames after the open (Node's,
+         * preload/jsframes.c) is in the table, not in the open event. */
+        if (!s->open_stack ||
+            (e.open_stack != s->open_stack && cw_ring_stack_lang(r, e.open_stack) &&
+             !cw_ring_stack_lang(r, s->open_stack)))
             s->open_stack = e.open_stack;
         if (e.eof_ns && !s->eof_ns) {
             s->eof_ns = e.eof_ns;

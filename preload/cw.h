@@ -203,6 +203,20 @@ CW_HIDDEN void cw_pyframes_init(void);
 /* Interns language stack id of another ring (a fork child's copy of its
  * parent's), with its code records: 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);
+/* The language tables (pyframes.c), for every runtime's frames: bytes of
+ * the blob arena (NULL when full); a string copied there with its NUL; a
+ * code record interned by key (fill, called once on a new record with its
+ * key set, fills the rest: 0 if it cannot); a language stack interned.
+ * Each returns 0 (or NULL) when its table is full, counted in lang_dropped. */
+CW_HIDDEN uint8_t *cw_blob_alloc(uint32_t n, uint32_t *off);
+CW_HIDDEN int cw_blob_str(const char *s, int len, uint32_t *off, uint32_t *out_len);
+CW_HIDDEN uint32_t cw_code_intern(const uint64_t key[4], int (*fill)(struct cw_code *, void *),
+                                  void *ctx);
+CW_HIDDEN uint32_t cw_lang_intern(unsigned lang, const struct cw_lang_frame *f, int n,
+                                  int truncated);
+/* The stack id's native frames with language stack lang beneath them
+ * (stacks.c): for frames handed over after the open (jsframes.c). */
+CW_HIDDEN uint32_t cw_stack_with_lang(uint32_t id, uint32_t lang);
 /* Interns a stack read from another ring (a fork child's copy of its
  * parent's): 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_stack_copy(const struct cw_header *from, uint32_t id);

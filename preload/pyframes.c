@@ -307,7 +307,7 @@ static int object_of(uintptr_t obj, uintptr_t type, size_t n)
 
 /* ---- the blob arena and the code table ------------------------------------- */
 
-static uint8_t *blob_alloc(uint32_t n, uint32_t *off)
+uint8_t *cw_blob_alloc(uint32_t n, uint32_t *off)
 {
     struct cw_header *h = cw.hdr;
     uint32_t at = atomic_fetch_add((_Atomic uint32_t *)&h->blob_used, n);
@@ -367,9 +367,9 @@ static int read_str(uintptr_t s, char *buf)
 }
 
 /* Copies a string (with its NUL) into the arena. */
-static int blob_str(const char *s, int len, uint32_t *off, uint32_t *out_len)
+int cw_blob_str(const char *s, int len, uint32_t *off, uint32_t *out_len)
 {
-    uint8_t *p = blob_alloc((uint32_t)len + 1, off);
+    uint8_t *p = cw_blob_alloc((uint32_t)len + 1, off);
     if (!p)
         return 0;
     memcpy(p, s, (size_t)len);
@@ -395,21 +395,22 @@ struct code_src {
     const struct cw_code *rec;
 };
 
-static int code_fill_live(struct cw_code *c, const struct code_src *src)
+static int code_fill_live(struct cw_code *c, void *ctx)
 {
+    const struct code_src *src = ctx;
     const struct py_walker *w = py.w;
     char buf[STR_MAX];
     int n = read_str(c->key[2], buf);
-    if (n < 0 || !blob_str(buf, n, &c->name_off, &c->name_len))
+    if (n < 0 || !cw_blob_str(buf, n, &c->name_off, &c->name_len))
         return 0;
     n = read_str(c->key[1], buf);
-    if (n < 0 || !blob_str(buf, n, &c->file_off, &c->file_len))
+    if (n < 0 || !cw_blob_str(buf, n, &c->file_off, &c->file_len))
         return 0;
     uintptr_t lt = word(src->code + (uintptr_t)w->co_linetable);
     if (object_of(lt, py.bytes_type, BYTES_DATA)) {
         uintptr_t len = word(lt + OB_SIZE);
         if (len && len <= LINETABLE_MAX && readable(lt + BYTES_DATA, len)) {
-            uint8_t *p = blob_alloc((uint32_t)len, &c->lines_off);
+            uint8_t *p = cw_blob_alloc((uint32_t)len, &c->lines_off);
             if (p) {
                 memcpy(p, (const void *)(lt + BYTES_DATA), len);
                 c->lines_len = (uint32_t)len;
@@ -431,17 +432,18 @@ static const uint8_t *from_blob(const struct cw_header *h, uint32_t off, uint32_
     return (const uint8_t *)h + h->blob_off + off;
 }
 
-static int code_fill_copy(struct cw_code *c, const struct code_src *src)
+static int code_fill_copy(struct cw_code *c, void *ctx)
 {
+    const struct code_src *src = ctx;
     const struct cw_code *r = src->rec;
     const uint8_t *name = from_blob(src->from, r->name_off, r->name_len + 1),
                   *file = from_blob(src->from, r->file_off, r->file_len + 1),
                   *lines = from_blob(src->from, r->lines_off, r->lines_len);
     if (!name || !file || !lines ||
-        !blob_str((const char *)name, (int)r->name_len, &c->name_off, &c->name_len) ||
-        !blob_str((const char *)file, (int)r->file_len, &c->file_off, &c->file_len))
+        !cw_blob_str((const char *)name, (int)r->name_len, &c->name_off, &c->name_len) ||
+        !cw_blob_str((const char *)file, (int)r->file_len, &c->file_off, &c->file_len))
         return 0;
-    uint8_t *p = r->lines_len ? blob_alloc(r->lines_len, &c->lines_off) : NULL;
+    uint8_t *p = r->lines_len ? cw_blob_alloc(r->lines_len, &c->lines_off) : NULL;
     if (p) {
         memcpy(p, lines, r->lines_len);
         c->lines_len = r->lines_len;
@@ -452,9 +454,10 @@ static int code_fill_copy(struct cw_code *c, const struct code_src *src)
     return 1;
 }
 
-/* The code record with this identity: found, or claimed and filled from
- * src; 0 if the table or the arena is full. */
-static uint32_t code_intern(const uint64_t key[4], const struct code_src *src)
+/* The code record with this identity: found, or claimed (key set) and
+ * filled by fill(record, ctx); 0 if the table or the arena is full. Every
+ * runtime's frames share it (jsframes.c too). */
+uint32_t cw_code_intern(const uint64_t key[4], int (*fill)(struct cw_code *, void *), void *ctx)
 {
     uint64_t hash = 0xcbf29ce484222325ull;
     for (int i = 0; i < 4; i++) {
@@ -471,7 +474,7 @@ static uint32_t code_intern(const uint64_t key[4], const struct code_src *src)
         uint64_t cur = atomic_load_explicit(ch, memory_order_acquire);
         if (cur == 0 && atomic_compare_exchange_strong(ch, &cur, hash)) {
             memcpy(c->key, key, sizeof c->key);
-            if (!(src->rec ? code_fill_copy(c, src) : code_fill_live(c, src))) {
+            if (!fill(c, ctx)) {
                 atomic_fetch_add((_Atomic uint64_t *)&cw.hdr->lang_dropped, 1);
                 return 0; /* the slot stays claimed, never ready: shown as unknown */
             }
@@ -500,12 +503,12 @@ static uint32_t code_id(uintptr_t code)
     uint64_t key[4] = {
         code, word(code + (uintptr_t)w->co_filename), word(code + (uintptr_t)w->co_name),
         word(code + (uintptr_t)w->co_linetable) ^ (uint64_t)(uint32_t)src.first_line << 48};
-    return code_intern(key, &src);
+    return cw_code_intern(key, code_fill_live, &src);
 }
 
 /* ---- the language stack table ------------------------------------------------ */
 
-static uint32_t lang_intern(const struct cw_lang_frame *f, int n, int truncated, unsigned lang)
+uint32_t cw_lang_intern(unsigned lang, const struct cw_lang_frame *f, int n, int truncated)
 {
     struct cw_header *h = cw.hdr;
     uint64_t hash = 0x84222325cbf29ce4ull ^ (uint64_t)truncated;
@@ -646,7 +649,7 @@ uint32_t cw_lang_stack(void)
     if (!n)
         return 0;
     frames[n - 1].pos |= CW_LF_ENTRY; /* the outermost frame ends its eval call */
-    return lang_intern(frames, n, truncated, CW_LANG_PYTHON);
+    return cw_lang_intern(CW_LANG_PYTHON, frames, n, truncated);
 }
 
 uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id)
@@ -674,7 +677,7 @@ uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id)
         if (!atomic_load_explicit((_Atomic uint32_t *)&rec->ready, memory_order_acquire))
             continue;
         struct code_src src = {.from = from, .rec = rec};
-        f[i].code = code_intern(rec->key, &src);
+        f[i].code = cw_code_intern(rec->key, code_fill_copy, &src);
     }
-    return lang_intern(f, (int)s->depth, s->truncated, s->lang);
+    return cw_lang_intern(s->lang, f, (int)s->depth, s->truncated);
 }

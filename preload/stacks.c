@@ -505,8 +505,11 @@ static WITH_FRAME_POINTER uint32_t native_stack(void)
 uint32_t cw_stack(void)
 {
     uint32_t id = native_stack(), lang = cw_lang_stack();
-    if (!lang)
-        return id;
+    return lang ? cw_stack_with_lang(id, lang) : id;
+}
+
+uint32_t cw_stack_with_lang(uint32_t id, uint32_t lang)
+{
     const uint64_t *pcs = NULL;
     void *frames[CW_MAX_DEPTH];
     int n = id ? cw_stack_pcs(id, &pcs) : 0;

@@ -31,7 +31,7 @@ function onStdinEnd(fn) {
 
 if (role === 'server') {
   const open = new Set();
-  const server = net.createServer({ allowHalfOpen: true }, (sock) => {
+  const server = net.createServer({ allowHalfOpen: true }, (sock) => { // cw-mark: server-created
     open.add(sock);
     sock.on('data', (d) => sock.write(d));
     sock.on('end', () => {
@@ -53,7 +53,7 @@ if (role === 'server') {
   });
 } else {
   const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const req = http.get({ host: '127.0.0.1', port: Number(port), path: '/ping', agent }, (res) => {
+  const req = http.get({ host: '127.0.0.1', port: Number(port), path: '/ping', agent }, (res) => { // cw-mark: client-request
     let body = '';
     res.on('data', (d) => (body += d));
     res.on('end', () => {

@@ -1,0 +1,366 @@
+/*
+ * test_lang_node.c - JavaScript frames in the stacks of a real Node program
+ * (the machine's node; preload/jsframes.c, preload/closewatch-node.js):
+ * under `closewatch run` a leaking net server's findings name the
+ * createServer line of tests/real/node_server.js (JSON frames with language
+ * "javascript", the text report's "where:"), a keep-alive agent client's
+ * finding names its http.get line; plain LD_PRELOAD without the opt-in
+ * gives native frames only and the server works the same; a program that
+ * opens thousands of sockets prints and exits the same with and without.
+ * Lines are found by their markers in the script, not copied from output.
+ */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "jsonq.h"
+
+#define COND_MS 20000
+
+static const char *script(const char *name)
+{
+    static char p[2][1024];
+    static int k;
+    char rel[1100];
+    snprintf(rel, sizeof rel, "%s/../tests/real/%s", h_build(), name);
+    char *out = p[k++ % 2];
+    cr_assert(realpath(rel, out), "cannot find %s", rel);
+    return out;
+}
+
+static int marker_line(const char *marker)
+{
+    char *text = h_slurp(script("node_server.js"), NULL);
+    cr_assert_not_null(text);
+    char *at = strstr(text, marker);
+    cr_assert_not_null(at, "no %s in the script", marker);
+    int line = 1;
+    for (char *c = text; c < at; c++)
+        line += *c == '\n';
+    free(text);
+    return line;
+}
+
+static void need_node(void)
+{
+    if (system("node --version >/dev/null 2>&1") != 0)
+        cr_skip_test("node is not installed here (scripts/install-test-deps.sh node)");
+}
+
+/* A program with a pipe on its stdin (closed to make node_server.js exit)
+ * and its stdout captured. */
+struct prog {
+    struct h_proc p;
+    int in_fd;
+};
+
+static struct prog start(char *const argv[], int preload, const char *dir)
+{
+    int in[2], out[2];
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        if (preload) {
+            setenv("LD_PRELOAD", h_path("libclosewatch.so"), 1);
+            setenv("CLOSEWATCH_DIR", dir, 1);
+        }
+        unsetenv("NODE_OPTIONS");
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    return (struct prog){.p = {.pid = pid, .out_fd = out[0]}, .in_fd = in[1]};
+}
+
+/* Runs closewatch with args; its stdout in *out, its exit status returned. */
+static int closewatch(const char *dir, char *const args[], char **out)
+{
+    char path[600];
+    snprintf(path, sizeof path, "%s/cw.out", dir);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1);
+    if (pid == 0) {
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(126);
+        char *argv[16] = {(char *)h_path("closewatch")};
+        for (int i = 0; args[i] && i < 14; i++)
+            argv[i + 1] = args[i];
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    *out = h_slurp(path, NULL);
+    cr_assert_not_null(*out);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* The live report of the rings in dir, once it has n findings. */
+static struct jv *live_findings(const char *dir, int n)
+{
+    char dirarg[700];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    uint64_t end = h_now_ms() + COND_MS;
+    char *out = NULL;
+    for (;;) {
+        char *args[] = {"report", "--format=json", "--grace=0.2", dirarg, NULL};
+        free(out);
+        closewatch(dir, args, &out);
+        char err[256];
+        struct jv *doc = jq_parse(out, err, sizeof err);
+        cr_assert_not_null(doc, "%s: %s", err, out);
+        if (jq_len(doc, "findings") == n) {
+            free(out);
+            return doc;
+        }
+        jq_free(doc);
+        cr_assert_lt(h_now_ms(), end, "no %d findings: %s", n, out);
+        usleep(100 * 1000); /* polling a condition: the grace must pass */
+    }
+}
+
+/* Whether stack (a JSON array) has a javascript frame in file at line. */
+static int has_js_line(const struct jv *stack, const char *file, int line)
+{
+    for (int i = 0; i < jq_len(stack, NULL); i++) {
+        char p[32];
+        snprintf(p, sizeof p, "%d", i);
+        const struct jv *f = jq_get(stack, p);
+        const char *ff = jq_str(f, "file"), *lang = jq_str(f, "language");
+        if (ff && lang && !strcmp(ff, file) && !strcmp(lang, "javascript") &&
+            jq_num(f, "line") == line)
+            return 1;
+    }
+    return 0;
+}
+
+static int count_lang(const struct jv *stack, const char *lang)
+{
+    int n = 0;
+    for (int i = 0; i < jq_len(stack, NULL); i++) {
+        char p[32];
+        snprintf(p, sizeof p, "%d", i);
+        const char *l = jq_str(jq_get(stack, p), "language");
+        n += l && !strcmp(l, lang);
+    }
+    return n;
+}
+
+static ssize_t read_deadline(int fd, void *buf, size_t n)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, COND_MS), 1, "no data within %d ms", COND_MS);
+    return read(fd, buf, n);
+}
+
+/* An echo session that ends with our FIN, which the leaking server ignores. */
+static void echo_session(int port)
+{
+    int fd = h_connect(port);
+    cr_assert_eq(write(fd, "hello\n", 6), 6);
+    char buf[16];
+    size_t got = 0;
+    while (got < 6) {
+        ssize_t r = read_deadline(fd, buf + got, sizeof buf - got);
+        cr_assert_gt(r, 0, "the server closed before echoing");
+        got += (size_t)r;
+    }
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    close(fd);
+}
+
+/* The leaking server under `closewatch run` (closewatch_run) or plain
+ * LD_PRELOAD: 3 findings, whose open stacks name the createServer line
+ * only in the first case. */
+static void server(int closewatch_run)
+{
+    need_node();
+    char *dir = h_mkdtemp("langnode");
+    char report[700], dirarg[700];
+    snprintf(report, sizeof report, "--output=%s/report.json", dir);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    const char *js = script("node_server.js");
+    char *run[] = {(char *)h_path("closewatch"),
+                   "run",
+                   "--format=json",
+                   "--grace=0.2",
+                   report,
+                   dirarg,
+                   "--keep",
+                   "--error-exitcode=42",
+                   "--",
+                   "node",
+                   (char *)js,
+                   "server",
+                   "leak",
+                   NULL};
+    char *plain[] = {"node", (char *)js, "server", "leak", NULL};
+    struct prog g = start(closewatch_run ? run : plain, !closewatch_run, dir);
+    char line[256];
+    cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
+    cr_assert(!strncmp(line, "listening ", 10), "%s", line);
+    int port = atoi(line + 10);
+    for (int i = 0; i < 3; i++)
+        echo_session(port);
+    int create_line = marker_line("cw-mark: server-created");
+    struct jv *live = live_findings(dir, 3);
+    for (int i = 0; i < 3; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "findings.%d.stacks.open", i);
+        const struct jv *st = jq_get(live, path);
+        if (closewatch_run)
+            cr_assert(has_js_line(st, js, create_line), "no %s:%d in %s", js, create_line, path);
+        else
+            cr_assert_eq(count_lang(st, "javascript"), 0, "javascript frames without the opt-in");
+        cr_assert_gt(count_lang(st, "c"), 0, "the native frames must stay");
+    }
+    jq_free(live);
+    close(g.in_fd);
+    cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "no goodbye");
+    cr_assert_str_eq(line, "bye 3");
+    int st = h_wait(&g.p, COND_MS);
+    cr_assert(WIFEXITED(st), "node did not exit");
+    if (!closewatch_run) {
+        cr_assert_eq(WEXITSTATUS(st), 0);
+        h_rmdir(dir);
+        free(dir);
+        return;
+    }
+    cr_assert_eq(WEXITSTATUS(st), 42, "closewatch run exited %d, not --error-exitcode",
+                 WEXITSTATUS(st));
+    char *out = NULL;
+    char path[700];
+    snprintf(path, sizeof path, "%s/report.json", dir);
+    out = h_slurp(path, NULL);
+    char err[256];
+    struct jv *doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    cr_assert_eq(jq_len(doc, "findings"), 3, "%s", out);
+    cr_assert(has_js_line(jq_get(doc, "findings.0.stacks.open"), js, create_line), "%s", out);
+    jq_free(doc);
+    free(out);
+
+    /* The text report, from the kept ring: the createServer line first. */
+    char *targs[] = {"report", "--grace=0.2", dirarg, NULL};
+    cr_assert_eq(closewatch(dir, targs, &out), 1, "%s", out);
+    char where[1200];
+    snprintf(where, sizeof where, "  where: opened at %s:%d (", js, create_line);
+    cr_assert(strstr(out, where), "no '%s' in:\n%s", where, out);
+    free(out);
+    h_rmdir(dir);
+    free(dir);
+}
+
+Test(lang_node, server_findings_name_create_server_line, .timeout = 90)
+{
+    server(1);
+}
+
+Test(lang_node, plain_preload_without_opt_in_is_native_only, .timeout = 90)
+{
+    server(0);
+}
+
+Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
+{
+    need_node();
+    char *dir = h_mkdtemp("langnodecli");
+    int port;
+    int lfd = h_listen(&port);
+    char port_arg[16], dirarg[700];
+    snprintf(port_arg, sizeof port_arg, "%d", port);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    const char *js = script("node_server.js");
+    char *run[] = {(char *)h_path("closewatch"),
+                   "run",
+                   "--format=json",
+                   "--grace=0.2",
+                   "--output=/dev/null",
+                   dirarg,
+                   "--keep",
+                   "--",
+                   "node",
+                   (char *)js,
+                   "client",
+                   "leak",
+                   port_arg,
+                   NULL};
+    struct prog g = start(run, 0, dir);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, COND_MS), 1, "the client did not connect");
+    int conn = accept(lfd, NULL, NULL);
+    cr_assert_geq(conn, 0);
+    char buf[4096];
+    size_t n = 0;
+    while (n < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
+        ssize_t r = read_deadline(conn, buf + n, sizeof buf - 1 - n);
+        cr_assert_gt(r, 0, "no request");
+        n += (size_t)r;
+        buf[n] = 0;
+    }
+    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
+                               "Connection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok";
+    cr_assert_eq(write(conn, resp, sizeof resp - 1), (ssize_t)(sizeof resp - 1));
+    char line[256];
+    cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS) && !strcmp(line, "idle"));
+    close(conn); /* the server closes the idle connection */
+    struct jv *live = live_findings(dir, 1);
+    int req_line = marker_line("cw-mark: client-request");
+    cr_assert(has_js_line(jq_get(live, "findings.0.stacks.open"), js, req_line),
+              "no %s:%d in the client's open stack", js, req_line);
+    jq_free(live);
+    close(g.in_fd);
+    h_wait(&g.p, COND_MS);
+    close(lfd);
+    h_rmdir(dir);
+    free(dir);
+}
+
+/* Everything the program wrote, and its exit status. */
+static int run_all(char *const argv[], char *out, size_t len)
+{
+    struct prog g = start(argv, 0, NULL);
+    close(g.in_fd);
+    size_t n = 0;
+    for (ssize_t r; n < len - 1 && (r = read_deadline(g.p.out_fd, out + n, len - 1 - n)) > 0;)
+        n += (size_t)r;
+    out[n] = 0;
+    int st = h_wait(&g.p, COND_MS);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+Test(lang_node, thousands_of_sockets_behave_the_same, .timeout = 120)
+{
+    need_node();
+    const char *js = script("node_churn.js");
+    char plain_out[256], cw_out[256];
+    char *plain[] = {"node", (char *)js, "3000", NULL};
+    char *run[] = {(char *)h_path("closewatch"),
+                   "run",
+                   "--output=/dev/null",
+                   "--",
+                   "node",
+                   (char *)js,
+                   "3000",
+                   NULL};
+    int a = run_all(plain, plain_out, sizeof plain_out);
+    int b = run_all(run, cw_out, sizeof cw_out);
+    cr_assert_eq(a, 0, "%s", plain_out);
+    cr_assert_eq(b, a);
+    cr_assert_str_eq(cw_out, plain_out);
+    cr_assert_str_eq(plain_out, "done 3000 12000\n");
+}
