@@ -154,6 +154,12 @@ static struct cw_vstack resolve(struct view_store *s, struct cw_symbolizer *sym,
             break;
         }
     }
+    /* Frames handed over without an evaluation loop to merge at (Node's,
+     * taken where the server was made): the runtime is the program's
+     * executable, libuv and V8 included. */
+    int merged = runtime_module != NULL; /* runtime frames sit among the native ones */
+    if (has_lang && !runtime_module && p->exe[0])
+        runtime_module = p->exe;
     for (int i = 0; i < nh && used < FRAMES_MAX + HMAX; i++) {
         if (hf[i].lang != CW_LANG_NATIVE) {
             f[used++] = (struct cw_vframe){.function = keep(s, hf[i].function),
@@ -175,7 +181,8 @@ static struct cw_vstack resolve(struct view_store *s, struct cw_symbolizer *sym,
         const char *m = sf[got - 1].module;
         int in_runtime = runtime_module && m && !strcmp(m, runtime_module);
         int bootstrap = !m || is_system_module(m) || !strcmp(m, p->exe);
-        int internal = hf[i].eval || (has_lang && !leaf && in_runtime) || (seen_lang && bootstrap);
+        int internal = hf[i].eval || (has_lang && !leaf && in_runtime) ||
+                       ((seen_lang || (has_lang && !merged && !leaf)) && bootstrap);
         leaf = 0;
         if (internal && !all_frames) {
             st.folded += got;
