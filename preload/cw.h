@@ -247,7 +247,8 @@ CW_HIDDEN void cw_on_open(int fd, int origin, int family, int type, int protocol
  * fork handler, sampler), never from a hook. cw_on_adopt: with what the
  * caller knows of it (the sampler, whose fd table is not the program's);
  * cw_on_found: asked of the fd itself, in our own table (inherited). */
-CW_HIDDEN void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode);
+CW_HIDDEN void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode,
+                           const struct cw_fd_entry *seen);
 CW_HIDDEN void cw_on_found(int fd, int origin);
 /* The kernel's TCP state of the socket sid at fd (the sampler's, or at
  * exit); fin_ns: for CLOSE_WAIT, the kernel's date of the peer's FIN, or 0. */

@@ -187,7 +187,7 @@ void cw_on_vanished(int fd, uint64_t open_sid)
 
 /* inode 0: ask fstat (fd is valid in this thread's fd table). */
 static void record_open(int fd, int origin, int family, int type, int protocol, int src_fd,
-                        uint32_t stack, uint64_t inode)
+                        uint32_t stack, uint64_t inode, const struct cw_fd_entry *seen)
 {
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e) {
@@ -227,6 +227,11 @@ static void record_open(int fd, int origin, int family, int type, int protocol, 
             e->flags = src->flags & ~CW_FD_FROM_FORK;
             e->eof_ns = src->eof_ns;
         }
+    }
+    if (seen) { /* what an adopter learnt of it, there before anyone can look */
+        e->local = seen->local;
+        e->peer = seen->peer;
+        e->flags |= seen->flags;
     }
     atomic_store_explicit(sid_word(e), sid | CW_SID_OPEN, memory_order_release);
     atomic_fetch_add_explicit(sockets_open(), 1, memory_order_relaxed);
@@ -285,19 +290,20 @@ void cw_on_open(int fd, int origin, int family, int type, int protocol, int src_
      * SOCK_CLOEXEC (02000000) (libuv, nginx, Go's netpoll all pass them):
      * keep only the type, the kernel's SOCK_TYPE_MASK, or a non-blocking
      * TCP socket would not count as SOCK_STREAM anywhere. */
-    record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack(), 0);
+    record_open(fd, origin, family, type & 0xf, protocol, src_fd, cw_stack(), 0, NULL);
     errno = saved;
     sampler_for(family, type);
     cw_leave();
 }
 
-void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode)
+void cw_on_adopt(int fd, int origin, int family, int type, uint64_t inode,
+                 const struct cw_fd_entry *seen)
 {
     /* Opened by code we never saw: no stack (ours would be the constructor's
      * or the sampler's), and the inode comes from the caller, whose fd
      * table may not be the program's (the sampler's is private). */
     int saved = errno;
-    record_open(fd, origin, family, type & 0xf, 0, -1, 0, inode);
+    record_open(fd, origin, family, type & 0xf, 0, -1, 0, inode, seen);
     errno = saved;
     sampler_for(family, type);
 }
@@ -315,7 +321,7 @@ static int socket_kind(int fd, int *family, int *type)
 /* Records such a socket with both its ends, asked of the fd too. */
 static void record_found(int fd, int origin, int family, int type, uint32_t stack)
 {
-    record_open(fd, origin, family, type & 0xf, 0, -1, stack, 0);
+    record_open(fd, origin, family, type & 0xf, 0, -1, stack, 0, NULL);
     struct cw_fd_entry *e = cw_fd(fd);
     if (!e)
         return;
@@ -359,7 +365,7 @@ void cw_on_accept(int lfd, int fd, const struct sockaddr *peer, socklen_t peer_l
         socklen_t sl = sizeof family;
         syscall(SYS_getsockopt, fd, SOL_SOCKET, SO_DOMAIN, &family, &sl);
     }
-    record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack(), 0);
+    record_open(fd, CW_ORIGIN_ACCEPT, family, type, 0, lfd, cw_stack(), 0, NULL);
     struct cw_fd_entry *e = cw_fd(fd);
     if (e) {
         /* The local address is the listener's unless it listens on a

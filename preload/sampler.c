@@ -214,18 +214,17 @@ static int adopt_from_diag(void *ctx, const struct inet_diag_msg *m)
         if (!cur || (atomic_load((_Atomic uint64_t *)&cur->sid) & CW_SID_OPEN) ||
             cw_fd_socket_inode(fd) != m->idiag_inode)
             continue;
-        cw_on_adopt(fd, CW_ORIGIN_UNTRACKED, m->idiag_family, SOCK_STREAM, m->idiag_inode);
-        struct cw_fd_entry *e = cw_fd(fd);
-        if (e && e->inode == m->idiag_inode) {
-            addr_from_diag(&e->local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
-            if (m->idiag_state != CW_TCP_LISTEN) {
-                addr_from_diag(&e->peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
-                e->peer.scope_id = m->id.idiag_if;
-                e->flags |= CW_FD_CONNECTED;
-            } else {
-                e->flags |= CW_FD_LISTENING;
-            }
+        /* Described before it is published: a reader never sees it bare. */
+        struct cw_fd_entry seen = {0};
+        addr_from_diag(&seen.local, m->idiag_family, m->id.idiag_src, m->id.idiag_sport);
+        if (m->idiag_state != CW_TCP_LISTEN) {
+            addr_from_diag(&seen.peer, m->idiag_family, m->id.idiag_dst, m->id.idiag_dport);
+            seen.peer.scope_id = m->id.idiag_if;
+            seen.flags = CW_FD_CONNECTED;
+        } else {
+            seen.flags = CW_FD_LISTENING;
         }
+        cw_on_adopt(fd, CW_ORIGIN_UNTRACKED, m->idiag_family, SOCK_STREAM, m->idiag_inode, &seen);
     }
     return 0;
 }

@@ -38,15 +38,7 @@ static const char *script(const char *name)
 
 static int marker_line(const char *marker)
 {
-    char *text = h_slurp(script("node_server.js"), NULL);
-    cr_assert_not_null(text);
-    char *at = strstr(text, marker);
-    cr_assert_not_null(at, "no %s in the script", marker);
-    int line = 1;
-    for (char *c = text; c < at; c++)
-        line += *c == '\n';
-    free(text);
-    return line;
+    return h_marker_line(script("node_server.js"), marker);
 }
 
 static void need_node(void)
@@ -85,30 +77,6 @@ static struct prog start(char *const argv[], int preload, const char *dir)
     return (struct prog){.p = {.pid = pid, .out_fd = out[0]}, .in_fd = in[1]};
 }
 
-/* Runs closewatch with args; its stdout in *out, its exit status returned. */
-static int closewatch(const char *dir, char *const args[], char **out)
-{
-    char path[600];
-    snprintf(path, sizeof path, "%s/cw.out", dir);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-        if (fd < 0 || dup2(fd, 1) < 0)
-            _exit(126);
-        char *argv[16] = {(char *)h_path("closewatch")};
-        for (int i = 0; args[i] && i < 14; i++)
-            argv[i + 1] = args[i];
-        execv(argv[0], argv);
-        _exit(127);
-    }
-    int st;
-    cr_assert_eq(waitpid(pid, &st, 0), pid);
-    *out = h_slurp(path, NULL);
-    cr_assert_not_null(*out);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 /* The live report of the rings in dir, once it has n findings. */
 static struct jv *live_findings(const char *dir, int n)
 {
@@ -119,7 +87,7 @@ static struct jv *live_findings(const char *dir, int n)
     for (;;) {
         char *args[] = {"report", "--format=json", "--grace=0.2", dirarg, NULL};
         free(out);
-        closewatch(dir, args, &out);
+        h_closewatch(dir, args, &out);
         char err[256];
         struct jv *doc = jq_parse(out, err, sizeof err);
         cr_assert_not_null(doc, "%s: %s", err, out);
@@ -256,7 +224,7 @@ static void server(int closewatch_run)
 
     /* The text report, from the kept ring: the createServer line first. */
     char *targs[] = {"report", "--grace=0.2", dirarg, NULL};
-    cr_assert_eq(closewatch(dir, targs, &out), 1, "%s", out);
+    cr_assert_eq(h_closewatch(dir, targs, &out), 1, "%s", out);
     char where[1200];
     snprintf(where, sizeof where, "  where: opened at %s:%d (", js, create_line);
     cr_assert(strstr(out, where), "no '%s' in:\n%s", where, out);

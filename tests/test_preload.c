@@ -1079,13 +1079,13 @@ Test(preload, sampler_works_after_the_program_drops_privileges, .timeout = 30,
     idle_client_case("pre-setuid", "127.0.0.1", "nobody");
 }
 
-/* Adopted and described: the sampler publishes the entry first and writes
- * the addresses sock_diag gave right after, so wait for both. */
+/* Adopted: published only once described (addresses, CONNECTED), so the
+ * test reads the entry as soon as it is open. */
 static int fd_adopted_untracked(void *arg)
 {
     struct fd_watch *w = arg;
     struct cw_fd_entry e = fd_entry(w->r, w->fd);
-    return entry_open(&e) && e.origin == CW_ORIGIN_UNTRACKED && (e.flags & CW_FD_CONNECTED);
+    return entry_open(&e) && e.origin == CW_ORIGIN_UNTRACKED;
 }
 
 /* A TCP socket made with raw system calls (as Go does) is adopted from what
