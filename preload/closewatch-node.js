@@ -33,28 +33,33 @@
   const servers = new WeakMap(); // server -> where (see where())
 
   // The caller's frames as "function\tfile\tline" lines, innermost first,
-  // without ours; Error's settings as the program left them.
-  function frames(skip) {
+  // without ours; Error's settings as the program left them. `limit` frames
+  // at most (V8 takes ~1 us per frame); null when they are all Node's own
+  // and the stack was cut (unless `last`), so the caller can look deeper.
+  function frames(skip, limit, last) {
     const hadPrep = Object.prototype.hasOwnProperty.call(Error, 'prepareStackTrace');
     const prep = Error.prepareStackTrace;
-    const limit = Error.stackTraceLimit;
+    const savedLimit = Error.stackTraceLimit;
     let calls;
     try {
       Error.prepareStackTrace = (_, cs) => cs;
-      Error.stackTraceLimit = 32; // V8 takes ~1 us per frame
+      Error.stackTraceLimit = limit;
       const o = {};
       Error.captureStackTrace(o, skip);
       calls = o.stack;
     } finally {
       if (hadPrep) Error.prepareStackTrace = prep;
       else delete Error.prepareStackTrace;
-      Error.stackTraceLimit = limit;
+      Error.stackTraceLimit = savedLimit;
     }
     if (!Array.isArray(calls)) return '';
     let out = '';
+    let user = false;
     for (const c of calls) {
       let file = c.getFileName() || '';
       if (file === self) continue;
+      if (!out && file === 'node:diagnostics_channel') continue; // its call of ours
+      if (file && !file.startsWith('node:')) user = true;
       if (file.startsWith('file://')) file = decodeURIComponent(file.slice(7));
       // The function's own name only: getMethodName and getTypeName search
       // the receiver's prototype chain, several microseconds per frame.
@@ -62,15 +67,19 @@
       out += name.replace(/[\t\n]/g, ' ') + '\t' + file.replace(/[\t\n]/g, ' ') + '\t' +
         (c.getLineNumber() || 0) + '\n';
     }
-    return out;
+    return user || last || calls.length < limit ? out : null;
   }
 
   // Frames are interned in the ring once it exists (the first socket), and
   // once per distinct stack: a client connecting from the same place again
   // costs a Map lookup, not a crossing into the library.
   const interned = new Map(); // frames text -> language stack id
+  // 32 frames hold the caller of net.connect or http.get; fetch() reaches
+  // net.connect through ~35 frames of undici, all synchronous from the
+  // program's call, so a stack of Node's frames only is taken again deeper.
   function where(skip) {
-    return { text: frames(skip), id: 0 };
+    const text = frames(skip, 32) ?? frames(skip, 128, true);
+    return { text, id: 0 };
   }
   function attach(w, fd) {
     if (!w || typeof fd !== 'number' || fd < 0) return;

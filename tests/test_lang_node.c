@@ -4,7 +4,8 @@
  * under `closewatch run` a leaking net server's findings name the
  * createServer line of tests/real/node_server.js (JSON frames with language
  * "javascript", the text report's "where:"), a keep-alive agent client's
- * finding names its http.get line; plain LD_PRELOAD without the opt-in
+ * finding names its http.get line, a fetch() whose body is never read names
+ * the fetch line (and reading it leaves nothing); plain LD_PRELOAD without the opt-in
  * gives native frames only and the server works the same; a program that
  * opens thousands of sockets prints and exits the same with and without.
  * Lines are found by their markers in the script, not copied from output.
@@ -243,7 +244,13 @@ Test(lang_node, plain_preload_without_opt_in_is_native_only, .timeout = 90)
     server(0);
 }
 
-Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
+/*
+ * A client role of node_server.js against our HTTP server, which answers
+ * one request with a body of body_len bytes and then closes. leak: the
+ * finding's open stack names the marker's line. good: the client closes
+ * its socket (we read its FIN) and nothing is found.
+ */
+static void client(const char *role, int leak, size_t body_len, const char *marker)
 {
     need_node();
     char *dir = h_mkdtemp("langnodecli");
@@ -263,8 +270,8 @@ Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
                    "--",
                    "node",
                    (char *)js,
-                   "client",
-                   "leak",
+                   (char *)role,
+                   leak ? "leak" : "good",
                    port_arg,
                    NULL};
     struct prog g = start(run, 0, dir);
@@ -280,17 +287,37 @@ Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
         n += (size_t)r;
         buf[n] = 0;
     }
-    static const char resp[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n"
-                               "Connection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\nok";
-    cr_assert_eq(write(conn, resp, sizeof resp - 1), (ssize_t)(sizeof resp - 1));
+    char head[160];
+    int hl = snprintf(head, sizeof head,
+                      "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\n"
+                      "Connection: keep-alive\r\nKeep-Alive: timeout=60\r\n\r\n",
+                      body_len);
+    cr_assert_eq(write(conn, head, (size_t)hl), hl);
+    char *body = malloc(body_len);
+    for (size_t i = 0; i < body_len; i++)
+        body[i] = "ok"[i % 2];
+    for (size_t off = 0; off < body_len;) {
+        ssize_t w = write(conn, body + off, body_len - off);
+        cr_assert_gt(w, 0, "cannot send the body");
+        off += (size_t)w;
+    }
+    free(body);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS) && !strcmp(line, "idle"));
-    close(conn); /* the server closes the idle connection */
-    struct jv *live = live_findings(dir, 1);
-    int req_line = marker_line("cw-mark: client-request");
-    cr_assert(has_js_line(jq_get(live, "findings.0.stacks.open"), js, req_line),
-              "no %s:%d in the client's open stack", js, req_line);
-    jq_free(live);
+    cr_assert_eq(shutdown(conn, SHUT_WR), 0); /* the server ends the idle connection */
+    if (leak) {
+        struct jv *live = live_findings(dir, 1);
+        int req_line = marker_line(marker);
+        cr_assert(has_js_line(jq_get(live, "findings.0.stacks.open"), js, req_line),
+                  "no %s:%d in the client's open stack", js, req_line);
+        jq_free(live);
+    } else {
+        while (read_deadline(conn, buf, sizeof buf) > 0) /* until the client's FIN */
+            ;
+        struct jv *live = live_findings(dir, 0);
+        jq_free(live);
+    }
+    close(conn);
     close(g.in_fd);
     h_wait(&g.p, COND_MS);
     close(lfd);
@@ -298,7 +325,22 @@ Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
     free(dir);
 }
 
-/* Everything the program wrote, and its exit status. */
+Test(lang_node, keepalive_client_finding_names_request_line, .timeout = 90)
+{
+    client("client", 1, 2, "cw-mark: client-request");
+}
+
+/* fetch() connects ~35 frames below the program's call, inside undici. */
+Test(lang_node, fetch_unread_body_finding_names_fetch_line, .timeout = 90)
+{
+    client("fetch", 1, 100 << 10, "cw-mark: fetch-request");
+}
+
+Test(lang_node, fetch_read_body_no_finding, .timeout = 90)
+{
+    client("fetch", 0, 100 << 10, "cw-mark: fetch-request");
+}
+
 static int run_all(char *const argv[], char *out, size_t len)
 {
     struct prog g = start(argv, 0, NULL);

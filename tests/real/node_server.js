@@ -3,8 +3,9 @@
 //
 //   node node_server.js server leak|good         echo server on 127.0.0.1:0
 //   node node_server.js client leak|good PORT    http client, keepAlive agent
+//   node node_server.js fetch leak|good PORT     fetch() (Node's bundled undici)
 //
-// Prints "listening PORT" (server) or "idle" (client, after its request)
+// Prints "listening PORT" (server) or "idle" (clients, after their request)
 // and exits when stdin reaches EOF (the test closes its end).
 //
 // Server bug (`leak`): allowHalfOpen is on, so node leaves the socket open
@@ -16,6 +17,11 @@
 // listener removed and reading paused), as a hand-rolled pool would, so the
 // server's FIN sits unread. `good` uses the agent as it is, which destroys a
 // free socket when the server closes it.
+//
+// fetch bug (`leak`): the response's body is never read. A body larger than
+// undici's buffer keeps the connection assigned to that response, so when
+// the server ends it undici neither reuses nor closes it: CLOSE_WAIT until
+// the response is garbage-collected. `good` reads the body.
 'use strict';
 const net = require('net');
 const http = require('http');
@@ -49,6 +55,24 @@ if (role === 'server') {
   onStdinEnd(() => {
     server.close();
     console.log('bye ' + open.size);
+    process.exit(0);
+  });
+} else if (role === 'fetch') {
+  (async () => {
+    const res = await fetch(`http://127.0.0.1:${port}/big`); // cw-mark: fetch-request
+    if (res.status !== 200) {
+      console.error('bad response', res.status);
+      process.exit(1);
+    }
+    if (!leak) await res.arrayBuffer();
+    globalThis.keptResponse = res; // not collected while the test looks
+    console.log('idle');
+  })().catch((e) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+  onStdinEnd(() => {
+    console.log('bye');
     process.exit(0);
   });
 } else {
