@@ -152,10 +152,10 @@ static void echo_session(int port)
     close(fd);
 }
 
-/* The leaking server under `closewatch run` (closewatch_run) or plain
- * LD_PRELOAD: 3 findings, whose open stacks name the createServer line
- * only in the first case. */
-static void server(int closewatch_run)
+/* The leaking server (in a worker thread: in_worker) under `closewatch run`
+ * (closewatch_run) or plain LD_PRELOAD: 3 findings, whose open stacks name
+ * the createServer line only in the first case. */
+static void server(int closewatch_run, int in_worker)
 {
     need_node();
     char *dir = h_mkdtemp("langnode");
@@ -176,8 +176,9 @@ static void server(int closewatch_run)
                    (char *)js,
                    "server",
                    "leak",
+                   in_worker ? "worker" : NULL,
                    NULL};
-    char *plain[] = {"node", (char *)js, "server", "leak", NULL};
+    char *plain[] = {"node", (char *)js, "server", "leak", in_worker ? "worker" : NULL, NULL};
     struct prog g = start(closewatch_run ? run : plain, !closewatch_run, dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
@@ -236,12 +237,18 @@ static void server(int closewatch_run)
 
 Test(lang_node, server_findings_name_create_server_line, .timeout = 90)
 {
-    server(1);
+    server(1, 0);
+}
+
+/* Each worker thread loads the JS preload and the library's module again. */
+Test(lang_node, worker_thread_server_findings_name_create_server_line, .timeout = 90)
+{
+    server(1, 1);
 }
 
 Test(lang_node, plain_preload_without_opt_in_is_native_only, .timeout = 90)
 {
-    server(0);
+    server(0, 0);
 }
 
 /*

@@ -2,6 +2,7 @@
 // suite (tests/test_real.c).
 //
 //   node node_server.js server leak|good         echo server on 127.0.0.1:0
+//   node node_server.js server leak|good worker  the same in a worker thread
 //   node node_server.js client leak|good PORT    http client, keepAlive agent
 //   node node_server.js fetch leak|good PORT     fetch() (Node's bundled undici)
 //
@@ -25,6 +26,7 @@
 'use strict';
 const net = require('net');
 const http = require('http');
+const wt = require('worker_threads');
 
 const [role, mode, port] = process.argv.slice(2);
 const leak = mode === 'leak';
@@ -35,7 +37,20 @@ function onStdinEnd(fn) {
   process.stdin.resume();
 }
 
-if (role === 'server') {
+if (role === 'server' && process.argv[4] === 'worker' && wt.isMainThread) {
+  const w = new wt.Worker(__filename, { argv: [role, mode] });
+  w.on('message', (m) => {
+    console.log(m);
+    if (m.startsWith('bye ')) w.terminate();
+  });
+  w.on('error', (e) => {
+    console.error(e.message);
+    process.exit(1);
+  });
+  w.on('exit', () => process.exit(0));
+  onStdinEnd(() => w.postMessage('stop'));
+} else if (role === 'server') {
+  const say = (m) => (wt.parentPort ? wt.parentPort.postMessage(m) : console.log(m));
   const open = new Set();
   const server = net.createServer({ allowHalfOpen: true }, (sock) => { // cw-mark: server-created
     open.add(sock);
@@ -50,13 +65,16 @@ if (role === 'server') {
     sock.on('error', () => {});
   });
   server.listen(0, '127.0.0.1', () => {
-    console.log('listening ' + server.address().port);
+    say('listening ' + server.address().port);
   });
-  onStdinEnd(() => {
+  const stop = () => {
     server.close();
-    console.log('bye ' + open.size);
-    process.exit(0);
-  });
+    say('bye ' + open.size);
+    if (!wt.parentPort) process.exit(0); // a worker is ended by the main thread
+
+  };
+  if (wt.parentPort) wt.parentPort.on('message', stop);
+  else onStdinEnd(stop);
 } else if (role === 'fetch') {
   (async () => {
     const res = await fetch(`http://127.0.0.1:${port}/big`); // cw-mark: fetch-request
