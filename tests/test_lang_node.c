@@ -5,7 +5,8 @@
  * createServer line of tests/real/node_server.js (JSON frames with language
  * "javascript", the text report's "where:"), a keep-alive agent client's
  * finding names its http.get line, a fetch() whose body is never read names
- * the fetch line (and reading it leaves nothing); plain LD_PRELOAD without the opt-in
+ * the fetch line (and reading it leaves nothing); a worker thread's server and
+ * a SIGKILLed server (post-mortem, SARIF) name the same lines; plain LD_PRELOAD without the opt-in
  * gives native frames only and the server works the same; a program that
  * opens thousands of sockets prints and exits the same with and without.
  * Lines are found by their markers in the script, not copied from output.
@@ -238,6 +239,75 @@ static void server(int closewatch_run, int in_worker)
 Test(lang_node, server_findings_name_create_server_line, .timeout = 90)
 {
     server(1, 0);
+}
+
+/*
+ * SIGKILL of the leaking server: the report from its ring still names the
+ * createServer line (the names were written into the ring when the server
+ * was made), and SARIF's first location is that file and line.
+ */
+Test(lang_node, killed_server_post_mortem_and_sarif_name_create_server_line, .timeout = 90)
+{
+    need_node();
+    char *dir = h_mkdtemp("langnodekill");
+    char dirarg[700];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    const char *js = script("node_server.js");
+    char *run[] = {(char *)h_path("closewatch"),
+                   "run",
+                   "--output=/dev/null",
+                   dirarg,
+                   "--keep",
+                   "--",
+                   "node",
+                   (char *)js,
+                   "server",
+                   "leak",
+                   NULL};
+    struct prog g = start(run, 0, dir);
+    char line[256];
+    cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
+    cr_assert(!strncmp(line, "listening ", 10), "%s", line);
+    for (int i = 0; i < 2; i++)
+        echo_session(atoi(line + 10));
+    struct jv *live = live_findings(dir, 2);
+    int node_pid = (int)jq_num(live, "findings.0.pid");
+    jq_free(live);
+    cr_assert_gt(node_pid, 1);
+    cr_assert_eq(kill(node_pid, SIGKILL), 0);
+    h_wait(&g.p, COND_MS);
+    close(g.in_fd);
+
+    int create_line = marker_line("cw-mark: server-created");
+    char *out = NULL;
+    char *jargs[] = {"report", "--format=json", "--grace=0.2", dirarg, NULL};
+    h_closewatch(dir, jargs, &out);
+    char err[256];
+    struct jv *doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    cr_assert_eq(jq_len(doc, "findings"), 2, "%s", out);
+    for (int i = 0; i < 2; i++) {
+        char path[64];
+        snprintf(path, sizeof path, "findings.%d.stacks.open", i);
+        cr_assert(has_js_line(jq_get(doc, path), js, create_line), "no %s:%d in %s of %s", js,
+                  create_line, path, out);
+    }
+    jq_free(doc);
+    free(out);
+
+    char *sargs[] = {"report", "--format=sarif", "--grace=0.2", dirarg, NULL};
+    h_closewatch(dir, sargs, &out);
+    doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    const struct jv *loc = jq_get(doc, "runs.0.results.0.locations.0.physicalLocation");
+    char uri[1100];
+    snprintf(uri, sizeof uri, "file://%s", js);
+    cr_assert_str_eq(jq_str(loc, "artifactLocation.uri"), uri, "%s", out);
+    cr_assert_eq(jq_num(loc, "region.startLine"), create_line, "%s", out);
+    jq_free(doc);
+    free(out);
+    h_rmdir(dir);
+    free(dir);
 }
 
 /* Each worker thread loads the JS preload and the library's module again. */
