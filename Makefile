@@ -43,7 +43,8 @@ JANSSON_CFLAGS := $(shell pkg-config --cflags jansson)
 JANSSON_LIBS := $(shell pkg-config --libs jansson)
 
 PRELOAD_SRC := $(wildcard preload/*.c) common/sock_diag.c common/proc_stat.c
-ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c common/proc_stat.c
+ANALYZER_SRC := $(filter-out analyzer/main.c,$(wildcard analyzer/*.c)) common/shm_reader.c common/sock_diag.c common/proc_stat.c \
+	$(wildcard bpf/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 FIXTURE_SRC := $(wildcard tests/fixtures/*.c)
 
@@ -64,17 +65,35 @@ $(LIB): $(PRELOAD_SRC) $(wildcard preload/*.h common/*.h) | $(B)
 		$(UNWIND_CFLAGS) -o $@ $(PRELOAD_SRC) -ldl -pthread -Wl,-z,defs \
 		-Wl,-e,cw_helper_entry
 
+ANALYZER_SRC := $(filter-out %.bpf.c,$(ANALYZER_SRC))
 ANALYZER_OBJ := $(patsubst %.c,$(B)/obj/%.o,$(ANALYZER_SRC))
 
-$(B)/obj/%.o: %.c $(wildcard analyzer/*.h common/*.h) | $(B)
+# The bpf recorder's kernel half: compiled by clang for the BPF target against
+# this kernel's BTF (vmlinux.h, for CO-RE), embedded in closewatch as a
+# libbpf skeleton.
+BPF_LIBS := $(shell pkg-config --libs libbpf) -lelf -lz
+$(B)/bpf/vmlinux.h: | $(B)
+	@mkdir -p $(B)/bpf
+	bpftool btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(B)/bpf/closewatch.bpf.o: bpf/closewatch.bpf.c bpf/events.h $(B)/bpf/vmlinux.h
+	clang -g -O2 -target bpf -mcpu=v3 -D__TARGET_ARCH_x86 -I$(B)/bpf -Ibpf -c $< -o $@
+
+$(B)/bpf/closewatch.skel.h: $(B)/bpf/closewatch.bpf.o
+	bpftool gen skeleton $< name closewatch_bpf > $@.tmp && mv $@.tmp $@
+
+$(B)/obj/bpf/recorder.o: $(B)/bpf/closewatch.skel.h
+$(B)/obj/bpf/%.o: CFLAGS_EXTRA := -I$(B)/bpf
+
+$(B)/obj/%.o: %.c $(wildcard analyzer/*.h common/*.h bpf/*.h) | $(B)
 	@mkdir -p $(dir $@)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -c $< -o $@
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) $(CFLAGS_EXTRA) -c $< -o $@
 
 $(B)/analyzer.a: $(ANALYZER_OBJ)
 	rm -f $@ && ar rcs $@ $^
 
 $(BIN): analyzer/main.c $(B)/analyzer.a | $(B)
-	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -o $@ $^ $(DW_LIBS) -lm
+	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) -o $@ $^ $(DW_LIBS) $(BPF_LIBS) -lm -pthread
 
 $(B)/fixtures/%: tests/fixtures/%.c tests/fixtures/fixture.h | $(B)
 	@mkdir -p $(B)/fixtures
@@ -90,7 +109,7 @@ TEST_SUPPORT := $(filter-out $(TEST_SRC),$(wildcard tests/*.c))
 $(TESTS): $(TEST_SRC) $(TEST_SUPPORT) $(wildcard tests/*.h) $(B)/analyzer.a | $(B)
 	@mkdir -p $(B)/tests
 	$(CC) $(BASE_CFLAGS) $(SAN) $(DW_CFLAGS) $(JANSSON_CFLAGS) -Wno-missing-field-initializers -o $@ \
-		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(JANSSON_LIBS) $(DW_LIBS) -lm -pthread
+		$(TEST_SRC) $(TEST_SUPPORT) $(B)/analyzer.a $(CRITERION_LIBS) $(JANSSON_LIBS) $(DW_LIBS) $(BPF_LIBS) -lm -pthread
 
 $(B):
 	mkdir -p $(B)
@@ -125,7 +144,7 @@ install: all
 	install -m 0644 docs/closewatch.1 $(DESTDIR)$(PREFIX)/share/man/man1/closewatch.1
 
 format:
-	clang-format -i preload/*.[ch] analyzer/*.[ch] common/*.[ch] tests/*.[ch] tests/fixtures/*.[ch] tests/fuzz/*.[ch] tests/real/*.c scripts/*.c scripts/*.h
+	clang-format -i bpf/*.[ch] preload/*.[ch] analyzer/*.[ch] common/*.[ch] tests/*.[ch] tests/fixtures/*.[ch] tests/fuzz/*.[ch] tests/real/*.c scripts/*.c scripts/*.h
 
 clean:
 	rm -rf $(B)

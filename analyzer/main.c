@@ -18,10 +18,15 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+#include <pwd.h>
+#include <grp.h>
+#include <fcntl.h>
 
 #include "dump.h"
 #include "kernel.h"
 #include "metrics_serve.h"
+#include "program_kind.h"
+#include "../bpf/recorder.h"
 #include "model.h"
 #include "report.h"
 #include "tree_view.h"
@@ -66,6 +71,12 @@ static const char usage_text[] =
     "                         or show every native frame too\n"
     "  --dir=DIR              ring directory (default $CLOSEWATCH_DIR, else /dev/shm)\n"
     "  --keep                 run: keep the ring files even when the report is clean\n"
+    "  --recorder=auto|bpf|preload|both\n"
+    "                         run: who records: the preload (LD_PRELOAD), the kernel (eBPF,\n"
+    "                         root: sees Go, static and raw-syscall programs), or both, the\n"
+    "                         kernel then only for processes without the preload; auto\n"
+    "                         (default): bpf when root and the program is Go or static\n"
+    "  --user=NAME            run: run the program as NAME (its rings are NAME's)\n"
     "\n"
     "options (metrics):\n"
     "  --listen=ADDR:PORT     serve GET /metrics (e.g. 127.0.0.1:9464)\n"
@@ -91,6 +102,8 @@ struct cli {
     const char *listen, *textfile;
     int all, top;
     double window;
+    const char *recorder; /* run: auto, bpf, preload or both */
+    const char *user;     /* run: the program's user */
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -145,6 +158,8 @@ enum {
     OPT_TOP,
     OPT_WINDOW,
     OPT_FRAMES,
+    OPT_RECORDER,
+    OPT_USER,
     OPT_VERSION
 };
 
@@ -172,6 +187,8 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         {"top", required_argument, 0, OPT_TOP},
         {"window", required_argument, 0, OPT_WINDOW},
         {"frames", required_argument, 0, OPT_FRAMES},
+        {"recorder", required_argument, 0, OPT_RECORDER},
+        {"user", required_argument, 0, OPT_USER},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
@@ -234,6 +251,15 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
             if (parse_double(optarg, &c->window) || c->window <= 0)
                 return usage_error("--window: expected seconds > 0, got '%s'", optarg), -1;
             break;
+        case OPT_RECORDER:
+            if (strcmp(optarg, "auto") && strcmp(optarg, "bpf") && strcmp(optarg, "preload") &&
+                strcmp(optarg, "both"))
+                return usage_error("--recorder: expected auto, bpf, preload or both, got '%s'",
+                                   optarg),
+                       -1;
+            c->recorder = optarg;
+            break;
+        case OPT_USER: c->user = optarg; break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: printf("closewatch %s\n", CW_VERSION); exit(0);
         default: return usage_error("unknown or incomplete option '%s'", argv[optind - 1]), -1;
@@ -448,44 +474,25 @@ static int resolve_command(const char *cmd, char *out, size_t len)
  * LD_PRELOAD cannot reach a static binary or a setuid/setgid one: say so up
  * front rather than report "no leaked sockets" about a program we never saw.
  */
-static void warn_if_unpreloadable(const char *cmd)
+static void warn_if_unpreloadable(const char *path, int kind)
 {
-    char path[PATH_MAX];
-    struct stat st;
-    if (resolve_command(cmd, path, sizeof path) || stat(path, &st))
-        return;
-    if (st.st_mode & (S_ISUID | S_ISGID)) {
+    if (kind & CW_PROG_SETID)
         fprintf(stderr,
                 "closewatch: warning: %s is setuid/setgid: the dynamic loader ignores "
                 "LD_PRELOAD for it: closewatch sees only what the kernel shows of its "
                 "sockets (CLOSE_WAIT ones with their age, no stacks)\n",
                 path);
-        return;
-    }
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return;
-    Elf64_Ehdr eh;
-    int is_static = 0;
-    if (fread(&eh, sizeof eh, 1, f) == 1 && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
-        eh.e_ident[EI_CLASS] == ELFCLASS64 && eh.e_phentsize == sizeof(Elf64_Phdr)) {
-        is_static = 1;
-        for (int i = 0; i < eh.e_phnum && is_static; i++) {
-            Elf64_Phdr ph;
-            if (fseek(f, (long)(eh.e_phoff + (uint64_t)i * sizeof ph), SEEK_SET) ||
-                fread(&ph, sizeof ph, 1, f) != 1)
-                is_static = 0; /* unreadable: do not guess */
-            else if (ph.p_type == PT_INTERP)
-                is_static = 0;
-        }
-    }
-    fclose(f);
-    if (is_static)
+    else if (kind & CW_PROG_STATIC)
         fprintf(stderr,
                 "closewatch: warning: %s is statically linked: LD_PRELOAD cannot load into "
                 "it: closewatch sees only what the kernel shows of its sockets (CLOSE_WAIT "
                 "ones with their age, no stacks; dynamically linked children are still "
-                "traced)\n",
+                "traced; as root, --recorder=bpf gives stacks)\n",
+                path);
+    else if (kind & CW_PROG_GO)
+        fprintf(stderr,
+                "closewatch: note: %s is a Go program: it makes its system calls itself, so "
+                "its sockets show without stacks; as root, --recorder=bpf gives them\n",
                 path);
 }
 
@@ -546,7 +553,17 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     if (find_library(lib, sizeof lib))
         return usage_error("run: cannot find libclosewatch.so (set CLOSEWATCH_LIB)"), 127;
 
-    warn_if_unpreloadable(argv[first]);
+    char prog[PATH_MAX];
+    int kind = resolve_command(argv[first], prog, sizeof prog) == 0 ? cw_program_kind(prog) : 0;
+    const char *mode = c->recorder ? c->recorder : "auto";
+    int use_bpf =
+        !strcmp(mode, "bpf") || !strcmp(mode, "both") ||
+        (!strcmp(mode, "auto") && geteuid() == 0 && (kind & (CW_PROG_GO | CW_PROG_STATIC)));
+    int use_preload = strcmp(mode, "bpf") != 0 && (strcmp(mode, "auto") != 0 || !use_bpf);
+    struct passwd *pw = NULL;
+    if (c->user && !(pw = getpwnam(c->user)))
+        return usage_error("--user: no such user '%s'", c->user);
+
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s/closewatch-run-XXXXXX", c->dir ? c->dir : "/dev/shm");
     if (!mkdtemp(dir)) {
@@ -554,7 +571,43 @@ static int cmd_run(int argc, char **argv, struct cli *c)
                 strerror(errno));
         return EXIT_USAGE;
     }
+    if (pw && chown(dir, pw->pw_uid, pw->pw_gid) != 0) {
+        fprintf(stderr, "closewatch: --user: cannot give %s to %s: %s\n", dir, c->user,
+                strerror(errno));
+        rmdir(dir);
+        return EXIT_USAGE;
+    }
 
+    struct cwb_recorder *rec = NULL;
+    if (use_bpf) {
+        const char *ms = getenv("CLOSEWATCH_SAMPLE_MS"), *depth = getenv("CLOSEWATCH_DEPTH");
+        struct cwb_config cfg = {.dir = dir,
+                                 .sampler = lib,
+                                 .sample_ms = ms && *ms ? (unsigned)atoi(ms) : 1000,
+                                 .depth = depth && atoi(depth) > 0 && atoi(depth) <= CW_MAX_DEPTH
+                                              ? (unsigned)atoi(depth)
+                                              : 32,
+                                 .skip_preloaded = use_preload};
+        char err[256];
+        rec = cwb_start(&cfg, err, sizeof err);
+        if (!rec) {
+            fprintf(stderr,
+                    "closewatch: the kernel refused the bpf recorder (%s): recording with the "
+                    "preload only; root with BPF gives Go and static programs their stacks\n",
+                    err);
+            use_preload = 1;
+        }
+    }
+    if (use_preload)
+        warn_if_unpreloadable(prog, kind);
+
+    int go[2] = {-1, -1}; /* the child execs once the recorder traces it */
+    if (rec && pipe2(go, O_CLOEXEC) != 0) {
+        fprintf(stderr, "closewatch: pipe: %s\n", strerror(errno));
+        cwb_stop(rec);
+        rmdir(dir);
+        return EXIT_USAGE;
+    }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
@@ -563,15 +616,40 @@ static int cmd_run(int argc, char **argv, struct cli *c)
         return EXIT_USAGE;
     }
     if (pid == 0) {
-        const char *old = getenv("LD_PRELOAD");
-        char preload[2 * PATH_MAX + 2];
-        snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? " " : "", old ? old : "");
-        setenv("LD_PRELOAD", preload, 1);
+        if (use_preload) {
+            const char *old = getenv("LD_PRELOAD");
+            char preload[2 * PATH_MAX + 2];
+            snprintf(preload, sizeof preload, "%s%s%s", lib, old && *old ? " " : "",
+                     old ? old : "");
+            setenv("LD_PRELOAD", preload, 1);
+            node_options(lib);
+        }
         setenv("CLOSEWATCH_DIR", dir, 1);
-        node_options(lib);
+        if (pw && (initgroups(pw->pw_name, pw->pw_gid) != 0 || setgid(pw->pw_gid) != 0 ||
+                   setuid(pw->pw_uid) != 0)) {
+            fprintf(stderr, "closewatch: --user=%s: %s\n", c->user, strerror(errno));
+            _exit(127);
+        }
+        if (pw) {
+            setenv("HOME", pw->pw_dir, 1);
+            setenv("USER", pw->pw_name, 1);
+            setenv("LOGNAME", pw->pw_name, 1);
+        }
+        char b;
+        if (go[0] >= 0 && (close(go[1]), read(go[0], &b, 1) != 1))
+            _exit(127);
         execvp(argv[first], argv + first);
         fprintf(stderr, "closewatch: cannot run %s: %s\n", argv[first], strerror(errno));
         _exit(127);
+    }
+    if (rec) {
+        close(go[0]);
+        if (cwb_trace(rec, pid) != 0)
+            fprintf(stderr, "closewatch: the bpf recorder cannot trace %d: %s\n", (int)pid,
+                    strerror(errno));
+        if (write(go[1], "g", 1) != 1)
+            fprintf(stderr, "closewatch: cannot start the program: %s\n", strerror(errno));
+        close(go[1]);
     }
     struct sigaction sa = {.sa_handler = forward_signal};
     sigemptyset(&sa.sa_mask);
@@ -582,6 +660,12 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     sigaction(SIGQUIT, &sa, NULL);
     struct cw_tree tree = {.ring_dir = dir};
     int status = wait_program(pid, &tree);
+    if (rec) {
+        unsigned long long lost = cwb_stop(rec);
+        if (lost)
+            fprintf(stderr, "closewatch: the bpf recorder lost %llu events (its buffer was full)\n",
+                    lost);
+    }
     int program_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 
     struct cw_analysis a;

@@ -80,6 +80,12 @@ struct sym_entry {
     int sizeless; /* size runs to the section end: valid up to the next symbol only */
 };
 
+/* An address range of a CU (dwfl addresses), from the CU's own DW_AT_ranges. */
+struct cu_range {
+    Dwarf_Addr lo, hi;
+    Dwarf_Off die;
+};
+
 struct sym_file {
     const char *path; /* as recorded, interned */
     Dwfl *dwfl;       /* NULL when the file cannot be used */
@@ -88,6 +94,9 @@ struct sym_file {
     struct sym_entry *syms; /* function symbols by address */
     size_t nsyms;
     int syms_built;
+    struct cu_range *curanges; /* CUs by address, where .debug_aranges is missing */
+    size_t ncuranges;
+    int curanges_built;
 };
 
 struct cw_symbolizer {
@@ -466,6 +475,7 @@ static void file_free(struct sym_file *f)
     }
     free(f->cus.slots);
     free(f->syms);
+    free(f->curanges);
     if (f->dwfl)
         dwfl_end(f->dwfl);
     free(f);
@@ -827,15 +837,64 @@ static void set_call_site(struct cw_symbolizer *s, Dwarf_Die *inlined, struct cw
     fr->column = small_int(col);
 }
 
-static void set_line(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
-                     struct cw_sym_frame *fr)
+/*
+ * libdw finds a pc's CU through .debug_aranges, which some linkers never
+ * write (Go's); elfutils before 0.189 then finds nothing. Then the CUs' own
+ * ranges are read once into a table and searched.
+ */
+static void build_cu_ranges(struct sym_file *f)
+{
+    f->curanges_built = 1;
+    Dwarf_Addr bias = 0;
+    Dwarf *dw = dwfl_module_getdwarf(f->mod, &bias);
+    size_t cap = 0, hsize;
+    for (Dwarf_Off off = 0, next; dw && dwarf_nextcu(dw, off, &next, &hsize, NULL, NULL, NULL) == 0;
+         off = next) {
+        Dwarf_Die cu;
+        if (!dwarf_offdie(dw, off + hsize, &cu))
+            continue;
+        Dwarf_Addr base, lo, hi;
+        for (ptrdiff_t r = 0; (r = dwarf_ranges(&cu, r, &base, &lo, &hi)) > 0;) {
+            if (f->ncuranges == cap &&
+                grow_array((void **)&f->curanges, &cap, f->ncuranges + 1, sizeof *f->curanges) < 0)
+                return;
+            f->curanges[f->ncuranges++] =
+                (struct cu_range){lo + bias, hi + bias, dwarf_dieoffset(&cu)};
+        }
+    }
+}
+
+/* pc's CU (dwfl address) with its bias, in *buf; NULL if none covers it. */
+static Dwarf_Die *cu_at(struct sym_file *f, Dwarf_Addr pc, Dwarf_Addr *bias, Dwarf_Die *buf)
+{
+    Dwarf_Die *cu = dwfl_module_addrdie(f->mod, pc, bias);
+    if (cu)
+        return cu;
+    if (!f->curanges_built)
+        build_cu_ranges(f);
+    Dwarf *dw = dwfl_module_getdwarf(f->mod, bias);
+    for (size_t i = 0; dw && i < f->ncuranges; i++)
+        if (pc >= f->curanges[i].lo && pc < f->curanges[i].hi)
+            return dwarf_offdie(dw, f->curanges[i].die, buf);
+    return NULL;
+}
+
+static void set_line(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Die *cu, Dwarf_Addr bias,
+                     Dwarf_Addr pc, struct cw_sym_frame *fr)
 {
     Dwfl_Line *line = dwfl_module_getsrc(f->mod, pc);
     int lineno = 0, col = 0;
     const char *src = line ? dwfl_lineinfo(line, NULL, &lineno, &col, NULL, NULL) : NULL;
-    if (!src)
-        return;
-    fr->file = source_path(s, src, dwfl_line_comp_dir(line));
+    if (src) {
+        fr->file = source_path(s, src, dwfl_line_comp_dir(line));
+    } else {
+        /* The CU found without aranges: its line table directly. */
+        Dwarf_Line *l = cu ? dwarf_getsrc_die(cu, pc - bias) : NULL;
+        if (!l || !(src = dwarf_linesrc(l, NULL, NULL)) || dwarf_lineno(l, &lineno) != 0)
+            return;
+        dwarf_linecol(l, &col);
+        fr->file = source_path(s, src, cu_comp_dir(cu));
+    }
     fr->line = lineno;
     fr->column = col;
 }
@@ -865,7 +924,7 @@ static int resolve(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
                    struct cw_sym_frame *fr)
 {
     Dwarf_Addr bias = 0;
-    Dwarf_Die *cu = dwfl_module_addrdie(f->mod, pc, &bias);
+    Dwarf_Die buf, *cu = cu_at(f, pc, &bias, &buf);
     int n = cu ? dwarf_frames(s, f, cu, pc - bias, fr) : 0;
     if (n == 0)
         fr[n++] = (struct cw_sym_frame){.module = f->path};
@@ -873,7 +932,7 @@ static int resolve(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
     if (!fr[n - 1].function)
         fr[n - 1].function = symtab_name(s, f, pc);
     fr[n - 1].function = public_name(s, f, pc, fr[n - 1].function);
-    set_line(s, f, pc, &fr[0]);
+    set_line(s, f, cu, bias, pc, &fr[0]);
     return n;
 }
 

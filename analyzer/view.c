@@ -70,6 +70,21 @@ static int is_system_module(const char *m)
                  !strncmp(m, "/usr/lib/", 9) || !strncmp(m, "/usr/lib64/", 11));
 }
 
+/* Go's runtime and standard library, linked into the program itself: a
+ * function of a package whose path has no domain (net, runtime/internal/
+ * syscall), not main, in a Go or Go assembly source file. */
+static int is_go_std_frame(const char *function, const char *file)
+{
+    size_t n = file ? strlen(file) : 0;
+    int go_source =
+        (n > 3 && !strcmp(file + n - 3, ".go")) || (n > 2 && !strcmp(file + n - 2, ".s"));
+    if (!function || !go_source || !strncmp(function, "main.", 5))
+        return 0;
+    const char *slash = strchr(function, '/');
+    /* github.com/x/y.F: a dependency of the program, not Go's own. */
+    return !slash || !memchr(function, '.', (size_t)(slash - function));
+}
+
 /* A runtime's own library code (the standard library, installed packages,
  * the JDK's classes, Node's built-in modules): a program's line is
  * elsewhere. */
@@ -196,7 +211,8 @@ static struct cw_vstack resolve(struct view_store *s, struct cw_symbolizer *sym,
                                            .line = sf[k].line,
                                            .column = sf[k].column,
                                            .inlined = sf[k].inlined,
-                                           .system = is_system_module(sf[k].module),
+                                           .system = is_system_module(sf[k].module) ||
+                                                     is_go_std_frame(sf[k].function, sf[k].file),
                                            .language = "c"};
     }
     free(hf);

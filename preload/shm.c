@@ -8,6 +8,7 @@
  * written, so the default 40 MiB of address space costs far less memory.
  */
 #include "cw.h"
+#include "../common/ring_layout.h"
 
 #include <fcntl.h>
 #include <stdio.h>
@@ -19,19 +20,6 @@
 #include <unistd.h>
 #include <dirent.h>
 
-#define CW_DEFAULT_RING_MB 16
-#define CW_DEFAULT_FD_CAP  131072
-#define CW_DEFAULT_STACKS  16384
-#define CW_MODULE_CAP      1024
-#define CW_LANG_STACKS     4096
-#define CW_CODES           8192
-#define CW_BLOB_BYTES      (2u << 20)
-
-static uint64_t align_up(uint64_t v, uint64_t a)
-{
-    return (v + a - 1) & ~(a - 1);
-}
-
 static long env_long(const char *name, long dflt, long lo, long hi)
 {
     const char *s = getenv(name);
@@ -42,14 +30,6 @@ static long env_long(const char *name, long dflt, long lo, long hi)
     if (*end || v < lo || v > hi)
         return dflt;
     return v;
-}
-
-static uint32_t floor_pow2(uint64_t v)
-{
-    uint32_t p = 1;
-    while ((uint64_t)p * 2 <= v && p < (1u << 30))
-        p *= 2;
-    return p;
 }
 
 static uint64_t proc_starttime(void)
@@ -204,47 +184,7 @@ void cw_shm_configure(void)
     long ring_mb = env_long("CLOSEWATCH_RING_MB", CW_DEFAULT_RING_MB, 1, 1024);
     long fd_cap = env_long("CLOSEWATCH_MAX_FDS", CW_DEFAULT_FD_CAP, 64, 1 << 24);
 
-    proto.fd_cap = (uint32_t)fd_cap;
-    proto.fd_entry_size = sizeof(struct cw_fd_entry);
-    proto.stack_cap = CW_DEFAULT_STACKS;
-    proto.stack_depth = cw.depth;
-    proto.stack_slot_size = (uint32_t)(sizeof(struct cw_stack_slot) + 8u * cw.depth);
-    proto.module_cap = CW_MODULE_CAP;
-    proto.module_entry_size = sizeof(struct cw_module);
-    proto.event_size = sizeof(struct cw_event);
-    proto.ring_cap = floor_pow2((uint64_t)ring_mb * 1024 * 1024 / sizeof(struct cw_event));
-
-    uint64_t off = CW_HEADER_RESERVED;
-    proto.fd_off = off;
-    off = align_up(off + (uint64_t)proto.fd_cap * proto.fd_entry_size, 4096);
-    proto.stack_off = off;
-    off = align_up(off + (uint64_t)proto.stack_cap * proto.stack_slot_size, 4096);
-    proto.module_off = off;
-    off = align_up(off + (uint64_t)proto.module_cap * proto.module_entry_size, 4096);
-    proto.ring_off = off;
-    off = align_up(off + (uint64_t)proto.ring_cap * proto.event_size, 4096);
-    /* Language sections: pages are touched only in processes with a runtime. */
-    proto.lang_stack_cap = CW_LANG_STACKS;
-    proto.lang_depth = CW_LANG_DEPTH;
-    proto.lang_stack_slot_size = (uint32_t)(sizeof(struct cw_lang_stack_slot) +
-                                            sizeof(struct cw_lang_frame) * CW_LANG_DEPTH);
-    proto.lang_stack_off = off;
-    off = align_up(off + (uint64_t)proto.lang_stack_cap * proto.lang_stack_slot_size, 4096);
-    proto.code_cap = CW_CODES;
-    proto.code_off = off;
-    off = align_up(off + (uint64_t)proto.code_cap * sizeof(struct cw_code), 4096);
-    proto.blob_size = CW_BLOB_BYTES;
-    proto.blob_off = off;
-    off = align_up(off + proto.blob_size, 4096);
-    proto.series_off = off;
-    proto.series_cap = CW_SERIES_CAP;
-    proto.series_stride = 1;
-    off = align_up(off + (uint64_t)proto.series_cap * sizeof(struct cw_series_point), 4096);
-    proto.file_size = off;
-    proto.header_size = sizeof proto;
-    proto.sample_ms = cw.sample_ms;
-    proto.next_sid = 1;
-    proto.version = CW_LAYOUT_VERSION;
+    cw_ring_layout(&proto, cw.depth, (uint32_t)fd_cap, (uint32_t)ring_mb, cw.sample_ms);
 }
 
 int cw_shm_create(void)

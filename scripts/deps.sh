@@ -5,10 +5,12 @@
 #   scripts/deps.sh --check  exit 1 if anything is missing, install nothing
 #
 # Packages: libunwind-dev (backtraces), libcriterion-dev and libjansson-dev
-# (tests), libdw-dev and libelf-dev (symbolization), pkg-config, gcc, make.
+# (tests), libdw-dev and libelf-dev (symbolization), libbpf-dev, clang and
+# bpftool (the bpf recorder: its kernel programs, their skeleton, vmlinux.h),
+# pkg-config, gcc, make.
 set -eu
 
-PACKAGES="build-essential pkg-config libunwind-dev libcriterion-dev libjansson-dev libdw-dev libelf-dev"
+PACKAGES="build-essential pkg-config libunwind-dev libcriterion-dev libjansson-dev libdw-dev libelf-dev libbpf-dev clang bpftool zlib1g-dev"
 
 missing=""
 for p in $PACKAGES; do

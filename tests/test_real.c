@@ -261,7 +261,9 @@ struct prog {
 };
 
 /* Starts closewatch run --grace=G --format=json -o REPORT --keep
- * --error-exitcode=42 -- argv...; env entries are added ("K=V"). */
+ * --error-exitcode=42 --recorder=preload -- argv...; env entries are added
+ * ("K=V"). The preload alone: these tests are its (tests/test_bpf.c has the
+ * kernel recorder's). */
 static void prog_start(struct prog *g, const char *tag, double grace, char *const env[],
                        char *const argv[])
 {
@@ -274,10 +276,17 @@ static void prog_start(struct prog *g, const char *tag, double grace, char *cons
     snprintf(grace_arg, sizeof grace_arg, "--grace=%g", grace);
     snprintf(out_arg, sizeof out_arg, "--output=%s", g->report);
     snprintf(dir_arg, sizeof dir_arg, "--dir=%s", g->tmp);
-    char *full[64] = {
-        (char *)h_path("closewatch"), "run", grace_arg, "--format=json", out_arg, dir_arg, "--keep",
-        "--error-exitcode=42",        "--"};
-    int n = 9;
+    char *full[64] = {(char *)h_path("closewatch"),
+                      "run",
+                      grace_arg,
+                      "--format=json",
+                      out_arg,
+                      dir_arg,
+                      "--keep",
+                      "--error-exitcode=42",
+                      "--recorder=preload",
+                      "--"};
+    int n = 10;
     for (int i = 0; argv[i] && n < 63; i++)
         full[n++] = argv[i];
     full[n] = NULL;
@@ -1625,8 +1634,8 @@ static void go_under_run(int cgo)
         dup2(out[1], 1);
         unsetenv("LD_PRELOAD");
         unsetenv("CLOSEWATCH_DIR");
-        execl(h_path("closewatch"), "closewatch", "run", "--grace=1", "--format=json", outarg, "--",
-              exe, "leak", (char *)NULL);
+        execl(h_path("closewatch"), "closewatch", "run", "--grace=1", "--format=json", outarg,
+              "--recorder=preload", "--", exe, "leak", (char *)NULL);
         _exit(127);
     }
     close(in[0]);

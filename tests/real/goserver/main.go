@@ -27,7 +27,7 @@ func main() {
 	}
 	go func() {
 		for {
-			c, err := ln.Accept()
+			c, err := ln.Accept() // MARK-ACCEPT
 			if err != nil {
 				return
 			}

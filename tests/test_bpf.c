@@ -1,0 +1,325 @@
+/*
+ * test_bpf.c - the kernel-side recorder (bpf/) under `closewatch run
+ * --recorder=bpf`: real programs the preload cannot see into (a static Go
+ * server, a static C client) over loopback, their findings with stacks.
+ * Needs root and a kernel that takes the programs: elsewhere each test
+ * skips, saying which.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "harness.h"
+#include "jsonq.h"
+
+#define COND_MS 20000
+
+static const char *src_path(const char *rel)
+{
+    static char out[1200];
+    const char *src = getenv("CW_SRC");
+    snprintf(out, sizeof out, "%s/%s", src && *src ? src : h_path(".."), rel);
+    return out;
+}
+
+/* Skips unless this process may load BPF programs and the kernel takes
+ * closewatch's (what closewatch itself says when it refuses). */
+static void need_bpf(void)
+{
+    if (geteuid() != 0)
+        cr_skip("the bpf recorder needs root (CAP_BPF and CAP_PERFMON); running as uid %d",
+                (int)geteuid());
+    char cmd[1400], line[512] = "";
+    snprintf(cmd, sizeof cmd, "'%s' run --recorder=bpf -- /bin/true 2>&1", h_path("closewatch"));
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    int refused = 0;
+    while (fgets(line, sizeof line, p))
+        if (strstr(line, "refused the bpf recorder")) {
+            refused = 1;
+            break;
+        }
+    pclose(p);
+    if (refused) {
+        fprintf(stderr, "test_bpf: skipped: %s", line);
+        cr_skip("%s", line);
+    }
+}
+
+static int run_cmd(char *const argv[], char *const env[], const char *log)
+{
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; env && env[i]; i++)
+            putenv(env[i]);
+        int fd = open(log, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    int st;
+    waitpid(pid, &st, 0);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* tests/real/goserver, static (no cgo), in tmp. */
+static void build_goserver(const char *tmp, char *exe, size_t len)
+{
+    if (system("command -v go >/dev/null") != 0)
+        cr_skip("go is not installed (scripts/install-test-deps.sh go)");
+    char log[600], cache[600], gopath[600], home[600];
+    snprintf(exe, len, "%s/goserver", tmp);
+    snprintf(log, sizeof log, "%s/go.log", tmp);
+    snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
+    snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
+    snprintf(home, sizeof home, "HOME=%s", tmp);
+    char *env[] = {cache, gopath, home, "GO111MODULE=off", "GOFLAGS=", "CGO_ENABLED=0", NULL};
+    char *argv[] = {"go", "build", "-o", exe, (char *)src_path("tests/real/goserver/main.go"),
+                    NULL};
+    cr_assert_eq(run_cmd(argv, env, log), 0, "go build failed:\n%s", h_slurp(log, NULL));
+}
+
+/* closewatch run --recorder=bpf --format=json -o REPORT -- argv, with the
+ * program's stdin and stdout on pipes. */
+struct run {
+    pid_t cw;
+    int in_wr;
+    struct h_proc out;
+    char report[600];
+};
+
+static void run_start(struct run *r, const char *tmp, double grace, char *const argv[])
+{
+    snprintf(r->report, sizeof r->report, "%s/report.json", tmp);
+    char outarg[700], gracearg[64], dirarg[700];
+    snprintf(outarg, sizeof outarg, "--output=%s", r->report);
+    snprintf(gracearg, sizeof gracearg, "--grace=%g", grace);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", tmp);
+    char *full[32] = {(char *)h_path("closewatch"),
+                      "run",
+                      "--recorder=bpf",
+                      "--format=json",
+                      outarg,
+                      gracearg,
+                      dirarg,
+                      "--keep",
+                      "--"};
+    int n = 9;
+    for (int i = 0; argv[i] && n < 31; i++)
+        full[n++] = argv[i];
+    full[n] = NULL;
+    int in[2], out[2];
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    r->cw = fork();
+    cr_assert_neq(r->cw, -1);
+    if (r->cw == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        setenv("CLOSEWATCH_SAMPLE_MS", "50", 1);
+        unsetenv("LD_PRELOAD");
+        execv(full[0], full);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    r->in_wr = in[1];
+    r->out = (struct h_proc){.pid = r->cw, .out_fd = out[0]};
+}
+
+/* Ends the program's stdin, waits for closewatch and parses its report. */
+static struct jv *run_finish(struct run *r, int end_input)
+{
+    if (end_input)
+        close(r->in_wr);
+    int st;
+    cr_assert_eq(waitpid(r->cw, &st, 0), r->cw);
+    if (!end_input)
+        close(r->in_wr);
+    close(r->out.out_fd);
+    char *text = h_slurp(r->report, NULL);
+    cr_assert_not_null(text, "no report written");
+    struct jv *doc = jq_parse(text, NULL, 0);
+    cr_assert_not_null(doc, "%s", text);
+    free(text);
+    return doc;
+}
+
+/* The program closewatch runs (its only child besides samplers: the first). */
+static pid_t program_pid(pid_t cw)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)cw, (int)cw);
+    char *kids = h_slurp(path, NULL);
+    pid_t pid = kids ? atoi(kids) : 0;
+    free(kids);
+    return pid;
+}
+
+/* Sockets with local port `port` in CLOSE_WAIT (state 08) in /proc/net/tcp. */
+struct cw_count {
+    int port, want;
+};
+
+static int close_wait_at(void *arg)
+{
+    struct cw_count *c = arg;
+    char *t = h_slurp("/proc/net/tcp", NULL);
+    int n = 0;
+    for (char *l = t ? strchr(t, '\n') : NULL; l && *++l; l = strchr(l, '\n')) {
+        unsigned lport, st;
+        if (sscanf(l, " %*d: %*x:%x %*x:%*x %x", &lport, &st) == 2 && (int)lport == c->port &&
+            st == 8)
+            n++;
+        if (!strchr(l, '\n'))
+            break;
+    }
+    free(t);
+    return n >= c->want;
+}
+
+static void echo_session(int port)
+{
+    int fd = h_connect(port);
+    cr_assert_eq(write(fd, "hi\n", 3), 3);
+    char buf[8];
+    size_t got = 0;
+    while (got < 3) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        cr_assert_eq(poll(&p, 1, COND_MS), 1, "no echo");
+        ssize_t r = read(fd, buf + got, sizeof buf - got);
+        cr_assert_gt(r, 0);
+        got += (size_t)r;
+    }
+    close(fd);
+}
+
+/* Every finding is close_wait with its open stack naming main.* in main.go
+ * at the Accept line. */
+static void expect_go_findings(struct jv *doc, int want, const char *what)
+{
+    int line = h_marker_line(src_path("tests/real/goserver/main.go"), "MARK-ACCEPT");
+    int n = jq_len(doc, "findings");
+    cr_assert_eq(n, want, "%s: %d findings, expected %d", what, n, want);
+    for (int i = 0; i < n; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "findings.%d.kind", i);
+        cr_assert_str_eq(jq_str(doc, p), "close_wait", "%s", what);
+        snprintf(p, sizeof p, "findings.%d.eof", i);
+        cr_assert_str_eq(jq_str(doc, p), "unread", "%s (Go's io.Copy sees EOF in splice)", what);
+        int found = 0;
+        for (int k = 0; k < jq_len(doc, (snprintf(p, sizeof p, "findings.%d.stacks.open", i), p));
+             k++) {
+            char fp[160], lp[160], fnp[160];
+            snprintf(fp, sizeof fp, "findings.%d.stacks.open.%d.file", i, k);
+            snprintf(lp, sizeof lp, "findings.%d.stacks.open.%d.line", i, k);
+            snprintf(fnp, sizeof fnp, "findings.%d.stacks.open.%d.function", i, k);
+            const char *file = jq_str(doc, fp), *fn = jq_str(doc, fnp);
+            if (file && fn && !strncmp(fn, "main.", 5) && strstr(file, "/main.go") &&
+                (int)jq_num(doc, lp) == line)
+                found = 1;
+        }
+        cr_assert(found, "%s: finding %d has no main.* frame at main.go:%d", what, i, line);
+    }
+}
+
+static void go_server(const char *mode, int sockets, int sigkill)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-go");
+    char exe[600];
+    build_goserver(tmp, exe, sizeof exe);
+    char *argv[] = {exe, (char *)mode, NULL};
+    struct run r;
+    run_start(&r, tmp, 0.3, argv);
+    char line[128];
+    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "no 'listening' line");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    for (int i = 0; i < sockets; i++)
+        echo_session(port);
+    struct cw_count c = {port, sockets};
+    if (!strcmp(mode, "leak"))
+        cr_assert(h_wait_for(close_wait_at, &c, COND_MS), "the kernel never showed %d CLOSE_WAIT",
+                  sockets);
+    /* Past the grace, as the sampler (every 50 ms) sees them. */
+    usleep(800 * 1000);
+    if (sigkill) {
+        pid_t prog = program_pid(r.cw);
+        cr_assert_gt(prog, 0);
+        cr_assert_eq(kill(prog, SIGKILL), 0);
+    }
+    struct jv *doc = run_finish(&r, !sigkill);
+    expect_go_findings(doc, !strcmp(mode, "leak") ? sockets : 0, mode);
+    jq_free(doc);
+    h_rmdir(tmp);
+}
+
+Test(bpf, go_server_leak_is_close_wait_opened_at_its_accept_line, .timeout = 120)
+{
+    go_server("leak", 3, 0);
+}
+
+Test(bpf, go_server_closing_its_connections_has_no_findings, .timeout = 120)
+{
+    go_server("good", 3, 0);
+}
+
+Test(bpf, go_server_killed_by_sigkill_is_reported_from_its_ring, .timeout = 120)
+{
+    go_server("leak", 3, 1);
+}
+
+Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 120)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-static");
+    char exe[600], log[700];
+    snprintf(exe, sizeof exe, "%s/static_client", tmp);
+    snprintf(log, sizeof log, "%s/cc.log", tmp);
+    char *cc[] = {
+        "cc", "-static", "-g", "-O0", "-o", exe, (char *)src_path("tests/real/static_client.c"),
+        NULL};
+    if (run_cmd(cc, NULL, log) != 0)
+        cr_skip("no static C library here (cc -static failed: %s)", h_slurp(log, NULL));
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t sl = sizeof sa;
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof sa), 0);
+    cr_assert_eq(listen(lfd, 4), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &sl), 0);
+    char port[16];
+    snprintf(port, sizeof port, "%d", ntohs(sa.sin_port));
+    char *argv[] = {exe, port, NULL};
+    struct run r;
+    run_start(&r, tmp, 0.3, argv);
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, COND_MS), 1, "the client never connected");
+    int fd = accept(lfd, NULL, NULL);
+    cr_assert_geq(fd, 0);
+    close(fd); /* our FIN: the client reads EOF and keeps its socket */
+    char line[64];
+    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "the client never saw EOF");
+    usleep(800 * 1000); /* past the grace */
+    struct jv *doc = run_finish(&r, 1);
+    close(lfd);
+    cr_assert_eq(jq_len(doc, "findings"), 1);
+    cr_assert_str_eq(jq_str(doc, "findings.0.kind"), "close_wait");
+    cr_assert_str_eq(jq_str(doc, "findings.0.eof"), "observed");
+    cr_assert_geq(jq_len(doc, "findings.0.stacks.open"), 1, "no open stack");
+    cr_assert_str_eq(jq_str(doc, "findings.0.stacks.open.0.module"), exe);
+    jq_free(doc);
+    h_rmdir(tmp);
+}
