@@ -307,7 +307,7 @@ CW_HIDDEN void cw_syscall_read_result(long nr, const long *a, long r);
 /* When the image starts: the layout (environment) and the header's facts
  * about the start (cw_shm_create makes the file later, at the first socket). */
 CW_HIDDEN void cw_shm_configure(void);
-CW_HIDDEN void cw_shm_capture_start(void);
+CW_HIDDEN void cw_shm_capture_start(pid_t pid, char *const *argv);
 CW_HIDDEN void cw_shm_mark_execed_predecessors(void);
 CW_HIDDEN int cw_shm_create(void); /* creates + maps the file for this process */
 /* Starts recording (creates the ring) if it has not started: at the first

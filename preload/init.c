@@ -92,6 +92,10 @@ static void atfork_child(void)
         atomic_store(&rec_state, 3);
 }
 
+/* The image's argv, as glibc hands it to constructors (NULL when a hook of
+ * another library's constructor called cw_init before ours ran). */
+static char *const *ctor_argv;
+
 void cw_init(void)
 {
     static _Atomic int once;
@@ -108,7 +112,7 @@ void cw_init(void)
     } else {
         cw_shm_configure();
         cw_pyframes_init();
-        cw_shm_capture_start();
+        cw_shm_capture_start(cw.pid, ctor_argv);
         cw_shm_mark_execed_predecessors();
         pthread_atfork(NULL, NULL, atfork_child);
         /* Sockets inherited across exec make the ring at once. The sampler
@@ -126,8 +130,11 @@ void cw_init(void)
     cw_nesting--;
 }
 
-__attribute__((constructor)) static void cw_ctor(void)
+__attribute__((constructor)) static void cw_ctor(int argc, char **argv, char **envp)
 {
+    (void)argc;
+    (void)envp;
+    ctor_argv = argv;
     cw_init();
 }
 

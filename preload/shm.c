@@ -48,16 +48,28 @@ static struct {
     char argv[CW_ARGV_MAX];
 } start;
 
-void cw_shm_capture_start(void)
+/* argv: the image's own, as its constructors get it (the bytes
+ * /proc/self/cmdline would show, without opening it), or NULL to read
+ * /proc/self/cmdline (a fork child: the parent may have rewritten it). */
+void cw_shm_capture_start(pid_t pid, char *const *argv)
 {
     struct timespec rt, mt;
     clock_gettime(CLOCK_REALTIME, &rt);
     clock_gettime(CLOCK_MONOTONIC, &mt);
-    start.pid = (pid_t)syscall(SYS_getpid);
+    start.pid = pid;
     start.ppid = (pid_t)syscall(SYS_getppid);
     start.realtime_ns = (uint64_t)rt.tv_sec * 1000000000ull + (uint64_t)rt.tv_nsec;
     start.mono_ns = (uint64_t)mt.tv_sec * 1000000000ull + (uint64_t)mt.tv_nsec;
-    ssize_t n = cw_slurp("/proc/self/cmdline", start.argv, sizeof start.argv);
+    ssize_t n = 0;
+    if (argv) {
+        for (int i = 0; argv[i] && (size_t)n < sizeof start.argv; i++) {
+            size_t len = strnlen(argv[i], sizeof start.argv - (size_t)n - 1) + 1;
+            memcpy(start.argv + n, argv[i], len);
+            n += (ssize_t)len;
+        }
+    } else {
+        n = cw_slurp("/proc/self/cmdline", start.argv, sizeof start.argv);
+    }
     start.argv_len = n > 0 ? (uint32_t)n : 0;
     if (start.argv_len == sizeof start.argv)
         start.argv[sizeof start.argv - 1] = 0;
@@ -65,8 +77,9 @@ void cw_shm_capture_start(void)
 
 static void fill_identity(struct cw_header *h)
 {
-    if (start.pid != (pid_t)syscall(SYS_getpid)) /* a fork child: it starts now */
-        cw_shm_capture_start();
+    pid_t pid = (pid_t)syscall(SYS_getpid);
+    if (start.pid != pid) /* a fork child: it starts now */
+        cw_shm_capture_start(pid, NULL);
     h->pid = start.pid;
     h->ppid = start.ppid;
     h->uid = getuid();
@@ -212,7 +225,7 @@ int cw_shm_create(void)
 void cw_shm_mark_execed_predecessors(void)
 {
     uint64_t starttime = 0;
-    pid_t pid = (pid_t)syscall(SYS_getpid);
+    pid_t pid = cw.pid; /* just set by cw_init, the only caller */
     for (int seq = 0; seq < 1000; seq++) {
         char p[CW_PATH_MAX + 64];
         snprintf(p, sizeof p, "%s/" CW_FILE_PREFIX "%d.%d" CW_FILE_SUFFIX, cw.dir, (int)pid, seq);
