@@ -81,6 +81,7 @@ static struct cw_finding *add_finding(struct cw_analysis *a, enum cw_kind kind,
     f->proc = p;
     f->open_proc = p;
     f->fd = -1;
+    f->listener.fd = -1;
     return f;
 }
 
@@ -97,6 +98,7 @@ struct sock {
     uint16_t family, type;
     uint8_t origin, tcp_state, eof_how, closed, close_how;
     uint8_t closed_at_exit; /* by the process's teardown (CW_EVF_AT_EXIT) */
+    int32_t listener_fd1;   /* accepted: the listening fd + 1; 0 unknown */
 };
 
 /* Open-addressing map sid -> struct sock. */
@@ -166,6 +168,8 @@ static void apply_event(struct cw_analysis *a, struct cw_process *p, struct sock
         s->inode = (uint64_t)ev->arg2;
         s->open_ns = ev->time_ns;
         s->open_stack = ev->stack;
+        if (s->origin == CW_ORIGIN_ACCEPT && ev->arg1 >= 0 && ev->arg1 < INT32_MAX)
+            s->listener_fd1 = (int32_t)ev->arg1 + 1;
         break;
     case CW_EV_EOF:
         if (!s->eof_ns) {
@@ -548,6 +552,45 @@ static uint64_t read_ring(struct cw_analysis *a, struct cw_process *p, struct so
     return last;
 }
 
+static struct sock *sock_find(const struct sockmap *m, uint64_t sid)
+{
+    if (!m->cap)
+        return NULL;
+    for (size_t j = cw_hash64(sid) & (m->cap - 1); m->v[j].sid; j = (j + 1) & (m->cap - 1))
+        if (m->v[j].sid == sid)
+            return &m->v[j];
+    return NULL;
+}
+
+/* Each accepted finding's listener: the socket that held the listening fd
+ * when the connection was accepted (the latest opened before it and not
+ * closed before it), if the ring still knows it. */
+static void find_listeners(struct cw_analysis *a, struct cw_process *p, const struct sockmap *m,
+                           int first)
+{
+    for (int i = first; i < a->nfindings; i++) {
+        struct cw_finding *f = &a->findings[i];
+        const struct sock *s = f->sid ? sock_find(m, f->sid) : NULL;
+        if (!s || !s->listener_fd1)
+            continue;
+        const struct sock *best = NULL;
+        for (size_t j = 0; j < m->cap; j++) {
+            const struct sock *l = &m->v[j];
+            if (!l->sid || l == s || l->fd != s->listener_fd1 - 1 || l->open_ns > s->open_ns ||
+                (l->closed && l->close_ns < s->open_ns) || (best && best->open_ns > l->open_ns))
+                continue;
+            best = l;
+        }
+        if (!best)
+            continue;
+        f->listener.fd = best->fd;
+        f->listener.origin = best->origin;
+        f->listener.inode = best->inode;
+        f->listener.open_stack = best->open_stack;
+        f->listener.open_proc = p;
+    }
+}
+
 /* The live process's sockets by TCP state, as `watch` shows them. */
 static void count_kernel_states(struct cw_process *p, const struct cw_kview *kv)
 {
@@ -623,6 +666,7 @@ static int analyze_open_ring(struct cw_analysis *a, struct cw_process *p)
         }
         classify(a, p, s);
     }
+    find_listeners(a, p, &m, first_finding);
     free(m.v);
     complete_findings(a, p, first_finding, have_kv ? &kv : NULL);
     cw_kview_free(&kv);
@@ -857,58 +901,62 @@ static int is_donor(const struct cw_process *d, const struct cw_process *q)
     return d->pid == q->pid && d->ring.hdr.image_seq + 1 == q->ring.hdr.image_seq;
 }
 
+/* Where a socket inherited by proc (as *origin, *open_stack, *open_proc,
+ * with its inode and fd number) was really opened: follows the chain of
+ * donors, a socket may have been handed down twice. */
+static void follow_inheritance(struct cw_analysis *a, const struct cw_process *proc, int fd,
+                               uint64_t inode, int *origin, uint32_t *open_stack,
+                               struct cw_process **open_proc)
+{
+    for (int hops = 0; hops < 8 && *origin == CW_ORIGIN_INHERITED && !*open_stack && inode;
+         hops++) {
+        const struct cw_process *q = *open_proc ? *open_proc : proc;
+        if (!q->has_ring)
+            break;
+        struct cw_process *donor = NULL;
+        struct cw_fd_entry e = {0};
+        for (int k = 0; k < a->nprocs && !donor; k++) {
+            struct cw_process *d = a->procs[k];
+            if (!is_donor(d, q))
+                continue;
+            /* fork and exec keep fd numbers: look there first. */
+            if (fd >= 0 && cw_ring_fd(&d->ring, (uint32_t)fd, &e) && e.sid && e.inode == inode) {
+                donor = d;
+                break;
+            }
+            for (uint32_t n = 0; n < d->ring.hdr.fd_cap; n++)
+                if (cw_ring_fd(&d->ring, n, &e) && e.sid && e.inode == inode) {
+                    donor = d;
+                    break;
+                }
+        }
+        if (!donor)
+            break;
+        *open_proc = donor;
+        *open_stack = e.open_stack;
+        if (e.origin != CW_ORIGIN_INHERITED)
+            *origin = e.origin; /* how it was really opened, by the donor */
+    }
+}
+
 void cw_analysis_link_inherited(struct cw_analysis *a)
 {
     for (int i = 0; i < a->nfindings; i++) {
         struct cw_finding *f = &a->findings[i];
-        /* Follow the chain: a socket may have been handed down twice. */
-        for (int hops = 0; hops < 8 && f->origin == CW_ORIGIN_INHERITED && !f->open_stack &&
-                           f->inode && cw_open_proc(f)->has_ring;
-             hops++) {
-            const struct cw_process *q = cw_open_proc(f);
-            struct cw_process *donor = NULL;
-            struct cw_fd_entry e = {0};
-            for (int k = 0; k < a->nprocs && !donor; k++) {
-                struct cw_process *d = a->procs[k];
-                if (!is_donor(d, q))
-                    continue;
-                /* fork and exec keep fd numbers: look there first. */
-                if (f->fd >= 0 && cw_ring_fd(&d->ring, (uint32_t)f->fd, &e) && e.sid &&
-                    e.inode == f->inode) {
-                    donor = d;
-                    break;
-                }
-                for (uint32_t fd = 0; fd < d->ring.hdr.fd_cap; fd++)
-                    if (cw_ring_fd(&d->ring, fd, &e) && e.sid && e.inode == f->inode) {
-                        donor = d;
-                        break;
-                    }
-            }
-            if (!donor)
-                break;
-            f->open_proc = donor;
-            f->open_stack = e.open_stack;
-            if (e.origin != CW_ORIGIN_INHERITED)
-                f->origin = e.origin; /* how it was really opened, by the donor */
-        }
+        follow_inheritance(a, f->proc, f->fd, f->inode, &f->origin, &f->open_stack, &f->open_proc);
+        if (f->listener.fd >= 0)
+            follow_inheritance(a, f->proc, f->listener.fd, f->listener.inode, &f->listener.origin,
+                               &f->listener.open_stack, &f->listener.open_proc);
     }
 }
 
 /* ---- counting and grouping ------------------------------------------------ */
 
-/* Two findings belong together if they share kind and open stack, compared
- * as module-relative addresses so forked children and reruns group too. */
-static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
+/* Whether stack sx of qx's ring and sy of qy's are the same code, compared
+ * as module-relative addresses so forked children and reruns match too. */
+static int same_code(const struct cw_process *qx, uint32_t sx, const struct cw_process *qy,
+                     uint32_t sy)
 {
-    if (x->kind != y->kind)
-        return 0;
-    int by_close = cw_kind(x->kind)->placed_by == CW_PLACE_CLOSE;
-    uint32_t sx = by_close ? x->close_stack : x->open_stack;
-    uint32_t sy = by_close ? y->close_stack : y->open_stack;
-    const struct cw_process *qx = by_close ? x->proc : cw_open_proc(x);
-    const struct cw_process *qy = by_close ? y->proc : cw_open_proc(y);
-    if (!sx || !sy || !qx->has_ring || !qy->has_ring)
-        return !sx && !sy && x->proc == y->proc;
     if (qx == qy)
         return sx == sy;
     uint64_t px[CW_MAX_DEPTH], py[CW_MAX_DEPTH];
@@ -927,6 +975,34 @@ static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
         }
     }
     return 1;
+}
+
+static const struct cw_process *listener_proc(const struct cw_finding *f)
+{
+    return f->listener.open_proc ? f->listener.open_proc : f->proc;
+}
+
+/* Two findings belong together if they share kind and open stack (the
+ * close stack for those a close places), and for accepted sockets the
+ * listener's: one event loop accepting for two servers makes two groups. */
+static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
+{
+    if (x->kind != y->kind)
+        return 0;
+    int by_close = cw_kind(x->kind)->placed_by == CW_PLACE_CLOSE;
+    uint32_t sx = by_close ? x->close_stack : x->open_stack;
+    uint32_t sy = by_close ? y->close_stack : y->open_stack;
+    const struct cw_process *qx = by_close ? x->proc : cw_open_proc(x);
+    const struct cw_process *qy = by_close ? y->proc : cw_open_proc(y);
+    if (!sx || !sy || !qx->has_ring || !qy->has_ring)
+        return !sx && !sy && x->proc == y->proc;
+    if (!same_code(qx, sx, qy, sy))
+        return 0;
+    uint32_t lx = x->listener.open_stack, ly = y->listener.open_stack;
+    if (by_close || (!lx && !ly))
+        return 1;
+    return lx && ly && listener_proc(x)->has_ring && listener_proc(y)->has_ring &&
+           same_code(listener_proc(x), lx, listener_proc(y), ly);
 }
 
 static const struct cw_analysis *sort_ctx;

@@ -74,6 +74,16 @@ struct cw_finding {
     /* The ring open_stack belongs to: proc, or for a socket inherited across
      * fork or exec, the process (image) that opened it. */
     struct cw_process *open_proc;
+    /* An accepted socket's listener, when the ring still knows it (fd -1:
+     * unknown): where the server was made, which an event loop's accept
+     * stack does not say. open_proc as above (a pre-fork server's children
+     * inherit it). */
+    struct {
+        int fd, origin;
+        uint64_t inode;
+        uint32_t open_stack;
+        struct cw_process *open_proc;
+    } listener;
     int err;               /* emfile: the errno; double_close: EBADF */
     uint32_t sockets_open; /* emfile: tracked sockets open at the failure */
     int suppressed;        /* index+1 of the suppression that hid it */

@@ -53,12 +53,18 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
     if (f->errno_name)
         fprintf(out, ",\"errno\":\"%s\",\"sockets_open\":%u", f->errno_name, f->sockets_open);
     fprintf(out, ",\"suppressed\":%s", f->suppressed ? "true" : "false");
+    if (f->listener_fd >= 0)
+        fprintf(out, ",\"listener_fd\":%d", f->listener_fd);
+    else
+        fputs(",\"listener_fd\":null", out);
     fputs(",\"stacks\":{\"open\":", out);
     frames_json(out, &f->open);
     fputs(",\"eof\":", out);
     frames_json(out, &f->eof_stack);
     fputs(",\"close\":", out);
     frames_json(out, &f->close);
+    fputs(",\"listener\":", out);
+    frames_json(out, &f->listener);
     fputs("},\"timeline\":[", out);
     for (int i = 0; i < f->ntimeline; i++)
         fprintf(out, "%s{\"t\":%.6f,\"event\":\"%s\"}", i ? "," : "", f->timeline[i].t,

@@ -91,6 +91,13 @@ static void print_where(FILE *out, const struct cw_vfinding *f)
     if (eof && eof->file && f->kind->placed_by != CW_PLACE_CLOSE)
         print_place(out, ", EOF seen at", eof);
     fputc('\n', out);
+    /* An event loop's accept says nothing of which server: its listener does. */
+    const struct cw_vframe *l = f->listener.at;
+    if (l && l->file && f->kind->placed_by != CW_PLACE_CLOSE) {
+        fprintf(out, "  listener: fd %d, ", f->listener_fd);
+        print_place(out, "opened at", l);
+        fputc('\n', out);
+    }
 }
 
 static void print_group(FILE *out, const struct cw_vgroup *g)

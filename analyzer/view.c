@@ -485,6 +485,10 @@ static void resolve_finding(struct view_store *s, struct cw_symbolizer *sym,
     out->open = stack_of(s, sym, cw_open_proc(f), f->open_stack, all);
     out->eof_stack = stack_of(s, sym, f->proc, f->eof_stack, all);
     out->close = stack_of(s, sym, f->proc, f->close_stack, all);
+    out->listener_fd = f->listener.fd;
+    if (f->listener.fd >= 0)
+        out->listener = stack_of(s, sym, f->listener.open_proc ? f->listener.open_proc : f->proc,
+                                 f->listener.open_stack, all);
     const struct cw_vstack *placing[2] = {&out->open, &out->eof_stack};
     int n = 2;
     if (cw_kind(f->kind)->placed_by == CW_PLACE_CLOSE) {

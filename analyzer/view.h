@@ -118,6 +118,11 @@ struct cw_vfinding {
     /* The rule that hid it (1-based index into the view's rules), or 0. */
     int suppressed;
     struct cw_vstack open, eof_stack, close;
+    /* An accepted socket's listener and where it was opened (its socket()
+     * or its inheritance): the server an event loop accepted for. fd -1
+     * and an empty stack when unknown. */
+    int listener_fd;
+    struct cw_vstack listener;
     /* What the open stack is, as a label ("opened (accept) at:", "opened by
      * the parent process (pid 7), inherited, at:"), and when there is no
      * open stack, why ("" if nothing needs saying). */

@@ -982,6 +982,46 @@ Test(e2e, forking_server_leak_is_the_childs, .timeout = 30)
     jq_free(doc);
 }
 
+/* 7a'. pre-fork: the child accepts on the listener the parent made. The
+ * finding's listener stack is the parent's, from the parent's ring. */
+Test(e2e, prefork_child_leak_names_the_parents_listener, .timeout = 30)
+{
+    const char *dir = e2e_mkdtemp("prefork");
+    char dirarg[1024], outarg[1024], out[768];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    snprintf(out, sizeof out, "%s/prefork.json", dir);
+    snprintf(outarg, sizeof outarg, "-o%s", out);
+    char *argv[] = {(char *)h_path("closewatch"),
+                    "run",
+                    dirarg,
+                    "--grace=0.2",
+                    "--format=json",
+                    outarg,
+                    "--",
+                    (char *)fixture("e2e_server"),
+                    "prefork-leak",
+                    "0.4",
+                    "0",
+                    NULL};
+    struct h_proc p = spawn_bg(argv, NULL, 0, NULL);
+    int port = atoi(expect_line(&p, "port "));
+    int c = h_connect(port);
+    cr_assert_eq(write(c, "hello", 5), 5);
+    close(c);
+    int child = atoi(expect_line(&p, "child "));
+    cr_assert_eq(wait_exit(&p), 0);
+
+    struct jv *doc = parse_file(out);
+    cr_assert_eq(count_findings(doc, "close_wait", child), 1, "the child's leak");
+    const struct jv *f = finding_of(doc, "close_wait");
+    cr_assert_str_eq(jq_str(f, "origin"), "accept");
+    cr_assert(stack_has(jq_get(f, "stacks.open"), "accept_one", "/e2e_server.c"));
+    cr_assert_geq(jq_num(f, "listener_fd"), 0);
+    cr_assert(stack_has(jq_get(f, "stacks.listener"), "main", "/e2e_server.c"),
+              "the inherited listener has no open stack from the parent");
+    jq_free(doc);
+}
+
 /* 7b. fork per connection done right: nothing, in any of the processes. */
 Test(e2e, forking_server_correct_is_clean, .timeout = 30)
 {

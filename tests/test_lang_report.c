@@ -4,7 +4,8 @@
  * place (text "where:", JSON frames with language "python", SARIF's
  * physicalLocation) is the accept() line, the EOF stack's the recv() line,
  * the runtime's internals are folded unless --frames=all, live and after
- * SIGKILL, on Debian's python3 and the pyenv interpreters at hand. The
+ * SIGKILL, on Debian's python3 and the pyenv interpreters at hand; an
+ * asyncio server's findings name the listener's start_server line. The
  * lines are found by their markers in the script, not copied from output.
  */
 #include <criterion/criterion.h>
@@ -254,6 +255,76 @@ Test(lang_report, requests_pool_names_the_request_line, .timeout = 60)
     cr_assert(strstr(out, where), "no '%s' in:\n%s", where, out);
     cr_assert(strstr(out, "urllib3/connection.py"), "the pool's frames are listed:\n%s", out);
     cr_assert(strstr(out, "eof: unread"), "%s", out);
+    free(out);
+    h_ctl_release(&ctl);
+    cr_assert_neq(h_wait(&p, COND_MS), -1);
+    h_rmdir(dir);
+    free(dir);
+}
+
+/* asyncio accepts in its event loop: the finding's own stacks end in
+ * asyncio.run(), its listener's names the start_server line (text and
+ * JSON), and the two leaks of that server make one group. */
+Test(lang_report, asyncio_server_names_its_listener, .timeout = 60)
+{
+    char *dir = h_mkdtemp("langasyncio");
+    char path[1100], rel[1100];
+    snprintf(rel, sizeof rel, "%s/../tests/real/py_asyncio_leak.py", h_build());
+    cr_assert(realpath(rel, path), "cannot find %s", rel);
+    struct h_ctl ctl;
+    h_ctl_open(&ctl);
+    char *argv[] = {"/bin/sh", "-c",    "exec /usr/bin/python3 \"$0\" 2 <&\"$1\"",
+                    path,      ctl.arg, NULL};
+    struct h_proc p = h_spawn(argv, NULL, 1, dir, 1);
+    h_ctl_spawned(&ctl);
+    char line[256];
+    cr_assert(h_read_line(&p, line, sizeof line, COND_MS) && !strcmp(line, "leaked 2"), "%s", line);
+    int start_line = h_marker_line(path, "MARK-START-SERVER");
+    char pid[16], dirarg[1200], listener[1300], *out = NULL;
+    snprintf(pid, sizeof pid, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    snprintf(listener, sizeof listener, ", opened at %s:%d (main)\n", path, start_line);
+    uint64_t end = h_now_ms() + COND_MS;
+    for (;;) { /* the grace */
+        char *args[] = {"report", "--grace=0.3", dirarg, pid, NULL};
+        free(out);
+        if (h_closewatch(dir, args, &out) == 1)
+            break;
+        cr_assert_lt(h_now_ms(), end, "no finding:\n%s", out);
+        usleep(100 * 1000);
+    }
+    const char *l = strstr(out, "\n  listener: fd ");
+    const char *eol = l ? strchr(l + 1, '\n') : NULL;
+    size_t ln = strlen(listener);
+    cr_assert(eol && (size_t)(eol + 1 - l) > ln && !strncmp(eol + 1 - ln, listener, ln),
+              "no listener line ending '%s' in:\n%s", listener, out);
+    cr_assert(strstr(out, "2 sockets in CLOSE_WAIT without close()"), "one group:\n%s", out);
+    free(out);
+
+    char *jargs[] = {"report", "--format=json", "--grace=0.3", dirarg, pid, NULL};
+    h_closewatch(dir, jargs, &out);
+    char err[256];
+    struct jv *doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    cr_assert_eq(jq_len(doc, "findings"), 2, "%s", out);
+    for (int i = 0; i < 2; i++) {
+        char fpath[64];
+        snprintf(fpath, sizeof fpath, "findings.%d.stacks.listener", i);
+        /* the innermost Python frames are asyncio's; the script's is below */
+        int found = 0;
+        const struct jv *st = jq_get(doc, fpath);
+        for (int k = 0; k < jq_len(st, NULL) && !found; k++) {
+            char kp[16];
+            snprintf(kp, sizeof kp, "%d", k);
+            const struct jv *f = jq_get(st, kp);
+            found = jq_str(f, "file") && !strcmp(jq_str(f, "file"), path) &&
+                    jq_num(f, "line") == start_line;
+        }
+        cr_assert(found, "no %s:%d in %s:\n%s", path, start_line, fpath, out);
+        snprintf(fpath, sizeof fpath, "findings.%d.listener_fd", i);
+        cr_assert_geq(jq_num(doc, fpath), 0, "%s", out);
+    }
+    jq_free(doc);
     free(out);
     h_ctl_release(&ctl);
     cr_assert_neq(h_wait(&p, COND_MS), -1);
