@@ -200,6 +200,11 @@ CW_HIDDEN uint32_t cw_stack(void);
 CW_HIDDEN uint32_t cw_lang_stack(void);
 /* Looks up CPython's symbols, in the constructor (pyframes.c). */
 CW_HIDDEN void cw_pyframes_init(void);
+/* The calling thread's Java frames (jframes.c), interned like
+ * cw_lang_stack's; cw_jframes_init, in the constructor, notes whether this
+ * is a Java process at all. */
+CW_HIDDEN uint32_t cw_java_stack(void);
+CW_HIDDEN void cw_jframes_init(void);
 /* Interns language stack id of another ring (a fork child's copy of its
  * parent's), with its code records: 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);

@@ -500,11 +500,14 @@ static WITH_FRAME_POINTER uint32_t native_stack(void)
 #endif
 }
 
-/* The native stack with the language frames beneath it (pyframes.c): the
- * same native stack over other Python code is another stack. */
+/* The native stack with the language frames beneath it (pyframes.c,
+ * jframes.c): the same native stack over other Python or Java code is
+ * another stack. */
 uint32_t cw_stack(void)
 {
     uint32_t id = native_stack(), lang = cw_lang_stack();
+    if (!lang)
+        lang = cw_java_stack();
     return lang ? cw_stack_with_lang(id, lang) : id;
 }
 
