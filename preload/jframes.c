@@ -223,22 +223,25 @@ static void unsupported(const char *why)
 static int read_tables(void)
 {
     void *lo = NULL, *hi = NULL, *release = NULL, *major = NULL, *minor = NULL, *sec = NULL;
-    if (!vm_field("JavaThread", "_thread_state", &jv.state_off, NULL) ||
-        !vm_field("JavaThread", "_osthread", &jv.osthread_off, NULL) ||
-        !vm_field("OSThread", "_pthread_id", &jv.pthread_off, NULL) ||
-        !vm_int("_thread_in_native", &jv.in_native)) {
-        unsupported("a HotSpot whose VM tables name no JavaThread::_thread_state");
-        return 0;
-    }
     vm_field("Abstract_VM_Version", "_s_vm_release", NULL, &release);
     vm_field("Abstract_VM_Version", "_vm_major_version", NULL, &major);
     vm_field("Abstract_VM_Version", "_vm_minor_version", NULL, &minor);
     vm_field("Abstract_VM_Version", "_vm_security_version", NULL, &sec);
-    if (release && *(const char *const *)release)
-        snprintf(jv.rt.name, sizeof jv.rt.name, "Java %s", *(const char *const *)release);
+    snprintf(jv.rt.name, sizeof jv.rt.name, "Java %s",
+             release && *(const char *const *)release ? *(const char *const *)release
+                                                      : "(HotSpot)");
     if (major && minor && sec)
         jv.rt.version = (uint32_t) * (const int *)major << 24 |
                         (uint32_t) * (const int *)minor << 16 | (uint32_t) * (const int *)sec << 8;
+    /* _osthread moved from JavaThread (17, 21) to Thread (25). */
+    if (!vm_field("JavaThread", "_thread_state", &jv.state_off, NULL) ||
+        (!vm_field("JavaThread", "_osthread", &jv.osthread_off, NULL) &&
+         !vm_field("Thread", "_osthread", &jv.osthread_off, NULL)) ||
+        !vm_field("OSThread", "_pthread_id", &jv.pthread_off, NULL) ||
+        !vm_int("_thread_in_native", &jv.in_native)) {
+        unsupported("no JavaThread::_thread_state in the VM's tables");
+        return 0;
+    }
     if (vm_field("CodeCache", "_low_bound", NULL, &lo) &&
         vm_field("CodeCache", "_high_bound", NULL, &hi) && lo && hi) {
         jv.rt.eval_lo = *(const uintptr_t *)lo;
@@ -256,14 +259,18 @@ static uintptr_t java_thread(void **env)
     return (uintptr_t)*env - (uintptr_t)jv.env_off;
 }
 
-/* Whether t is the calling thread's JavaThread: its OSThread names us. */
-static int is_us(uintptr_t t)
+/* Whether t is the calling thread's JavaThread: its OSThread names us.
+ * checked: t is only a guess (the search below), so every read is checked. */
+static int is_us(uintptr_t t, int checked)
 {
-    uintptr_t os;
-    return cw_readable((const void *)(t + (uintptr_t)jv.osthread_off), 8) &&
-           (os = *(const uintptr_t *)(t + (uintptr_t)jv.osthread_off)) && !(os & 7) &&
-           cw_readable((const void *)(os + (uintptr_t)jv.pthread_off), 8) &&
-           *(const pthread_t *)(os + (uintptr_t)jv.pthread_off) == pthread_self();
+    const uintptr_t *field = (const uintptr_t *)(t + (uintptr_t)jv.osthread_off);
+    if (checked && !cw_readable(field, 8))
+        return 0;
+    uintptr_t os = *field;
+    if (!os || (os & 7) ||
+        (checked && !cw_readable((const void *)(os + (uintptr_t)jv.pthread_off), 8)))
+        return 0;
+    return *(const pthread_t *)(os + (uintptr_t)jv.pthread_off) == pthread_self();
 }
 
 /* Where the JNIEnv sits in a JavaThread: not in the tables, so found once,
@@ -276,7 +283,7 @@ static int find_env_offset(void)
     if (!java_thread(&env))
         return 0;
     for (long d = 8; d <= 4096; d += 8) {
-        if (is_us((uintptr_t)env - (uintptr_t)d)) {
+        if (is_us((uintptr_t)env - (uintptr_t)d, 1)) {
             jv.env_off = d;
             return 1;
         }
@@ -285,10 +292,12 @@ static int find_env_offset(void)
     return -1;
 }
 
+/* Whether the JavaThread t (GetEnv's, at the offset found: a live object
+ * of this thread, read without checks) is ours and in native code. */
 static int in_native(uintptr_t t)
 {
-    return is_us(t) && __atomic_load_n((const int *)(t + (uintptr_t)jv.state_off),
-                                       __ATOMIC_ACQUIRE) == jv.in_native;
+    return is_us(t, 0) && __atomic_load_n((const int *)(t + (uintptr_t)jv.state_off),
+                                          __ATOMIC_ACQUIRE) == jv.in_native;
 }
 
 /* ASGCT walks only while some environment wants ClassLoad events. */
@@ -351,8 +360,6 @@ static int setup(void)
              ti, JVMTI_ENABLE_, EV_CLASS_LOAD, NULL)))
         jv.agct = NULL; /* GetStackTrace alone */
     jv.rt.status = CW_RT_WALKED;
-    if (!jv.rt.name[0])
-        snprintf(jv.rt.name, sizeof jv.rt.name, "Java (HotSpot)");
     return J_WALK;
 }
 

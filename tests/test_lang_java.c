@@ -8,10 +8,13 @@
  * names the file; an HttpURLConnection pool client whose server closed the
  * idle connection has a finding naming the client's request line; a
  * program that opens thousands of sockets prints and exits the same with
- * and without the preload, and nothing is written on its stderr. Lines are
- * found by their markers in the sources, not copied from output.
+ * and without the preload, and nothing is written on its stderr; a C
+ * program that opens a socket before it creates a JVM gets a report saying
+ * so, and Java frames for the socket Java opens after. Lines are found by
+ * their markers in the sources, not copied from output.
  */
 #include <criterion/criterion.h>
+#include <criterion/logging.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -144,11 +147,12 @@ static void echo_session(int port)
     close(fd);
 }
 
-/* JavaServer.java in mode leak|good (blocking) under plain LD_PRELOAD,
- * with `sessions` echo sessions done; its port in *port. */
-static struct prog server(const char *dir, const char *mode, int sessions)
+/* JavaServer.java in mode leak|good (blocking) run by java (a path, or
+ * "java") under plain LD_PRELOAD, with `sessions` echo sessions done. */
+static struct prog server_of(const char *java, const char *dir, const char *mode, int sessions)
 {
-    char *argv[] = {"java", (char *)source("JavaServer.java"), (char *)mode, "blocking", NULL};
+    char *argv[] = {(char *)java, (char *)source("JavaServer.java"), (char *)mode, "blocking",
+                    NULL};
     struct prog g = start(argv, 1, dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "java did not start");
@@ -157,6 +161,11 @@ static struct prog server(const char *dir, const char *mode, int sessions)
     for (int i = 0; i < sessions; i++)
         echo_session(port);
     return g;
+}
+
+static struct prog server(const char *dir, const char *mode, int sessions)
+{
+    return server_of("java", dir, mode, sessions);
 }
 
 static void stop(struct prog *g, const char *bye)
@@ -219,6 +228,44 @@ static int accepted_open(const char *dir, pid_t pid)
     }
     cw_ring_close(&r);
     return accepted < 3 ? -1 : open;
+}
+
+/* The JDKs installed besides the default one (Temurin 21, 25 ...). */
+Test(lang_java, other_jdks_name_the_accept_line, .timeout = 180)
+{
+    need_java();
+    char def[1024] = "", line[1100];
+    FILE *f = popen("readlink -f \"$(command -v java)\"", "r");
+    cr_assert(f && fgets(def, sizeof def, f));
+    pclose(f);
+    f = popen("ls -d /usr/lib/jvm/*/bin/java 2>/dev/null | xargs -r readlink -f | sort -u", "r");
+    int tried = 0;
+    while (f && fgets(line, sizeof line, f)) {
+        if (!strcmp(line, def))
+            continue;
+        line[strcspn(line, "\n")] = 0;
+        cr_log_info("%s", line);
+        char *dir = h_mkdtemp("langjavajdk");
+        struct prog g = server_of(line, dir, "leak", 2);
+        int accept_line = h_marker_line(source("JavaServer.java"), "cw:java-accept");
+        struct jv *live = live_findings(dir, g.p.pid, 2);
+        for (int i = 0; i < 2; i++) {
+            char path[64];
+            snprintf(path, sizeof path, "findings.%d.stacks.open", i);
+            cr_assert(
+                has_java_line(jq_get(live, path), "JavaServer.", "JavaServer.java", accept_line),
+                "%s: no JavaServer.java:%d in %s", line, accept_line, path);
+        }
+        jq_free(live);
+        stop(&g, "bye");
+        h_rmdir(dir);
+        free(dir);
+        tried++;
+    }
+    if (f)
+        pclose(f);
+    if (!tried)
+        cr_skip_test("no JDK here besides the default one (/usr/lib/jvm/*/bin/java)");
 }
 
 Test(lang_java, correct_server_has_no_findings, .timeout = 120)
@@ -357,6 +404,93 @@ Test(lang_java, thousands_of_sockets_behave_the_same, .timeout = 180)
     cr_assert(cw_ring_runtime(&r, CW_LANG_JAVA, &rt), "no Java runtime record");
     cr_assert_eq(rt.status, CW_RT_WALKED, "%s: %s", rt.name, rt.reason);
     cw_ring_close(&r);
+    h_rmdir(dir);
+    free(dir);
+}
+
+/* The JDK of the java on the PATH (bin/java's grandparent), or NULL. */
+static const char *jdk_home(void)
+{
+    static char home[1024];
+    FILE *f = popen("readlink -f \"$(command -v java)\"", "r");
+    if (!f)
+        return NULL;
+    int ok = fgets(home, sizeof home, f) != NULL;
+    pclose(f);
+    char *bin = ok ? strstr(home, "/bin/java") : NULL;
+    if (!bin)
+        return NULL;
+    *bin = 0;
+    return home;
+}
+
+Test(lang_java, sockets_before_the_jvm_was_found_are_reported, .timeout = 120)
+{
+    need_java();
+    const char *jdk = jdk_home();
+    char inc[1100], incl[1100], libdir[1100], rpath[1100], hdr[1100];
+    cr_assert_not_null(jdk, "cannot find the JDK of java");
+    snprintf(hdr, sizeof hdr, "%s/include/jni.h", jdk);
+    if (access(hdr, R_OK) != 0)
+        cr_skip_test("no %s: the JDK's headers are not installed", hdr);
+    char *dir = h_mkdtemp("langjavaembed");
+    char exe[700], cmd[6000];
+    snprintf(exe, sizeof exe, "%s/jvm_embed", dir);
+    snprintf(inc, sizeof inc, "-I%s/include", jdk);
+    snprintf(incl, sizeof incl, "-I%s/include/linux", jdk);
+    snprintf(libdir, sizeof libdir, "-L%s/lib/server", jdk);
+    snprintf(rpath, sizeof rpath, "-Wl,-rpath,%s/lib/server", jdk);
+    snprintf(cmd, sizeof cmd, "cc -std=gnu11 -Wall -Werror %s %s -o %s %s %s %s -ljvm", inc, incl,
+             exe, source("jvm_embed.c"), libdir, rpath);
+    cr_assert_eq(system(cmd), 0, "%s failed", cmd);
+
+    char *argv[] = {exe, NULL};
+    struct prog g = start(argv, 1, dir);
+    char line[256];
+    cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "jvm_embed did not start");
+    cr_assert_str_eq(line, "ready");
+    char dirarg[700], pidarg[16], *out = NULL;
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    snprintf(pidarg, sizeof pidarg, "%d", (int)g.p.pid);
+    char *args[] = {"report", "--format=json", dirarg, pidarg, NULL};
+    h_closewatch(dir, args, &out);
+    char err[256];
+    struct jv *doc = jq_parse(out, err, sizeof err);
+    cr_assert_not_null(doc, "%s: %s", err, out);
+    const char *note = jq_str(doc, "processes.0.runtime_note");
+    /* Ours at least; the JVM may make its own while it starts (its attach
+     * listener's socket): those too. */
+    cr_assert(note && strstr(note, "recorded before the JVM was found: native frames only"),
+              "runtime_note: %s", note ? note : "(none)");
+    jq_free(doc);
+    free(out);
+
+    /* The socket Java opened has Java frames: ServerSocket's constructor. */
+    struct cw_ring r;
+    h_open_ring(&r, dir, g.p.pid);
+    int java = 0;
+    for (uint32_t fd = 0; fd < r.hdr.fd_cap && !java; fd++) {
+        struct cw_fd_entry e;
+        struct cw_lang_frame lf[CW_LANG_DEPTH];
+        unsigned lang = 0;
+        int trunc = 0;
+        if (!cw_ring_fd(&r, fd, &e) || !(e.sid & CW_SID_OPEN) || !e.open_stack)
+            continue;
+        uint32_t lid = cw_ring_stack_lang(&r, e.open_stack);
+        int n = lid ? cw_ring_lang_stack(&r, lid, lf, CW_LANG_DEPTH, &lang, &trunc) : 0;
+        for (int i = 0; i < n && lang == CW_LANG_JAVA; i++) {
+            struct cw_code c;
+            if (cw_ring_code(&r, lf[i].code, &c) &&
+                !strcmp((const char *)cw_ring_blob(&r, c.name_off), "java.net.ServerSocket.<init>"))
+                java = 1;
+        }
+    }
+    cw_ring_close(&r);
+    cr_assert(java, "no open socket with java.net.ServerSocket.<init> among its Java frames");
+    close(g.in_fd);
+    int st = h_wait(&g.p, COND_MS);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "jvm_embed ended with status %#x", st);
+    close(g.err_fd);
     h_rmdir(dir);
     free(dir);
 }
