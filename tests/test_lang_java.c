@@ -5,8 +5,9 @@
  * every connection has findings whose open stacks name its accept() line
  * in JavaServer.java (JSON frames of language "java", the text report's
  * "where:"), its correct variant has none, a post-mortem after SIGKILL still
- * names the file; an HttpURLConnection pool client whose server closed the
- * idle connection has a finding naming the client's request line; a
+ * names the file; pooling clients (HttpURLConnection's keep-alive cache,
+ * Apache HttpClient 4's pool) whose server closed the idle connection have
+ * a finding naming the client's request line; a
  * program that opens thousands of sockets prints and exits the same with
  * and without the preload, and nothing is written on its stderr; a C
  * program that opens a socket before it creates a JVM gets a report saying
@@ -322,15 +323,20 @@ Test(lang_java, post_mortem_after_sigkill_names_the_source, .timeout = 120)
     free(dir);
 }
 
-Test(lang_java, pooled_client_finding_names_the_request_line, .timeout = 120)
+/* A pooling client (argv, with "PORT" in its place) of ours, whose one
+ * request this test answers and whose idle connection it then closes: the
+ * finding's open stack names the request's line (marker) in file, in a
+ * function starting with fn. */
+static void pooled_client(char **argv, const char *file, const char *fn, const char *marker)
 {
-    need_java();
     char *dir = h_mkdtemp("langjavacli");
     int port;
     int lfd = h_listen(&port);
     char port_arg[16];
     snprintf(port_arg, sizeof port_arg, "%d", port);
-    char *argv[] = {"java", (char *)source("JavaClient.java"), port_arg, NULL};
+    for (char **a = argv; *a; a++)
+        if (!strcmp(*a, "PORT"))
+            *a = port_arg;
     struct prog g = start(argv, 1, dir);
     struct pollfd p = {.fd = lfd, .events = POLLIN};
     cr_assert_eq(poll(&p, 1, COND_MS), 1, "the client did not connect");
@@ -352,16 +358,34 @@ Test(lang_java, pooled_client_finding_names_the_request_line, .timeout = 120)
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS) && !strcmp(line, "idle"), "%s", line);
     close(conn); /* the server closes the idle connection */
     struct jv *live = live_findings(dir, g.p.pid, 1);
-    int req_line = h_marker_line(source("JavaClient.java"), "cw:java-request");
-    cr_assert(has_java_line(jq_get(live, "findings.0.stacks.open"), "JavaClient.fetch",
-                            "JavaClient.java", req_line),
-              "no JavaClient.java:%d in the client's open stack", req_line);
+    int req_line = h_marker_line(source(file), marker);
+    cr_assert(has_java_line(jq_get(live, "findings.0.stacks.open"), fn, file, req_line),
+              "no %s:%d in the client's open stack", file, req_line);
     cr_assert_str_eq(jq_str(live, "findings.0.kind"), "close_wait");
     jq_free(live);
     stop(&g, "bye 2");
     close(lfd);
     h_rmdir(dir);
     free(dir);
+}
+
+Test(lang_java, pooled_client_finding_names_the_request_line, .timeout = 120)
+{
+    need_java();
+    char *argv[] = {"java", (char *)source("JavaClient.java"), "PORT", NULL};
+    pooled_client(argv, "JavaClient.java", "JavaClient.fetch", "cw:java-request");
+}
+
+Test(lang_java, apache_httpclient_pool_finding_names_the_request_line, .timeout = 120)
+{
+    need_java();
+    static const char cp[] = "/usr/share/java/httpclient.jar:/usr/share/java/httpcore.jar:"
+                             "/usr/share/java/commons-logging.jar";
+    if (access("/usr/share/java/httpclient.jar", R_OK) ||
+        access("/usr/share/java/httpcore.jar", R_OK))
+        cr_skip_test("no Apache HttpClient 4 (scripts/install-test-deps.sh httpclient)");
+    char *argv[] = {"java", "-cp", (char *)cp, (char *)source("JavaPoolClient.java"), "PORT", NULL};
+    pooled_client(argv, "JavaPoolClient.java", "JavaPoolClient.fetch", "cw:java-pool-request");
 }
 
 /* Everything the program wrote on stdout and stderr, and its exit status. */
