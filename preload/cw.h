@@ -205,6 +205,7 @@ CW_HIDDEN void cw_pyframes_init(void);
  * is a Java process at all. */
 CW_HIDDEN uint32_t cw_java_stack(void);
 CW_HIDDEN void cw_jframes_init(void);
+CW_HIDDEN void cw_jframes_after_fork(void);
 /* Interns language stack id of another ring (a fork child's copy of its
  * parent's), with its code records: 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);

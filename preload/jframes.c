@@ -48,6 +48,9 @@
  * the runtime's evaluation range: all the Java frames stand at the first
  * code-cache frame of the native stack, just above the JNI method that
  * called the socket function.
+ *
+ * Tested with OpenJDK 17 (Debian) and Temurin 25; any HotSpot whose tables
+ * lack what we read gets native frames and a reason in the ring.
  */
 #include "cw.h"
 
@@ -65,12 +68,12 @@ enum {
     JNI_OK_ = 0,
     JNI_VERSION_1_6_ = 0x00010006,
     JVMTI_VERSION_1_2_ = 0x30010200,
-    VM_GET_ENV = 6,                   /* JNIInvokeInterface_.GetEnv */
-    ENV_DELETE_LOCAL_REF = 23,        /* JNINativeInterface_.DeleteLocalRef */
-    TI_DEALLOCATE = 47 - 1,           /* jvmtiInterface_1_ */
-    TI_GET_CLASS_SIGNATURE = 48 - 1,  /* */
-    TI_GET_SOURCE_FILE_NAME = 50 - 1, /* */
-    TI_GET_METHOD_NAME = 64 - 1,      /* */
+    VM_GET_ENV = 6,            /* JNIInvokeInterface_.GetEnv */
+    ENV_DELETE_LOCAL_REF = 23, /* JNINativeInterface_.DeleteLocalRef */
+    TI_DEALLOCATE = 47 - 1,    /* jvmtiInterface_1_, from here on */
+    TI_GET_CLASS_SIGNATURE = 48 - 1,
+    TI_GET_SOURCE_FILE_NAME = 50 - 1,
+    TI_GET_METHOD_NAME = 64 - 1,
     TI_GET_METHOD_DECLARING_CLASS = 65 - 1,
     TI_GET_LINE_NUMBER_TABLE = 70 - 1,
     TI_GET_STACK_TRACE = 104 - 1,
@@ -145,6 +148,15 @@ void cw_jframes_init(void)
     char path[CW_PATH_MAX] = "";
     dl_iterate_phdr(find_libjvm, path);
     atomic_store(&jv.state, path[0] ? J_LOOK : J_NONE);
+}
+
+/* A fork child of a JVM (made by native code: Java's own children exec at
+ * once) has one thread of it: a call into the VM could wait forever for
+ * the others (a safepoint, a lock one of them held), so it records native
+ * stacks only. */
+void cw_jframes_after_fork(void)
+{
+    atomic_store(&jv.state, J_NONE);
 }
 
 /* ---- finding the VM ------------------------------------------------------ */
@@ -501,6 +513,30 @@ static int java_frames(void *env, struct frame_info *fr)
     return n;
 }
 
+/* The language stacks this thread interned last, by a hash of the raw
+ * frames: a thread serving connections records the same few paths again
+ * and again, and each of its ~20-40 frames' code record lookups and the
+ * stack's interning cost more than the walk itself (a 64-bit hash of
+ * (jmethodID, bci) pairs, which HotSpot never reuses, is taken as the
+ * identity, as stacks.c does with return addresses). */
+#define RECENT 8
+static __thread struct {
+    uint64_t hash;
+    const void *ring;
+    uint32_t id;
+} recent[RECENT] __attribute__((tls_model("initial-exec")));
+
+static uint64_t frames_hash(const struct frame_info *fr, int n)
+{
+    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
+    for (int i = 0; i < n; i++) {
+        h = (h ^ (uintptr_t)fr[i].method) * 0x100000001b3ull;
+        h = (h ^ (uint64_t)fr[i].location) * 0x100000001b3ull;
+        h ^= h >> 29;
+    }
+    return h;
+}
+
 uint32_t cw_java_stack(void)
 {
     int state = atomic_load_explicit(&jv.state, memory_order_acquire);
@@ -529,6 +565,10 @@ uint32_t cw_java_stack(void)
     int n = java_frames(env, fr);
     if (n <= 0)
         return 0;
+    uint64_t hash = frames_hash(fr, n);
+    unsigned slot = (unsigned)(hash >> 61);
+    if (recent[slot].hash == hash && recent[slot].ring == cw.hdr)
+        return recent[slot].id;
     int truncated = n > CW_LANG_DEPTH;
     if (truncated)
         n = CW_LANG_DEPTH;
@@ -543,5 +583,16 @@ uint32_t cw_java_stack(void)
     }
     /* All of them stand at the first code-cache frame. */
     frames[n - 1].pos |= CW_LF_ENTRY;
-    return cw_lang_intern(CW_LANG_JAVA, frames, n, truncated);
+    uint32_t id = cw_lang_intern(CW_LANG_JAVA, frames, n, truncated);
+    /* Only a complete stack is remembered: a code record that did not fit
+     * (table full) may fit later. */
+    int complete = id != 0;
+    for (int i = 0; i < n && complete; i++)
+        complete = frames[i].code != 0;
+    if (complete) {
+        recent[slot].hash = hash;
+        recent[slot].ring = cw.hdr;
+        recent[slot].id = id;
+    }
+    return id;
 }
