@@ -34,8 +34,8 @@ int cw_lang_hybrid(const struct cw_ring *r, uint32_t id, struct cw_hframe *out, 
 
 /* One line for a runtime the process has whose frames were not recorded,
  * or not all of them ("CPython 3.9.18: no frame walker for CPython 3.9
- * (...); native frames only", "Java 17.0.15: 2 stacks recorded before the
- * JVM was found: ..."), written to buf; NULL if lang's runtime is absent or
+ * (...); native frames only", "Java 17.0.15: for 2 stacks recorded before
+ * the JVM was found (...)"), written to buf; NULL if lang's runtime is absent or
  * all its frames were recorded. */
 const char *cw_lang_unsupported(const struct cw_ring *r, unsigned lang, char *buf, size_t len);
 

@@ -385,7 +385,7 @@ static void publish_runtime(void)
         return;
     if (early && jv.rt.status == CW_RT_WALKED)
         snprintf(jv.rt.reason, sizeof jv.rt.reason,
-                 "%u stack%s recorded before the JVM was found: native frames only", early,
+                 "for %u stack%s recorded before the JVM was found (native frames only)", early,
                  early == 1 ? "" : "s");
     struct cw_runtime *rt = &h->runtimes[CW_LANG_JAVA];
     memcpy(rt->name, jv.rt.name, sizeof rt->name);
@@ -413,14 +413,24 @@ static void ti_free(void *p)
 #define NAME_MAX_ 512
 
 /* "Ljava/net/ServerSocket;" + "accept" -> "java.net.ServerSocket.accept";
- * its package as a path prefix ("java/net/") in pkg. */
+ * its package as a path prefix ("java/net/") in pkg. A hidden class (a
+ * lambda's: "LJavaServer$$Lambda$220.0x00007f273c148208;") loses its
+ * address, which changes from run to run and would make the same stack
+ * another one for SARIF's fingerprints. Returns the length written. */
 static int qualified(const char *sig, const char *method, char *out, char *pkg)
 {
     size_t n = strlen(sig);
-    if (n < 3 || sig[0] != 'L' || sig[n - 1] != ';')
-        return snprintf(out, NAME_MAX_, "%s.%s", sig, method), pkg[0] = 0, 0;
+    pkg[0] = 0;
+    if (n < 3 || sig[0] != 'L' || sig[n - 1] != ';') /* an array's methods */
+        return snprintf(out, NAME_MAX_, "%s.%s", sig, method);
     const char *cls = sig + 1, *slash = NULL;
     size_t len = n - 2;
+    for (size_t i = 0; i + 2 < len; i++)
+        if ((cls[i] == '.' || cls[i] == '/' || cls[i] == '+') && cls[i + 1] == '0' &&
+            cls[i + 2] == 'x' && i > 0 && memchr(cls, '$', i)) {
+            len = i;
+            break;
+        }
     for (size_t i = 0; i < len; i++)
         if (cls[i] == '/')
             slash = cls + i;
