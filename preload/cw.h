@@ -206,6 +206,8 @@ CW_HIDDEN void cw_pyframes_init(void);
 CW_HIDDEN uint32_t cw_java_stack(void);
 CW_HIDDEN void cw_jframes_init(void);
 CW_HIDDEN void cw_jframes_after_fork(void);
+/* A module the map (stacks.c) found newly loaded, by its path. */
+CW_HIDDEN void cw_jframes_module(const char *path);
 /* Interns language stack id of another ring (a fork child's copy of its
  * parent's), with its code records: 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);

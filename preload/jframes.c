@@ -110,7 +110,9 @@ struct line_entry {
 
 #define JFN(obj, slot) ((*(void ***)(obj))[slot])
 
-enum { J_NONE, J_LOOK, J_BUSY, J_WALK };
+/* J_NONE: no JVM (yet: a libjvm loaded later makes it J_LOOK); J_OFF: never
+ * (a fork child, a VM we cannot walk). */
+enum { J_NONE, J_OFF, J_LOOK, J_BUSY, J_WALK };
 
 static struct {
     _Atomic int state;
@@ -156,7 +158,19 @@ void cw_jframes_init(void)
  * stacks only. */
 void cw_jframes_after_fork(void)
 {
-    atomic_store(&jv.state, J_NONE);
+    atomic_store(&jv.state, J_OFF);
+}
+
+/* A program that is no Java launcher may dlopen libjvm and make a VM
+ * itself (jsvc, an embedding application): the module map (stacks.c) tells
+ * us when libjvm appears, before the stack that first runs through it is
+ * walked for Java frames. */
+void cw_jframes_module(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    int expect = J_NONE;
+    if (!strcmp(slash ? slash + 1 : path, "libjvm.so"))
+        atomic_compare_exchange_strong(&jv.state, &expect, J_LOOK);
 }
 
 /* ---- finding the VM ------------------------------------------------------ */
@@ -336,10 +350,10 @@ static int setup(void)
         *(void **)&jv.agct = dlsym(h, "AsyncGetCallTrace");
         if (!jv.get_vms || !tables_from(h)) {
             unsupported("a libjvm without JNI_GetCreatedJavaVMs or gHotSpotVMStructs");
-            return J_NONE;
+            return J_OFF;
         }
         if (!read_tables())
-            return J_NONE;
+            return J_OFF;
     }
     int n = 0;
     if (!jv.vm && (jv.get_vms(&jv.vm, 1, &n) != JNI_OK_ || n < 1)) {
@@ -349,7 +363,7 @@ static int setup(void)
     if (!jv.env_off) {
         int r = find_env_offset();
         if (r <= 0)
-            return r < 0 ? J_NONE : J_LOOK; /* not a Java thread: the next may be */
+            return r < 0 ? J_OFF : J_LOOK; /* not a Java thread: the next may be */
     }
     void *env;
     uintptr_t t = java_thread(&env);
@@ -551,7 +565,7 @@ uint32_t cw_java_stack(void)
 {
     int state = atomic_load_explicit(&jv.state, memory_order_acquire);
     if (CW_UNLIKELY(state != J_WALK)) {
-        if (state == J_NONE)
+        if (state == J_NONE || state == J_OFF)
             return 0;
         int expect = J_LOOK;
         if (!atomic_compare_exchange_strong(&jv.state, &expect, J_BUSY))

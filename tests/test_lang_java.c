@@ -11,7 +11,8 @@
  * program that opens thousands of sockets prints and exits the same with
  * and without the preload, and nothing is written on its stderr; a C
  * program that opens a socket before it creates a JVM gets a report saying
- * so, and Java frames for the socket Java opens after. Lines are found by
+ * so, and Java frames for the sockets Java opens after, also when it
+ * dlopen()s libjvm. Lines are found by
  * their markers in the sources, not copied from output.
  */
 #include <criterion/criterion.h>
@@ -457,31 +458,77 @@ static const char *jdk_home(void)
     return home;
 }
 
-Test(lang_java, sockets_before_the_jvm_was_found_are_reported, .timeout = 120)
+/* jvm_embed.c built against the JDK (linked with libjvm, or not), run
+ * under the preload (else told to dlopen libjvm); *dir its ring dir. */
+static struct prog embed(int linked, char **dir)
 {
-    need_java();
     const char *jdk = jdk_home();
-    char inc[1100], incl[1100], libdir[1100], rpath[1100], hdr[1100];
+    char hdr[1100], cmd[6000], exe[700], libdir[1100], libjvm[1200], link[2600] = "";
     cr_assert_not_null(jdk, "cannot find the JDK of java");
     snprintf(hdr, sizeof hdr, "%s/include/jni.h", jdk);
     if (access(hdr, R_OK) != 0)
         cr_skip_test("no %s: the JDK's headers are not installed", hdr);
-    char *dir = h_mkdtemp("langjavaembed");
-    char exe[700], cmd[6000];
-    snprintf(exe, sizeof exe, "%s/jvm_embed", dir);
-    snprintf(inc, sizeof inc, "-I%s/include", jdk);
-    snprintf(incl, sizeof incl, "-I%s/include/linux", jdk);
-    snprintf(libdir, sizeof libdir, "-L%s/lib/server", jdk);
-    snprintf(rpath, sizeof rpath, "-Wl,-rpath,%s/lib/server", jdk);
-    snprintf(cmd, sizeof cmd, "cc -std=gnu11 -Wall -Werror %s %s -o %s %s %s %s -ljvm", inc, incl,
-             exe, source("jvm_embed.c"), libdir, rpath);
+    *dir = h_mkdtemp("langjavaembed");
+    snprintf(exe, sizeof exe, "%s/jvm_embed", *dir);
+    snprintf(libdir, sizeof libdir, "%s/lib/server", jdk);
+    snprintf(libjvm, sizeof libjvm, "%s/libjvm.so", libdir);
+    if (linked)
+        snprintf(link, sizeof link, "-DLINKED -L%s -Wl,-rpath,%s -ljvm", libdir, libdir);
+    snprintf(cmd, sizeof cmd,
+             "cc -std=gnu11 -Wall -Werror -I%s/include -I%s/include/linux -o %s %s %s -ldl", jdk,
+             jdk, exe, source("jvm_embed.c"), link);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
-
-    char *argv[] = {exe, NULL};
-    struct prog g = start(argv, 1, dir);
+    char *argv[] = {exe, linked ? NULL : "dlopen", libjvm, NULL};
+    struct prog g = start(argv, 1, *dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "jvm_embed did not start");
     cr_assert_str_eq(line, "ready");
+    return g;
+}
+
+/* How many open sockets of pid have java.net.ServerSocket.<init> among
+ * their Java frames. */
+static int server_sockets_with_java_frames(const char *dir, pid_t pid)
+{
+    struct cw_ring r;
+    h_open_ring(&r, dir, pid);
+    int n = 0;
+    for (uint32_t fd = 0; fd < r.hdr.fd_cap; fd++) {
+        struct cw_fd_entry e;
+        struct cw_lang_frame lf[CW_LANG_DEPTH];
+        unsigned lang = 0;
+        int trunc = 0, found = 0;
+        if (!cw_ring_fd(&r, fd, &e) || !(e.sid & CW_SID_OPEN) || !e.open_stack)
+            continue;
+        uint32_t lid = cw_ring_stack_lang(&r, e.open_stack);
+        int k = lid ? cw_ring_lang_stack(&r, lid, lf, CW_LANG_DEPTH, &lang, &trunc) : 0;
+        for (int i = 0; i < k && lang == CW_LANG_JAVA && !found; i++) {
+            struct cw_code c;
+            found =
+                cw_ring_code(&r, lf[i].code, &c) &&
+                !strcmp((const char *)cw_ring_blob(&r, c.name_off), "java.net.ServerSocket.<init>");
+        }
+        n += found;
+    }
+    cw_ring_close(&r);
+    return n;
+}
+
+static void embed_stop(struct prog *g, char *dir)
+{
+    close(g->in_fd);
+    int st = h_wait(&g->p, COND_MS);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "jvm_embed ended with status %#x", st);
+    close(g->err_fd);
+    h_rmdir(dir);
+    free(dir);
+}
+
+Test(lang_java, sockets_before_the_jvm_was_found_are_reported, .timeout = 120)
+{
+    need_java();
+    char *dir;
+    struct prog g = embed(1, &dir);
     char dirarg[700], pidarg[16], *out = NULL;
     snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
     snprintf(pidarg, sizeof pidarg, "%d", (int)g.p.pid);
@@ -491,39 +538,20 @@ Test(lang_java, sockets_before_the_jvm_was_found_are_reported, .timeout = 120)
     struct jv *doc = jq_parse(out, err, sizeof err);
     cr_assert_not_null(doc, "%s: %s", err, out);
     const char *note = jq_str(doc, "processes.0.runtime_note");
-    /* Ours at least; the JVM may make its own while it starts (its attach
-     * listener's socket): those too. */
+    /* Ours at least; the JVM may make its own while it starts: those too. */
     cr_assert(note && strstr(note, "recorded before the JVM was found (native frames only)"),
               "runtime_note: %s", note ? note : "(none)");
     jq_free(doc);
     free(out);
+    cr_assert_eq(server_sockets_with_java_frames(dir, g.p.pid), 2);
+    embed_stop(&g, dir);
+}
 
-    /* The socket Java opened has Java frames: ServerSocket's constructor. */
-    struct cw_ring r;
-    h_open_ring(&r, dir, g.p.pid);
-    int java = 0;
-    for (uint32_t fd = 0; fd < r.hdr.fd_cap && !java; fd++) {
-        struct cw_fd_entry e;
-        struct cw_lang_frame lf[CW_LANG_DEPTH];
-        unsigned lang = 0;
-        int trunc = 0;
-        if (!cw_ring_fd(&r, fd, &e) || !(e.sid & CW_SID_OPEN) || !e.open_stack)
-            continue;
-        uint32_t lid = cw_ring_stack_lang(&r, e.open_stack);
-        int n = lid ? cw_ring_lang_stack(&r, lid, lf, CW_LANG_DEPTH, &lang, &trunc) : 0;
-        for (int i = 0; i < n && lang == CW_LANG_JAVA; i++) {
-            struct cw_code c;
-            if (cw_ring_code(&r, lf[i].code, &c) &&
-                !strcmp((const char *)cw_ring_blob(&r, c.name_off), "java.net.ServerSocket.<init>"))
-                java = 1;
-        }
-    }
-    cw_ring_close(&r);
-    cr_assert(java, "no open socket with java.net.ServerSocket.<init> among its Java frames");
-    close(g.in_fd);
-    int st = h_wait(&g.p, COND_MS);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "jvm_embed ended with status %#x", st);
-    close(g.err_fd);
-    h_rmdir(dir);
-    free(dir);
+Test(lang_java, a_jvm_dlopened_by_a_c_program_is_found, .timeout = 120)
+{
+    need_java();
+    char *dir;
+    struct prog g = embed(0, &dir);
+    cr_assert_eq(server_sockets_with_java_frames(dir, g.p.pid), 2);
+    embed_stop(&g, dir);
 }
