@@ -109,7 +109,6 @@ void cw_init(void)
     } else {
         cw_shm_configure();
         cw_pyframes_init();
-        cw_jframes_init();
         cw_shm_capture_start();
         cw_shm_mark_execed_predecessors();
         pthread_atfork(NULL, NULL, atfork_child);

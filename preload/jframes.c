@@ -1,13 +1,14 @@
 /*
  * jframes.c - Java frames (HotSpot) in the stacks recorded on Java threads.
  *
- * Finding the JVM from inside the process: libjvm is loaded by the `java`
- * launcher (libjli) after our constructor, and the VM is made later still.
- * So the constructor only notes whether this is a Java process (libjli or
- * libjvm among its objects); the first stacks recorded then look for the
- * VM (JNI_GetCreatedJavaVMs of the loaded libjvm) until there is one. No
- * agent, no JAVA_TOOL_OPTIONS (the JVM prints "Picked up ..." on the
- * program's stderr), never an attached thread of ours.
+ * Finding the JVM from inside the process: libjvm is loaded after our
+ * constructor (by the `java` launcher's libjli, or by a program that makes
+ * a VM itself), and the VM is made later still. The module map (stacks.c),
+ * filled when recording starts and refreshed after every dlopen, tells us
+ * when libjvm is there; the stacks recorded from then on look for the VM
+ * (JNI_GetCreatedJavaVMs of that libjvm) until there is one. No agent, no
+ * JAVA_TOOL_OPTIONS (the JVM prints "Picked up ..." on the program's
+ * stderr), never an attached thread of ours.
  *
  * Which threads: only a JavaThread in state _thread_in_native (Java code
  * that called a JNI method such as sun.nio.ch.Net.accept, which called the
@@ -54,7 +55,6 @@
  */
 #include "cw.h"
 
-#include <dlfcn.h>
 #include <link.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -129,28 +129,7 @@ static struct {
     _Atomic uint32_t told; /* early as last written */
 } jv;
 
-/* ---- in the constructor ------------------------------------------------ */
-
-static int find_libjvm(struct dl_phdr_info *info, size_t size, void *ctx)
-{
-    (void)size;
-    const char *n = info->dlpi_name, *slash = strrchr(n, '/');
-    const char *base = slash ? slash + 1 : n;
-    if (!strcmp(base, "libjvm.so")) {
-        snprintf(ctx, CW_PATH_MAX, "%s", n);
-        return 1;
-    }
-    if (!strcmp(base, "libjli.so") && !*(char *)ctx)
-        snprintf(ctx, CW_PATH_MAX, "-");
-    return 0;
-}
-
-void cw_jframes_init(void)
-{
-    char path[CW_PATH_MAX] = "";
-    dl_iterate_phdr(find_libjvm, path);
-    atomic_store(&jv.state, path[0] ? J_LOOK : J_NONE);
-}
+/* ---- noticing the JVM ---------------------------------------------------- */
 
 /* A fork child of a JVM (made by native code: Java's own children exec at
  * once) has one thread of it: a call into the VM could wait forever for
@@ -161,16 +140,76 @@ void cw_jframes_after_fork(void)
     atomic_store(&jv.state, J_OFF);
 }
 
+/* libjvm's dynamic symbol table, found when the module map sees it: its
+ * exports are looked up there, not with dlsym, whose failure (an older or
+ * another VM without one of them) mallocs its message in the program's
+ * malloc, which a hook must not call. */
+static struct {
+    uintptr_t base;
+    const ElfW(Sym) * syms;
+    const char *strs;
+    const uint32_t *gnu_hash;
+} elf;
+
+/* A d_ptr of the dynamic section: glibc relocates them in place once the
+ * object is mapped; before that, an offset from its base. */
+static uintptr_t dyn_ptr(uintptr_t base, uintptr_t p)
+{
+    return p < base ? base + p : p;
+}
+
 /* A program that is no Java launcher may dlopen libjvm and make a VM
  * itself (jsvc, an embedding application): the module map (stacks.c) tells
  * us when libjvm appears, before the stack that first runs through it is
- * walked for Java frames. */
-void cw_jframes_module(const char *path)
+ * walked for Java frames, with the launcher's libjvm at the start. */
+void cw_jframes_module(const char *path, const struct dl_phdr_info *info)
 {
     const char *slash = strrchr(path, '/');
     int expect = J_NONE;
-    if (!strcmp(slash ? slash + 1 : path, "libjvm.so"))
-        atomic_compare_exchange_strong(&jv.state, &expect, J_LOOK);
+    if (strcmp(slash ? slash + 1 : path, "libjvm.so") ||
+        atomic_load_explicit(&jv.state, memory_order_relaxed) != J_NONE)
+        return;
+    /* One refresh of the map at a time (stacks.c): no other writer. */
+    elf.base = info->dlpi_addr;
+    for (int i = 0; i < info->dlpi_phnum; i++) {
+        if (info->dlpi_phdr[i].p_type != PT_DYNAMIC)
+            continue;
+        for (const ElfW(Dyn) *d = (const void *)(info->dlpi_addr + info->dlpi_phdr[i].p_vaddr);
+             d->d_tag != DT_NULL; d++) {
+            uintptr_t p = dyn_ptr(elf.base, d->d_un.d_ptr);
+            if (d->d_tag == DT_SYMTAB)
+                elf.syms = (const void *)p;
+            else if (d->d_tag == DT_STRTAB)
+                elf.strs = (const void *)p;
+            else if (d->d_tag == DT_GNU_HASH)
+                elf.gnu_hash = (const void *)p;
+        }
+    }
+    atomic_compare_exchange_strong(&jv.state, &expect, J_LOOK);
+}
+
+/* The address of libjvm's export `name` (DT_GNU_HASH lookup), NULL. */
+static void *jvm_sym(const char *name)
+{
+    const uint32_t *ht = elf.gnu_hash;
+    if (!ht || !elf.syms || !elf.strs || !ht[0])
+        return NULL;
+    uint32_t nbuckets = ht[0], symoffset = ht[1], bloom_words = ht[2];
+    const uint32_t *buckets = (const uint32_t *)((const ElfW(Addr) *)(ht + 4) + bloom_words);
+    const uint32_t *chain = buckets + nbuckets;
+    uint32_t h = 5381;
+    for (const unsigned char *c = (const unsigned char *)name; *c; c++)
+        h = h * 33 + *c;
+    for (uint32_t i = buckets[h % nbuckets]; i >= symoffset; i++) {
+        uint32_t h2 = chain[i - symoffset];
+        const ElfW(Sym) *sym = &elf.syms[i];
+        if ((h | 1) == (h2 | 1) && sym->st_shndx != SHN_UNDEF &&
+            !strcmp(elf.strs + sym->st_name, name))
+            return (void *)(elf.base + sym->st_value);
+        if (h2 & 1)
+            break;
+    }
+    return NULL;
 }
 
 /* ---- finding the VM ------------------------------------------------------ */
@@ -183,28 +222,28 @@ static struct {
     long int_stride, int_name_off, int_value_off;
 } vs;
 
-static int sym_long(void *h, const char *name, long *out)
+static int sym_long(const char *name, long *out)
 {
-    const long *p = dlsym(h, name);
+    const long *p = jvm_sym(name);
     return p ? (*out = *p, 1) : 0;
 }
 
-static int tables_from(void *h)
+static int tables_from(void)
 {
-    const char *const *e = dlsym(h, "gHotSpotVMStructs");
-    const char *const *i = dlsym(h, "gHotSpotVMIntConstants");
+    const char *const *e = jvm_sym("gHotSpotVMStructs");
+    const char *const *i = jvm_sym("gHotSpotVMIntConstants");
     if (!e || !i || !*e || !*i)
         return 0;
     vs.entries = *e;
     vs.ints = *i;
-    return sym_long(h, "gHotSpotVMStructEntryArrayStride", &vs.stride) &&
-           sym_long(h, "gHotSpotVMStructEntryTypeNameOffset", &vs.type_off) &&
-           sym_long(h, "gHotSpotVMStructEntryFieldNameOffset", &vs.field_off) &&
-           sym_long(h, "gHotSpotVMStructEntryOffsetOffset", &vs.offset_off) &&
-           sym_long(h, "gHotSpotVMStructEntryAddressOffset", &vs.address_off) &&
-           sym_long(h, "gHotSpotVMIntConstantEntryArrayStride", &vs.int_stride) &&
-           sym_long(h, "gHotSpotVMIntConstantEntryNameOffset", &vs.int_name_off) &&
-           sym_long(h, "gHotSpotVMIntConstantEntryValueOffset", &vs.int_value_off);
+    return sym_long("gHotSpotVMStructEntryArrayStride", &vs.stride) &&
+           sym_long("gHotSpotVMStructEntryTypeNameOffset", &vs.type_off) &&
+           sym_long("gHotSpotVMStructEntryFieldNameOffset", &vs.field_off) &&
+           sym_long("gHotSpotVMStructEntryOffsetOffset", &vs.offset_off) &&
+           sym_long("gHotSpotVMStructEntryAddressOffset", &vs.address_off) &&
+           sym_long("gHotSpotVMIntConstantEntryArrayStride", &vs.int_stride) &&
+           sym_long("gHotSpotVMIntConstantEntryNameOffset", &vs.int_name_off) &&
+           sym_long("gHotSpotVMIntConstantEntryValueOffset", &vs.int_value_off);
 }
 
 /* The entry type::field: its offset (address 0) or its address (static). */
@@ -337,18 +376,9 @@ static void class_loaded(void *ti, void *env, void *thread, void *klass)
 static int setup(void)
 {
     if (!jv.get_vms) {
-        char path[CW_PATH_MAX] = "";
-        dl_iterate_phdr(find_libjvm, path);
-        if (path[0] != '/')
-            return J_LOOK; /* the launcher has not loaded it yet */
-        /* Loaded: RTLD_NOLOAD only finds it, and a symbol it exports
-         * never fails (a failed dlsym mallocs its message). */
-        void *h = REAL(dlopen)(path, RTLD_NOLOAD | RTLD_LAZY);
-        if (!h)
-            return J_LOOK;
-        *(void **)&jv.get_vms = dlsym(h, "JNI_GetCreatedJavaVMs");
-        *(void **)&jv.agct = dlsym(h, "AsyncGetCallTrace");
-        if (!jv.get_vms || !tables_from(h)) {
+        *(void **)&jv.get_vms = jvm_sym("JNI_GetCreatedJavaVMs");
+        *(void **)&jv.agct = jvm_sym("AsyncGetCallTrace");
+        if (!jv.get_vms || !tables_from()) {
             unsupported("a libjvm without JNI_GetCreatedJavaVMs or gHotSpotVMStructs");
             return J_OFF;
         }

@@ -582,7 +582,7 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *self_base)
     snprintf(m->path, sizeof m->path, "%s", path);
     read_build_id(m, info);
     atomic_store_explicit((_Atomic uint32_t *)&m->ready, 1, memory_order_release);
-    cw_jframes_module(path);
+    cw_jframes_module(path, info);
     return 0;
 }
 
