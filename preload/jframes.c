@@ -279,6 +279,8 @@ static int vm_int(const char *name, int *out)
 
 static void unsupported(const char *why)
 {
+    if (!jv.rt.name[0]) /* before its tables told its version */
+        snprintf(jv.rt.name, sizeof jv.rt.name, "Java (libjvm.so)");
     snprintf(jv.rt.reason, sizeof jv.rt.reason, "%s; native frames only", why);
     jv.rt.status = CW_RT_UNSUPPORTED;
 }
