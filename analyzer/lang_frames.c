@@ -4,7 +4,8 @@
  * the runtime's evaluation-loop frames, the way memray builds hybrid Python
  * stacks, and turns each frame's position into a line with its code record's
  * line table (CPython 3.10's PEP 626 table, 3.11+'s location table; a
- * JavaScript frame's position is its line).
+ * JavaScript frame's position is its line, a Java frame's its bci, looked
+ * up in the method's line number table).
  */
 #include "lang_frames.h"
 
@@ -80,10 +81,32 @@ static int line_311(const struct cw_code *c, const uint8_t *t, uint32_t len, uin
     return 0;
 }
 
+/* Java (preload/jframes.c): (bci, line) pairs of uint32, the JVMTI line
+ * number table; a bci's line is that of the entry starting nearest below
+ * it (javac's tables need not be sorted). */
+static int line_java(const uint8_t *t, uint32_t len, uint32_t pos)
+{
+    uint32_t best = 0;
+    int line = 0;
+    if (pos == CW_LF_POS_MASK) /* a native method */
+        return 0;
+    for (uint32_t i = 0; i + 8 <= len; i += 8) {
+        uint32_t pair[2];
+        memcpy(pair, t + i, 8);
+        if (pair[0] <= pos && (!line || pair[0] >= best)) {
+            best = pair[0];
+            line = (int)pair[1];
+        }
+    }
+    return line;
+}
+
 int cw_lang_line(const struct cw_code *c, const uint8_t *table, uint32_t len, uint32_t pos)
 {
     if (c->lang == CW_LANG_JAVASCRIPT) /* V8 gives the line: it is the position */
         return (int)pos;
+    if (c->lang == CW_LANG_JAVA)
+        return table ? line_java(table, len, pos) : 0;
     if (c->lang != CW_LANG_PYTHON || !len)
         return 0;
     unsigned minor = c->version >> 16 & 0xff;
@@ -150,7 +173,7 @@ int cw_lang_hybrid(const struct cw_ring *r, uint32_t id, struct cw_hframe *out, 
 const char *cw_lang_unsupported(const struct cw_ring *r, unsigned lang, char *buf, size_t len)
 {
     struct cw_runtime rt;
-    if (!cw_ring_runtime(r, lang, &rt) || rt.status != CW_RT_UNSUPPORTED)
+    if (!cw_ring_runtime(r, lang, &rt) || rt.status == CW_RT_ABSENT || !rt.reason[0])
         return NULL;
     snprintf(buf, len, "%s: %s", rt.name, rt.reason);
     return buf;

@@ -32,9 +32,11 @@ struct cw_hframe {
 int cw_lang_hybrid(const struct cw_ring *r, uint32_t id, struct cw_hframe *out, int max,
                    int *truncated);
 
-/* One line for a runtime the process has whose frames were not recorded
- * ("CPython 3.9.18: no frame walker for CPython 3.9 (...); native frames
- * only"), written to buf; NULL if lang's runtime is absent or walked. */
+/* One line for a runtime the process has whose frames were not recorded,
+ * or not all of them ("CPython 3.9.18: no frame walker for CPython 3.9
+ * (...); native frames only", "Java 17.0.15: for 2 stacks recorded before
+ * the JVM was found (...)"), written to buf; NULL if lang's runtime is absent or
+ * all its frames were recorded. */
 const char *cw_lang_unsupported(const struct cw_ring *r, unsigned lang, char *buf, size_t len);
 
 /* The runtime's name and version as found ("CPython 3.11.7"), NULL if absent. */

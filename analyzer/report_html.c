@@ -358,7 +358,9 @@ static void frame(FILE *out, int i, const struct cw_vframe *f)
     if (f->file) {
         fputs(" <span class=src>", out);
         h(out, f->file);
-        fprintf(out, ":%d</span>", f->line);
+        if (f->line) /* a Java native method has a file, no line */
+            fprintf(out, ":%d", f->line);
+        fputs("</span>", out);
     } else if (f->module) {
         fputs(" (", out);
         h(out, f->module);

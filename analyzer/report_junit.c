@@ -59,7 +59,8 @@ static void stack_text(FILE *out, const struct cw_vstack *s, const char *label)
         if (f->file) {
             fputc(' ', out);
             xml(out, f->file);
-            fprintf(out, ":%d", f->line);
+            if (f->line) /* a Java native method has a file, no line */
+                fprintf(out, ":%d", f->line);
         } else if (f->module) {
             fputs(" (", out);
             xml(out, f->module);

@@ -82,7 +82,8 @@ static void frame_line(FILE *out, int i, const struct cw_vframe *f)
     if (f->file) {
         fputc(' ', out);
         code_text(out, f->file);
-        fprintf(out, ":%d", (int)f->line);
+        if (f->line) /* a Java native method has a file, no line */
+            fprintf(out, ":%d", (int)f->line);
     } else if (f->module) {
         fputs(" (", out);
         code_text(out, f->module);

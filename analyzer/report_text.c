@@ -26,8 +26,10 @@ static void print_stack(FILE *out, const struct cw_vstack *s, const char *label)
     for (int i = 0; i < s->n; i++) {
         const struct cw_vframe *f = &s->frames[i];
         fprintf(out, "    #%-2d %-18s in %s", i, f->address_text, f->function ? f->function : "??");
-        if (f->file)
+        if (f->file && f->line)
             fprintf(out, " %s:%d", f->file, f->line);
+        else if (f->file) /* a Java native method has a file, no line */
+            fprintf(out, " %s", f->file);
         else if (f->module)
             fprintf(out, " (%s)", f->module);
         if (f->inlined)

@@ -211,7 +211,7 @@ struct cw_runtime {
     uint32_t version;          /* the runtime's own number (CPython: PY_VERSION_HEX) */
     uint64_t eval_lo, eval_hi; /* native code running its frames; 0, 0 = unknown */
     char name[32];             /* "CPython 3.11.7" */
-    char reason[96];           /* CW_RT_UNSUPPORTED: why, one line */
+    char reason[96];           /* why not walked (UNSUPPORTED), or what was not (WALKED) */
 };
 
 #define CW_LANG_DEPTH 128        /* frames per language stack: deeper ones are cut */

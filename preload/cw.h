@@ -200,6 +200,13 @@ CW_HIDDEN uint32_t cw_stack(void);
 CW_HIDDEN uint32_t cw_lang_stack(void);
 /* Looks up CPython's symbols, in the constructor (pyframes.c). */
 CW_HIDDEN void cw_pyframes_init(void);
+/* The calling thread's Java frames (jframes.c), interned like
+ * cw_lang_stack's: none until the module map found a libjvm. */
+CW_HIDDEN uint32_t cw_java_stack(void);
+CW_HIDDEN void cw_jframes_after_fork(void);
+/* A module the map (stacks.c) found newly loaded. */
+struct dl_phdr_info;
+CW_HIDDEN void cw_jframes_module(const char *path, const struct dl_phdr_info *info);
 /* Interns language stack id of another ring (a fork child's copy of its
  * parent's), with its code records: 0 if it is not there or does not fit. */
 CW_HIDDEN uint32_t cw_lang_stack_copy(const struct cw_header *from, uint32_t id);

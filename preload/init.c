@@ -86,6 +86,7 @@ static void atfork_child(void)
     if (atomic_load(&rec_state) == 1)
         atomic_store(&rec_state, cw.hdr ? 2 : 0);
     cw_stacks_after_fork();
+    cw_jframes_after_fork();
     cw_sampler_after_fork();
     cw_shm_after_fork_child();
     if (atomic_load(&rec_state) == 2 && !cw.hdr)

@@ -500,11 +500,14 @@ static WITH_FRAME_POINTER uint32_t native_stack(void)
 #endif
 }
 
-/* The native stack with the language frames beneath it (pyframes.c): the
- * same native stack over other Python code is another stack. */
+/* The native stack with the language frames beneath it (pyframes.c,
+ * jframes.c): the same native stack over other Python or Java code is
+ * another stack. */
 uint32_t cw_stack(void)
 {
     uint32_t id = native_stack(), lang = cw_lang_stack();
+    if (!lang)
+        lang = cw_java_stack();
     return lang ? cw_stack_with_lang(id, lang) : id;
 }
 
@@ -579,6 +582,7 @@ static int add_module(struct dl_phdr_info *info, size_t size, void *self_base)
     snprintf(m->path, sizeof m->path, "%s", path);
     read_build_id(m, info);
     atomic_store_explicit((_Atomic uint32_t *)&m->ready, 1, memory_order_release);
+    cw_jframes_module(path, info);
     return 0;
 }
 

@@ -9,6 +9,9 @@
  * until EOF, close. Writes its port to PORTFILE when listening; when done prints the CPU
  * time the JVM used (all threads, JIT and GC included, plus closewatch's sampler process)
  * in microseconds per connection.
+ *
+ * With -Dbench.pool=N the connections are served by an Executors.newFixedThreadPool(N)
+ * instead of a new Thread each: the usual shape of a Java server.
  */
 import java.io.InputStream;
 import java.lang.management.ManagementFactory;
@@ -18,6 +21,8 @@ import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.util.concurrent.ExecutorService;
+import java.util.concurrent.Executors;
 import java.util.concurrent.Semaphore;
 
 public class BenchServer {
@@ -70,15 +75,23 @@ public class BenchServer {
         Files.writeString(tmp, ss.getLocalPort() + "\n");
         Files.move(tmp, Path.of(args[0]), StandardCopyOption.ATOMIC_MOVE);
         Semaphore done = new Semaphore(0);
+        int poolSize = Integer.getInteger("bench.pool", 0);
+        ExecutorService pool = poolSize > 0 ? Executors.newFixedThreadPool(poolSize) : null;
         for (int i = 0; i < conns; i++) {
             Socket s = ss.accept();
             s.setTcpNoDelay(true);
-            new Thread(() -> {
+            Runnable serve = () -> {
                 handle(s);
                 done.release();
-            }).start();
+            };
+            if (pool != null)
+                pool.execute(serve);
+            else
+                new Thread(serve).start();
         }
         done.acquire(conns);
+        if (pool != null)
+            pool.shutdown();
         ss.close();
         long cpu = ((com.sun.management.OperatingSystemMXBean) ManagementFactory
                 .getOperatingSystemMXBean()).getProcessCpuTime() + samplerCpuNs();

@@ -9,7 +9,8 @@
 #   scripts/install-test-deps.sh --check    exit 1 if anything is missing, install nothing
 #   scripts/install-test-deps.sh TOOL...    only what these tools need (nginx, redis,
 #                                           wrk, curl, go, node, java, python, perl, ruby,
-#                                           prometheus, tmux, chromium, requests)
+#                                           prometheus, tmux, chromium, requests,
+#                                           httpclient)
 #
 # Tools are checked by command, not by package name: a machine that already
 # has node or a JDK from elsewhere needs no Debian package for them.
@@ -28,6 +29,7 @@ pkgs_for() {
     java)   echo openjdk-17-jdk-headless ;;
     python) echo python3 ;;
     requests) echo python3-requests ;;
+    httpclient) echo libhttpclient-java ;; # Apache HttpClient 4, for tests/test_lang_java.c
     perl)   echo perl ;;
     ruby)   echo ruby ;;
     prometheus) echo prometheus ;;
@@ -47,6 +49,7 @@ have() {
     java)   command -v javac >/dev/null 2>&1 && command -v java >/dev/null 2>&1 ;;
     python) command -v python3 >/dev/null 2>&1 ;;
     requests) /usr/bin/python3 -c 'import requests' >/dev/null 2>&1 ;;
+    httpclient) [ -r /usr/share/java/httpclient.jar ] && [ -r /usr/share/java/httpcore.jar ] ;;
     perl)   command -v perl >/dev/null 2>&1 ;;
     ruby)   command -v ruby >/dev/null 2>&1 ;;
     prometheus) [ -x /usr/bin/prometheus ] ;;
@@ -60,11 +63,11 @@ if [ "${1:-}" = "--check" ]; then
     check=1
     shift
 fi
-tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests}"
+tools="${*:-nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests httpclient}"
 for t in $tools; do
     case "$t" in
-    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux | chromium | requests) ;;
-    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests)" >&2
+    nginx | redis | wrk | curl | go | node | java | python | perl | ruby | prometheus | tmux | chromium | requests | httpclient) ;;
+    *) echo "install-test-deps: unknown tool '$t' (known: nginx redis wrk curl go node java python perl ruby prometheus tmux chromium requests httpclient)" >&2
        exit 2 ;;
     esac
 done

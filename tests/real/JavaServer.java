@@ -55,7 +55,7 @@ public class JavaServer {
         Thread acceptor = new Thread(() -> {
             try {
                 for (;;) {
-                    Socket s = ss.accept();
+                    Socket s = ss.accept(); // cw:java-accept
                     new Thread(() -> handle(s)).start();
                 }
             } catch (IOException closed) {
