@@ -35,7 +35,9 @@ Test(series, spans_the_life_after_halving_and_keeps_the_peak, .timeout = 60)
     cr_log_info("count series: %d points, stride %u", n, r.hdr.series_stride);
     cr_assert(n >= CW_SERIES_CAP / 2 && n <= CW_SERIES_CAP, "%d points", n);
     uint64_t start = r.hdr.start_mono_ns;
-    cr_assert_lt(pts[0].mono_ns - start, 1000000000ull, "first point %.3f s after start",
+    /* A halving that lost the beginning would start ~2.5 s in; a sampler
+     * delayed on a loaded machine has been seen starting 1.4 s in. */
+    cr_assert_lt(pts[0].mono_ns - start, 2000000000ull, "first point %.3f s after start",
                  (double)(pts[0].mono_ns - start) / 1e9);
     cr_assert_geq(pts[n - 1].mono_ns - start, 4500000000ull, "last point %.3f s after start",
                   (double)(pts[n - 1].mono_ns - start) / 1e9);
