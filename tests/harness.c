@@ -203,6 +203,34 @@ int h_listen(int *port)
     return fd;
 }
 
+ssize_t h_read_deadline(int fd, void *buf, size_t n, int ms)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    cr_assert_eq(poll(&p, 1, ms), 1, "no data within %d ms", ms);
+    ssize_t r = read(fd, buf, n);
+    cr_assert_geq(r, 0, "read: %s", strerror(errno));
+    return r;
+}
+
+void h_echo_session(int port, int wait_close)
+{
+    int fd = h_connect(port);
+    static const char msg[] = "hello closewatch\n";
+    cr_assert_eq(write(fd, msg, sizeof msg - 1), (ssize_t)(sizeof msg - 1));
+    char buf[64];
+    size_t got = 0;
+    while (got < sizeof msg - 1) {
+        ssize_t r = h_read_deadline(fd, buf + got, sizeof buf - got, 20000);
+        cr_assert_gt(r, 0, "the server closed before echoing");
+        got += (size_t)r;
+    }
+    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
+    if (wait_close)
+        cr_assert_eq(h_read_deadline(fd, buf, sizeof buf, 20000), 0,
+                     "the server did not close its side after our FIN");
+    close(fd);
+}
+
 int h_connect(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);

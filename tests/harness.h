@@ -81,6 +81,12 @@ void h_open_ring(struct cw_ring *r, const char *dir, pid_t pid);
 /* A TCP listener on 127.0.0.1 with an ephemeral port; returns fd, sets *port. */
 int h_listen(int *port);
 int h_connect(int port);
+/* read() once data is there, failing the test after ms without any. */
+ssize_t h_read_deadline(int fd, void *buf, size_t n, int ms);
+/* One echo session with a line-echoing server on 127.0.0.1:port: connect,
+ * send a line, read it back, send our FIN. With wait_close, also wait for
+ * the server's FIN (nothing left in CLOSE_WAIT); without, close and leave. */
+void h_echo_session(int port, int wait_close);
 /* How many TCP sockets the kernel shows pid holding in CLOSE_WAIT (0 if
  * it cannot be asked). */
 int h_kernel_close_wait(int pid);

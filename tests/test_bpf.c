@@ -190,22 +190,6 @@ static int close_wait_at(void *arg)
     return n >= c->want;
 }
 
-static void echo_session(int port)
-{
-    int fd = h_connect(port);
-    cr_assert_eq(write(fd, "hi\n", 3), 3);
-    char buf[8];
-    size_t got = 0;
-    while (got < 3) {
-        struct pollfd p = {.fd = fd, .events = POLLIN};
-        cr_assert_eq(poll(&p, 1, COND_MS), 1, "no echo");
-        ssize_t r = read(fd, buf + got, sizeof buf - got);
-        cr_assert_gt(r, 0);
-        got += (size_t)r;
-    }
-    close(fd);
-}
-
 /* Every finding is close_wait with its open stack naming main.* in main.go
  * at the Accept line. */
 static void expect_go_findings(struct jv *doc, int want, const char *what)
@@ -249,7 +233,7 @@ static void go_server(const char *mode, int sockets, int sigkill)
     int port = 0;
     cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
     for (int i = 0; i < sockets; i++)
-        echo_session(port);
+        h_echo_session(port, 0);
     struct cw_count c = {port, sockets};
     if (!strcmp(mode, "leak"))
         cr_assert(h_wait_for(close_wait_at, &c, COND_MS), "the kernel never showed %d CLOSE_WAIT",

@@ -126,29 +126,6 @@ static int has_java_line(const struct jv *stack, const char *fn_prefix, const ch
     return 0;
 }
 
-static ssize_t read_deadline(int fd, void *buf, size_t n)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    cr_assert_eq(poll(&p, 1, COND_MS), 1, "no data within %d ms", COND_MS);
-    return read(fd, buf, n);
-}
-
-/* An echo session that ends with our FIN, which the leaking server ignores. */
-static void echo_session(int port)
-{
-    int fd = h_connect(port);
-    cr_assert_eq(write(fd, "hello\n", 6), 6);
-    char buf[16];
-    size_t got = 0;
-    while (got < 6) {
-        ssize_t r = read_deadline(fd, buf + got, sizeof buf - got);
-        cr_assert_gt(r, 0, "the server closed before echoing");
-        got += (size_t)r;
-    }
-    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
-    close(fd);
-}
-
 /* JavaServer.java in mode leak|good (blocking) run by java (a path, or
  * "java") under plain LD_PRELOAD, with `sessions` echo sessions done. */
 static struct prog server_of(const char *java, const char *dir, const char *mode, int sessions)
@@ -161,7 +138,7 @@ static struct prog server_of(const char *java, const char *dir, const char *mode
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
     int port = atoi(line + 10);
     for (int i = 0; i < sessions; i++)
-        echo_session(port);
+        h_echo_session(port, 0);
     return g;
 }
 
@@ -356,7 +333,7 @@ static void pooled_client(char **argv, const char *file, const char *fn, const c
     size_t n = 0;
     buf[0] = 0;
     while (n < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
-        ssize_t r = read_deadline(conn, buf + n, sizeof buf - 1 - n);
+        ssize_t r = h_read_deadline(conn, buf + n, sizeof buf - 1 - n, COND_MS);
         cr_assert_gt(r, 0, "no request");
         n += (size_t)r;
         buf[n] = 0;
@@ -405,11 +382,13 @@ static int run_all(char *const argv[], int preload, const char *dir, char *out, 
     struct prog g = start(argv, preload, dir);
     close(g.in_fd);
     size_t n = 0;
-    for (ssize_t r; n < len - 1 && (r = read_deadline(g.p.out_fd, out + n, len - 1 - n)) > 0;)
+    for (ssize_t r;
+         n < len - 1 && (r = h_read_deadline(g.p.out_fd, out + n, len - 1 - n, COND_MS)) > 0;)
         n += (size_t)r;
     out[n] = 0;
     n = 0;
-    for (ssize_t r; n < elen - 1 && (r = read_deadline(g.err_fd, err + n, elen - 1 - n)) > 0;)
+    for (ssize_t r;
+         n < elen - 1 && (r = h_read_deadline(g.err_fd, err + n, elen - 1 - n, COND_MS)) > 0;)
         n += (size_t)r;
     err[n] = 0;
     close(g.err_fd);

@@ -130,29 +130,6 @@ static int count_lang(const struct jv *stack, const char *lang)
     return n;
 }
 
-static ssize_t read_deadline(int fd, void *buf, size_t n)
-{
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    cr_assert_eq(poll(&p, 1, COND_MS), 1, "no data within %d ms", COND_MS);
-    return read(fd, buf, n);
-}
-
-/* An echo session that ends with our FIN, which the leaking server ignores. */
-static void echo_session(int port)
-{
-    int fd = h_connect(port);
-    cr_assert_eq(write(fd, "hello\n", 6), 6);
-    char buf[16];
-    size_t got = 0;
-    while (got < 6) {
-        ssize_t r = read_deadline(fd, buf + got, sizeof buf - got);
-        cr_assert_gt(r, 0, "the server closed before echoing");
-        got += (size_t)r;
-    }
-    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
-    close(fd);
-}
-
 /* The leaking server (in a worker thread: in_worker) under `closewatch run`
  * (closewatch_run) or plain LD_PRELOAD: 3 findings, whose open stacks name
  * the createServer line only in the first case. */
@@ -186,7 +163,7 @@ static void server(int closewatch_run, int in_worker)
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
     int port = atoi(line + 10);
     for (int i = 0; i < 3; i++)
-        echo_session(port);
+        h_echo_session(port, 0);
     int create_line = marker_line("cw-mark: server-created");
     struct jv *live = live_findings(dir, 3);
     for (int i = 0; i < 3; i++) {
@@ -269,7 +246,7 @@ Test(lang_node, killed_server_post_mortem_and_sarif_name_create_server_line, .ti
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
     for (int i = 0; i < 2; i++)
-        echo_session(atoi(line + 10));
+        h_echo_session(atoi(line + 10), 0);
     struct jv *live = live_findings(dir, 2);
     int node_pid = (int)jq_num(live, "findings.0.pid");
     jq_free(live);
@@ -359,7 +336,7 @@ static void client(const char *role, int leak, size_t body_len, const char *mark
     char buf[4096];
     size_t n = 0;
     while (n < sizeof buf - 1 && !strstr(buf, "\r\n\r\n")) {
-        ssize_t r = read_deadline(conn, buf + n, sizeof buf - 1 - n);
+        ssize_t r = h_read_deadline(conn, buf + n, sizeof buf - 1 - n, COND_MS);
         cr_assert_gt(r, 0, "no request");
         n += (size_t)r;
         buf[n] = 0;
@@ -389,7 +366,7 @@ static void client(const char *role, int leak, size_t body_len, const char *mark
                   "no %s:%d in the client's open stack", js, req_line);
         jq_free(live);
     } else {
-        while (read_deadline(conn, buf, sizeof buf) > 0) /* until the client's FIN */
+        while (h_read_deadline(conn, buf, sizeof buf, COND_MS) > 0) /* until the client's FIN */
             ;
         struct jv *live = live_findings(dir, 0);
         jq_free(live);
@@ -423,7 +400,8 @@ static int run_all(char *const argv[], char *out, size_t len)
     struct prog g = start(argv, 0, NULL);
     close(g.in_fd);
     size_t n = 0;
-    for (ssize_t r; n < len - 1 && (r = read_deadline(g.p.out_fd, out + n, len - 1 - n)) > 0;)
+    for (ssize_t r;
+         n < len - 1 && (r = h_read_deadline(g.p.out_fd, out + n, len - 1 - n, COND_MS)) > 0;)
         n += (size_t)r;
     out[n] = 0;
     int st = h_wait(&g.p, COND_MS);

@@ -651,39 +651,6 @@ static int ring_untracked_close_wait(void *arg)
 
 /* ---- the peer: the test's side of each connection ---------------------------- */
 
-/* Reads until n bytes, EOF or deadline; returns bytes read (-1: EOF first). */
-static ssize_t read_some(int fd, char *buf, size_t n, int timeout_ms)
-{
-    cr_assert(wait_fd(fd, POLLIN, timeout_ms), "no data from the program within %d ms", timeout_ms);
-    ssize_t r = read(fd, buf, n);
-    cr_assert_geq(r, 0, "read: %s", strerror(errno));
-    return r;
-}
-
-/*
- * One echo session: connect, send a line, read it back, then send our FIN.
- * With wait_close, also wait for the server's FIN (it closed its side, so
- * nothing is left in CLOSE_WAIT); without, just close and leave.
- */
-static void echo_session(int port, int wait_close)
-{
-    int fd = h_connect(port);
-    static const char msg[] = "hello closewatch\n";
-    cr_assert_eq(write(fd, msg, sizeof msg - 1), (ssize_t)(sizeof msg - 1));
-    char buf[64];
-    size_t got = 0;
-    while (got < sizeof msg - 1) {
-        ssize_t r = read_some(fd, buf + got, sizeof buf - got, COND_MS);
-        cr_assert_gt(r, 0, "the server closed before echoing");
-        got += (size_t)r;
-    }
-    cr_assert_eq(shutdown(fd, SHUT_WR), 0);
-    if (wait_close)
-        cr_assert_eq(read_some(fd, buf, sizeof buf, COND_MS), 0,
-                     "the server did not close its side after our FIN");
-    close(fd);
-}
-
 /* Accepts one connection from the program, with a deadline. */
 static int accept_one(struct prog *g, int lfd)
 {
@@ -701,7 +668,7 @@ static void http_answer(int fd)
     char buf[4096];
     size_t n = 0;
     while (n < sizeof buf - 1) {
-        ssize_t r = read_some(fd, buf + n, sizeof buf - 1 - n, COND_MS);
+        ssize_t r = h_read_deadline(fd, buf + n, sizeof buf - 1 - n, COND_MS);
         cr_assert_gt(r, 0, "the client closed before sending a request");
         n += (size_t)r;
         buf[n] = 0;
@@ -806,7 +773,7 @@ static void python_server(int leak)
     prog_start(&g, "real-pysrv", leak ? 0.2 : 1.0, NULL, argv);
     int port = prog_port(&g);
     for (int i = 0; i < 3; i++)
-        echo_session(port, !leak);
+        h_echo_session(port, !leak);
 
     if (leak) {
         struct jv *live = wait_live(&g, "close_wait", 3);
@@ -885,7 +852,7 @@ Test(real, python_finalization_close_is_close_wait_every_version, .timeout = 120
         struct prog g;
         prog_start(&g, "real-pyver", 0.2, NULL, argv);
         int port = prog_port(&g);
-        echo_session(port, 0);
+        h_echo_session(port, 0);
         /* The EOF is read before the program may end: the report must date the FIN. */
         struct jv *live = wait_live(&g, "close_wait", 1);
         jq_free(live);
@@ -913,7 +880,7 @@ static void script_server(const char *tool, const char *script, int leak)
     prog_start(&g, "real-script", leak ? 0.2 : 1.0, NULL, argv);
     int port = prog_port(&g);
     for (int i = 0; i < 3; i++)
-        echo_session(port, !leak);
+        h_echo_session(port, !leak);
     if (leak) {
         struct jv *live = wait_live(&g, "close_wait", 3);
         expect_only(live, "close_wait", 3, tool);
@@ -1043,7 +1010,7 @@ static void java_server(const char *style)
         prog_start(&g, "real-java", leak ? 0.2 : 1.0, NULL, argv);
         int port = prog_port(&g);
         for (int i = 0; i < 3; i++)
-            echo_session(port, !leak);
+            h_echo_session(port, !leak);
         struct jv *live = leak ? wait_live(&g, "close_wait", 3) : live_report(&g);
         if (leak)
             expect_only(live, "close_wait", 3, "java leak, live");
@@ -1107,7 +1074,7 @@ static void node_server(int leak)
     prog_start(&g, "real-nodesrv", leak ? 0.2 : 1.0, NULL, argv);
     int port = prog_port(&g);
     for (int i = 0; i < 3; i++)
-        echo_session(port, !leak);
+        h_echo_session(port, !leak);
     struct jv *live = leak ? wait_live(&g, "close_wait", 3) : live_report(&g);
     if (leak)
         expect_only(live, "close_wait", 3, "node server leak, live");
@@ -1238,7 +1205,7 @@ Test(real, go_server_sockets_found_untracked, .timeout = 180)
         prog_start(&g, "real-go", leak ? 0.2 : 1.0, penv, argv);
         int port = prog_port(&g);
         for (int i = 0; i < 3; i++)
-            echo_session(port, !leak);
+            h_echo_session(port, !leak);
         if (leak) {
             struct jv *live = wait_live(&g, "untracked", 3);
             expect_only(live, "untracked", 3, "go leak, live");
@@ -1646,7 +1613,7 @@ static void go_under_run(int cgo)
     int port = 0;
     cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
     for (int i = 0; i < 5; i++)
-        echo_session(port, 0);
+        h_echo_session(port, 0);
     /* The program is closewatch's only child. */
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)cw, (int)cw);
