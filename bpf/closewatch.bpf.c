@@ -1,23 +1,24 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * closewatch.bpf.c - the kernel side of the bpf recorder: the socket
- * lifecycle calls of the traced processes, seen on the system call
- * tracepoints, whatever made them (Go's own system calls, a static binary,
+ * lifecycle calls of the traced processes, seen at system call entry and
+ * exit, whatever made them (Go's own system calls, a static binary,
  * syscall()), each with the caller's user stack, handed to recorder.c
  * through a ring buffer.
  *
  * Which processes: the tgids in `traced`, filled by user space with the
  * program it starts and followed here through fork (a new process of a
  * traced one is traced) and exit; exec keeps the tgid. Every other process
- * pays one hash lookup on the calls below and nothing more.
+ * pays a test of the call number at each entry and exit, and one hash lookup
+ * on close, on a read returning 0 and on the socket calls, nothing more.
  *
  * What is a socket: `socks`, keyed (tgid, fd), filled where a socket is made
  * (socket, socketpair, accept, dup of a socket) and emptied at its close, so
  * a read returning 0 is looked at only on a known stream socket.
  *
- * The syscall tracepoint contexts are written out here (their layout is the
- * kernel's ABI for syscall tracepoints); vmlinux.h is used for what CO-RE
- * relocates: the task, its fd table, the file, the socket.
+ * Which calls: one program on the raw sys_enter and one on sys_exit
+ * (tp_btf), which switch on the call number; vmlinux.h gives the types CO-RE
+ * relocates: the registers, the task, its fd table, the file, the socket.
  */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -38,18 +39,6 @@ char LICENSE[] SEC("license") = "GPL";
 #define CLOSE_DUP2      2
 #define CLOSE_RANGE_    3
 
-struct sys_enter_ctx {
-    unsigned long long common;
-    long nr;
-    unsigned long args[6];
-};
-
-struct sys_exit_ctx {
-    unsigned long long common;
-    long nr;
-    long ret;
-};
-
 struct sock_key {
     __u32 tgid;
     __s32 fd;
@@ -59,13 +48,6 @@ struct sock_val {
     __u16 type;
     __u16 pad;
     __u32 eofs; /* read()==0 so far */
-};
-
-/* A call between its entry and its exit, by thread. */
-struct pending {
-    __u32 kind;
-    __s32 fd;
-    unsigned long a1, a2;
 };
 
 struct {
@@ -81,13 +63,6 @@ struct {
     __type(key, struct sock_key);
     __type(value, struct sock_val);
 } socks SEC(".maps");
-
-struct {
-    __uint(type, BPF_MAP_TYPE_HASH);
-    __uint(max_entries, 16384);
-    __type(key, __u32);
-    __type(value, struct pending);
-} pend SEC(".maps");
 
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -112,6 +87,18 @@ static __always_inline void count_lost(__u32 what)
 static __always_inline int is_traced(__u32 tgid)
 {
     return bpf_map_lookup_elem(&traced, &tgid) != 0;
+}
+
+#define TS_COMPAT 0x0002 /* arch/x86/include/asm/thread_info.h */
+
+/* A call of a traced process with the 64-bit numbers and registers below: a
+ * 32-bit task's calls (other numbers, other registers) are not looked at. */
+static __always_inline int traced_call(__u32 tgid)
+{
+    if (!is_traced(tgid))
+        return 0;
+    struct task_struct *t = bpf_get_current_task_btf();
+    return !(t->thread_info.status & TS_COMPAT);
 }
 
 static __always_inline struct file *fd_file(int fd)
@@ -213,279 +200,207 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
     bpf_ringbuf_submit(ev, 0);
 }
 
-/* ---- entries: remember the arguments the exit needs ---------------------- */
+/* x86_64 system call numbers (asm/unistd_64.h): the raw sys_enter/sys_exit
+ * tracepoints see every call, the number tells them apart. */
+#define NR_read        0
+#define NR_close       3
+#define NR_readv       19
+#define NR_dup         32
+#define NR_dup2        33
+#define NR_socket      41
+#define NR_connect     42
+#define NR_accept      43
+#define NR_recvfrom    45
+#define NR_recvmsg     47
+#define NR_shutdown    48
+#define NR_listen      50
+#define NR_socketpair  53
+#define NR_fcntl       72
+#define NR_accept4     288
+#define NR_dup3        292
+#define NR_close_range 436
 
-static __always_inline int remember(__u32 kind, int fd, unsigned long a1, unsigned long a2)
+/*
+ * One program on the raw sys_enter tracepoint and one on sys_exit (tp_btf),
+ * not one per call on the syscalls/ tracepoints: those go through
+ * perf_syscall_enter/exit, which build a perf record on the stack for every
+ * read of every process before the program's first check. These run for
+ * every system call on the machine, so each leaves at its first test for
+ * all but the calls above, and a read of an untraced process that returned
+ * data costs two compares and no map lookup.
+ *
+ * Everything but close is handled at exit, where the call's arguments are
+ * still in the user registers (the kernel changes only ax before the
+ * sys_exit tracepoint; signal restarts come after it). close is taken at
+ * entry: once the fd is free another thread may get the same number from a
+ * new socket before this call's exit runs.
+ */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(on_sys_enter, struct pt_regs *regs, long nr)
 {
-    __u64 id = bpf_get_current_pid_tgid();
-    if (!is_traced(id >> 32))
+    if (nr != NR_close)
         return 0;
-    __u32 tid = (__u32)id;
-    struct pending p = {kind, fd, a1, a2};
-    bpf_map_update_elem(&pend, &tid, &p, BPF_ANY);
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    /* The fd is gone whatever the result (Linux closes even on EINTR); an
+     * fd that was never open is not in socks. */
+    if (traced_call(tgid))
+        sock_close(ctx, tgid, (int)regs->di, CLOSE_CLOSE, -1);
     return 0;
 }
 
-/* A read-family call on a known stream socket asking for something. */
-static __always_inline int remember_read(int fd, unsigned long want)
+/* A read-family call that returned 0 on a known stream socket, having asked
+ * for something: end of stream. */
+static __always_inline int read_eof(void *ctx, __u32 tgid, int fd)
 {
-    __u64 id = bpf_get_current_pid_tgid();
-    if (!want || !is_traced(id >> 32))
-        return 0;
-    struct sock_val *v = sock_get(id >> 32, fd);
+    struct sock_val *v = sock_get(tgid, fd);
     if (!v || v->type != SOCK_STREAM)
         return 0;
-    __u32 tid = (__u32)id;
-    struct pending p = {CWB_EOF, fd, 0, 0};
-    bpf_map_update_elem(&pend, &tid, &p, BPF_ANY);
+    __u32 n = __sync_add_and_fetch(&v->eofs, 1);
+    if (n & (n - 1)) /* the first, then at powers of two */
+        return 0;
+    struct cwb_event *ev = event_start(ctx, CWB_EOF, fd, n == 1);
+    if (!ev)
+        return 0;
+    ev->a0 = n;
+    bpf_ringbuf_submit(ev, 0);
     return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_socket")
-int enter_socket(struct sys_enter_ctx *c)
+SEC("tp_btf/sys_exit")
+int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
 {
-    return remember(CWB_SOCKET, -1, c->args[0], c->args[1]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_socketpair")
-int enter_socketpair(struct sys_enter_ctx *c)
-{
-    return remember(CWB_SOCKETPAIR, -1, c->args[0] | c->args[1] << 32, c->args[3]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept")
-int enter_accept(struct sys_enter_ctx *c)
-{
-    return remember(CWB_ACCEPT, c->args[0], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_accept4")
-int enter_accept4(struct sys_enter_ctx *c)
-{
-    return remember(CWB_ACCEPT, c->args[0], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_connect")
-int enter_connect(struct sys_enter_ctx *c)
-{
-    return remember(CWB_CONNECT, c->args[0], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_listen")
-int enter_listen(struct sys_enter_ctx *c)
-{
-    return remember(CWB_LISTEN, c->args[0], 0, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_shutdown")
-int enter_shutdown(struct sys_enter_ctx *c)
-{
-    return remember(CWB_SHUTDOWN, c->args[0], c->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup")
-int enter_dup(struct sys_enter_ctx *c)
-{
-    return remember(CWB_DUP, c->args[0], (unsigned long)-1, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int enter_dup2(struct sys_enter_ctx *c)
-{
-    return remember(CWB_DUP, c->args[0], c->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int enter_dup3(struct sys_enter_ctx *c)
-{
-    return remember(CWB_DUP, c->args[0], c->args[1], 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_fcntl")
-int enter_fcntl(struct sys_enter_ctx *c)
-{
-    if (c->args[1] != F_DUPFD && c->args[1] != F_DUPFD_CLOEXEC)
-        return 0;
-    return remember(CWB_DUP, c->args[0], (unsigned long)-1, 0);
-}
-
-SEC("tracepoint/syscalls/sys_enter_close_range")
-int enter_close_range(struct sys_enter_ctx *c)
-{
-    return remember(CWB_CLOSE_RANGE, -1, c->args[0], c->args[1]);
-}
-
-/* close: the fd is gone whatever the result (Linux closes even on EINTR);
- * an fd that was never open is not in socks. */
-SEC("tracepoint/syscalls/sys_enter_close")
-int enter_close(struct sys_enter_ctx *c)
-{
-    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
-    if (is_traced(tgid))
-        sock_close(c, tgid, (int)c->args[0], CLOSE_CLOSE, -1);
-    return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_read")
-int enter_read(struct sys_enter_ctx *c)
-{
-    return remember_read(c->args[0], c->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_readv")
-int enter_readv(struct sys_enter_ctx *c)
-{
-    return remember_read(c->args[0], c->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvfrom")
-int enter_recvfrom(struct sys_enter_ctx *c)
-{
-    return remember_read(c->args[0], c->args[2]);
-}
-
-SEC("tracepoint/syscalls/sys_enter_recvmsg")
-int enter_recvmsg(struct sys_enter_ctx *c)
-{
-    return remember_read(c->args[0], 1);
-}
-
-/* ---- exits ---------------------------------------------------------------- */
-
-static __always_inline int on_exit(struct sys_exit_ctx *c)
-{
-    __u64 id = bpf_get_current_pid_tgid();
-    __u32 tid = (__u32)id, tgid = id >> 32;
-    struct pending *pp = bpf_map_lookup_elem(&pend, &tid);
-    if (!pp)
-        return 0;
-    struct pending p = *pp;
-    bpf_map_delete_elem(&pend, &tid);
-    long ret = c->ret;
-    struct cwb_event *ev;
-
-    switch (p.kind) {
-    case CWB_EOF: {
+    long nr = regs->orig_ax;
+    switch (nr) {
+    case NR_read:
+    case NR_readv:
+    case NR_recvfrom:
+        if (ret != 0 || !regs->dx) /* data, an error, or a read of 0 bytes */
+            return 0;
+        break;
+    case NR_recvmsg:
         if (ret != 0)
             return 0;
-        struct sock_val *v = sock_get(tgid, p.fd);
-        if (!v)
-            return 0;
-        __u32 n = __sync_add_and_fetch(&v->eofs, 1);
-        if (n & (n - 1)) /* the first, then at powers of two */
-            return 0;
-        ev = event_start(c, CWB_EOF, p.fd, n == 1);
-        if (!ev)
-            return 0;
-        ev->a0 = n;
         break;
+    case NR_socket:
+    case NR_socketpair:
+    case NR_accept:
+    case NR_accept4:
+    case NR_connect:
+    case NR_listen:
+    case NR_shutdown:
+    case NR_dup:
+    case NR_dup2:
+    case NR_dup3:
+    case NR_fcntl:
+    case NR_close_range: break;
+    default: return 0;
     }
-    case CWB_SOCKET:
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    if (!traced_call(tgid))
+        return 0;
+    unsigned long a0 = regs->di, a1 = regs->si, a3 = regs->r10;
+    int fd = (int)a0, newfd = -1;
+    struct cwb_event *ev;
+
+    switch (nr) {
+    case NR_read:
+    case NR_readv:
+    case NR_recvfrom:
+    case NR_recvmsg: return read_eof(ctx, tgid, fd);
+    case NR_socket:
         if (ret < 0)
             return 0;
-        sock_add(tgid, ret, p.a2 & 0xf);
-        ev = event_start(c, CWB_SOCKET, ret, 1);
+        sock_add(tgid, ret, a1 & 0xf);
+        ev = event_start(ctx, CWB_SOCKET, ret, 1);
         if (!ev)
             return 0;
-        ev->a0 = p.a1;
-        ev->a1 = p.a2 & 0xf;
+        ev->a0 = a0;
+        ev->a1 = a1 & 0xf;
         fill_sockaddrs(ev, ret);
         break;
-    case CWB_SOCKETPAIR: {
+    case NR_socketpair: {
         int sv[2] = {-1, -1};
-        if (ret < 0 || bpf_probe_read_user(sv, sizeof sv, (void *)p.a2))
+        if (ret < 0 || bpf_probe_read_user(sv, sizeof sv, (void *)a3))
             return 0;
-        __u16 type = (p.a1 >> 32) & 0xf;
+        __u16 type = a1 & 0xf;
         sock_add(tgid, sv[0], type);
         sock_add(tgid, sv[1], type);
-        ev = event_start(c, CWB_SOCKETPAIR, sv[0], 1);
+        ev = event_start(ctx, CWB_SOCKETPAIR, sv[0], 1);
         if (!ev)
             return 0;
         ev->a0 = sv[1];
-        ev->a1 = (__u32)p.a1;
+        ev->a1 = (__u32)a0;
         ev->a2 = type;
         fill_sockaddrs(ev, sv[0]);
         break;
     }
-    case CWB_ACCEPT:
+    case NR_accept:
+    case NR_accept4:
         if (ret < 0)
             return 0;
-        ev = event_start(c, CWB_ACCEPT, ret, 1);
+        ev = event_start(ctx, CWB_ACCEPT, ret, 1);
         if (!ev) {
             sock_add(tgid, ret, SOCK_STREAM);
             return 0;
         }
-        ev->a0 = p.fd;
+        ev->a0 = fd;
         fill_sockaddrs(ev, ret);
         sock_add(tgid, ret, ev->sk_type ? ev->sk_type : SOCK_STREAM);
         break;
-    case CWB_CONNECT:
-    case CWB_LISTEN:
-    case CWB_SHUTDOWN:
-        if (!sock_get(tgid, p.fd))
+    case NR_connect:
+    case NR_listen:
+    case NR_shutdown: {
+        __u16 kind = nr == NR_connect ? CWB_CONNECT : nr == NR_listen ? CWB_LISTEN : CWB_SHUTDOWN;
+        if (!sock_get(tgid, fd))
             return 0;
-        ev = event_start(c, p.kind, p.fd, p.kind != CWB_LISTEN);
+        ev = event_start(ctx, kind, fd, kind != CWB_LISTEN);
         if (!ev)
             return 0;
-        ev->a0 = p.kind == CWB_SHUTDOWN ? (long)p.a1 : ret;
+        ev->a0 = kind == CWB_SHUTDOWN ? (long)a1 : ret;
         ev->a1 = ret;
-        fill_sockaddrs(ev, p.fd);
+        fill_sockaddrs(ev, fd);
         break;
-    case CWB_DUP: {
-        int newfd = (int)p.a1;
-        if (ret < 0 || ret == p.fd)
+    }
+    case NR_fcntl:
+        if (a1 != F_DUPFD && a1 != F_DUPFD_CLOEXEC)
             return 0;
-        if (newfd >= 0) /* dup2/dup3 over an open socket closes it */
-            sock_close(c, tgid, newfd, CLOSE_DUP2, p.fd);
-        struct sock_val *v = sock_get(tgid, p.fd);
+        /* fall through */
+    case NR_dup:
+    case NR_dup2:
+    case NR_dup3: {
+        if (nr == NR_dup2 || nr == NR_dup3)
+            newfd = (int)a1;
+        if (ret < 0 || ret == fd)
+            return 0;
+        /* dup2/dup3 over an open socket closed it; newfd was never free, so
+         * no other thread can have reused it before this exit. */
+        if (newfd >= 0)
+            sock_close(ctx, tgid, newfd, CLOSE_DUP2, fd);
+        struct sock_val *v = sock_get(tgid, fd);
         if (!v)
             return 0;
         sock_add(tgid, ret, v->type);
-        ev = event_start(c, CWB_DUP, ret, 1);
+        ev = event_start(ctx, CWB_DUP, ret, 1);
         if (!ev)
             return 0;
-        ev->a0 = p.fd;
+        ev->a0 = fd;
         break;
     }
-    case CWB_CLOSE_RANGE:
+    case NR_close_range:
         if (ret < 0)
             return 0;
         /* User space forgets the range's sockets in socks: it knows them. */
-        ev = event_start(c, CWB_CLOSE_RANGE, -1, 1);
+        ev = event_start(ctx, CWB_CLOSE_RANGE, -1, 1);
         if (!ev)
             return 0;
-        ev->a0 = p.a1;
-        ev->a1 = p.a2;
+        ev->a0 = a0;
+        ev->a1 = a1;
         break;
     default: return 0;
     }
     bpf_ringbuf_submit(ev, 0);
     return 0;
 }
-
-#define EXIT_PROG(name)                                                                            \
-    SEC("tracepoint/syscalls/sys_exit_" #name)                                                     \
-    int exit_##name(struct sys_exit_ctx *c)                                                        \
-    {                                                                                              \
-        return on_exit(c);                                                                         \
-    }
-
-EXIT_PROG(socket)
-EXIT_PROG(socketpair)
-EXIT_PROG(accept)
-EXIT_PROG(accept4)
-EXIT_PROG(connect)
-EXIT_PROG(listen)
-EXIT_PROG(shutdown)
-EXIT_PROG(dup)
-EXIT_PROG(dup2)
-EXIT_PROG(dup3)
-EXIT_PROG(fcntl)
-EXIT_PROG(close_range)
-EXIT_PROG(read)
-EXIT_PROG(readv)
-EXIT_PROG(recvfrom)
-EXIT_PROG(recvmsg)
 
 /* ---- the process tree ------------------------------------------------------ */
 
@@ -529,8 +444,6 @@ int on_task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
     struct task_struct *t = (struct task_struct *)ctx->args[0];
     __u32 tgid = BPF_CORE_READ(t, tgid);
-    __u32 tid = BPF_CORE_READ(t, pid);
-    bpf_map_delete_elem(&pend, &tid);
     if (!is_traced(tgid) || BPF_CORE_READ(t, signal, live.counter) != 0)
         return 0;
     bpf_map_delete_elem(&traced, &tgid);

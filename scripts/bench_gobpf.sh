@@ -4,9 +4,9 @@
 #           client, a connection per request: connections/s plain and under
 #           `closewatch run --recorder=bpf` (every connection: accept with a stack, close),
 #           the ratio per run back to back, median of BENCH_RUNS.
-#   read    ns per read() of an UNTRACED process (bench_micro read_sock/read_pipe) while the
-#           recorder traces another one: every read on the machine runs the read-entry
-#           program (one hash lookup) and the exit program.
+#   read    ns per read() and getpid() of an UNTRACED process (bench_micro read_sock,
+#           read_pipe, getpid) while the recorder traces another one: every system call on the
+#           machine runs the sys_enter and sys_exit programs (a test of the call number).
 # Usage: sh scripts/bench_gobpf.sh BUILD_BENCH_DIR
 set -u
 B=$1
@@ -59,7 +59,7 @@ median() { echo "$@" | tr ' ' '\n' | grep . | sort -g | awk '{v[NR]=$1} END {pri
 echo "gobpf churn: go server conns/s plain $(median $plain_all), bpf recorder $(median $bpf_all), ratio $(median $ratios) (median of $RUNS, $CONNS connections, 4 client threads)"
 
 # read() of an untraced process, with and without the recorder loaded.
-for case in read_sock read_pipe; do
+for case in read_sock read_pipe getpid; do
     off="" on=""
     for i in $(seq "$RUNS"); do
         off="$off $("$B/bench_micro" all 1 | awk -v c=$case '$1 == c {print $2}')"

@@ -23,6 +23,8 @@
  *   accept      accept() of a pending loopback connection: recorded (event, backtrace, fstat,
  *               getsockname/getpeername)
  *   close       close() of that accepted socket: recorded
+ *   getpid      syscall(SYS_getpid): no hook, the floor of a system call (all only; under the
+ *               bpf recorder every call on the machine pays its sys_enter/sys_exit programs)
  *
  * Refills (write) and the connecting side (socket, connect) are outside the timed region and
  * outside the counted functions. The connecting socket is reset (SO_LINGER 0) so thousands of
@@ -35,6 +37,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -204,6 +207,14 @@ static void time_accept(int (*acc_fn)(int), int (*close_fn)(int), int lfd,
     *close_ns = (double)cls / (double)n;
 }
 
+static double time_getpid(long n)
+{
+    long long t0 = now_ns();
+    for (long i = 0; i < n; i++)
+        syscall(SYS_getpid);
+    return (double)(now_ns() - t0) / (double)n;
+}
+
 static void all(double scale)
 {
     int sv[2], pp[2];
@@ -227,17 +238,20 @@ static void all(double scale)
     double a, c;
     time_accept(count_accept, count_close, lfd, &sa, 50, &a, &c);
 
-    double rs[BATCHES], rp[BATCHES], sc[BATCHES], ac[BATCHES], cl[BATCHES];
+    time_getpid(reads);
+
+    double rs[BATCHES], rp[BATCHES], sc[BATCHES], ac[BATCHES], cl[BATCHES], gp[BATCHES];
     /* Cases interleaved batch by batch, so a noisy second hits all of them alike. */
     for (int b = 0; b < BATCHES; b++) {
         rs[b] = time_reads(count_read_sock, sv[0], sv[1], reads, 1);
         rp[b] = time_reads(count_read_pipe, pp[0], pp[1], reads, 1);
         sc[b] = time_sockclose(count_sockclose, socks);
         time_accept(count_accept, count_close, lfd, &sa, accepts, &ac[b], &cl[b]);
+        gp[b] = time_getpid(reads);
     }
-    printf("read_sock %.1f\nread_pipe %.1f\nsockclose %.1f\naccept %.1f\nclose %.1f\n",
+    printf("read_sock %.1f\nread_pipe %.1f\nsockclose %.1f\naccept %.1f\nclose %.1f\ngetpid %.1f\n",
            median(rs, BATCHES), median(rp, BATCHES), median(sc, BATCHES), median(ac, BATCHES),
-           median(cl, BATCHES));
+           median(cl, BATCHES), median(gp, BATCHES));
 }
 
 static void count(long n)
