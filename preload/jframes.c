@@ -54,6 +54,7 @@
  * lack what we read gets native frames and a reason in the ring.
  */
 #include "cw.h"
+#include "../common/hash.h"
 
 #include <link.h>
 #include <pthread.h>
@@ -584,12 +585,9 @@ static __thread struct {
 
 static uint64_t frames_hash(const struct frame_info *fr, int n)
 {
-    uint64_t h = 0xcbf29ce484222325ull ^ (uint64_t)n;
-    for (int i = 0; i < n; i++) {
-        h = (h ^ (uintptr_t)fr[i].method) * 0x100000001b3ull;
-        h = (h ^ (uint64_t)fr[i].location) * 0x100000001b3ull;
-        h ^= h >> 29;
-    }
+    uint64_t h = CW_HASH_SEED ^ (uint64_t)n;
+    for (int i = 0; i < n; i++)
+        h = cw_hash_step(cw_hash_step(h, (uintptr_t)fr[i].method), (uint64_t)fr[i].location);
     return h;
 }
 

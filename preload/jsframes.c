@@ -23,6 +23,7 @@
  * needs none of its symbols to load.
  */
 #include "cw.h"
+#include "../common/hash.h"
 
 #include <dlfcn.h>
 #include <stdio.h>
@@ -91,9 +92,9 @@ static int js_code_fill(struct cw_code *c, void *ctx)
 
 static uint64_t fnv(const char *s, int n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
+    uint64_t h = CW_HASH_SEED;
     for (int i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 0x100000001b3ull;
+        h = cw_hash_step(h, (uint8_t)s[i]);
     return h;
 }
 

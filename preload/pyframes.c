@@ -24,6 +24,7 @@
  * structure gives fewer frames, never a crash or a wrong name.
  */
 #include "cw.h"
+#include "../common/hash.h"
 
 #include <dlfcn.h>
 #include <link.h>
@@ -459,12 +460,9 @@ static int code_fill_copy(struct cw_code *c, void *ctx)
  * runtime's frames share it (jsframes.c too). */
 uint32_t cw_code_intern(const uint64_t key[4], int (*fill)(struct cw_code *, void *), void *ctx)
 {
-    uint64_t hash = 0xcbf29ce484222325ull;
-    for (int i = 0; i < 4; i++) {
-        hash ^= key[i];
-        hash *= 0x100000001b3ull;
-        hash ^= hash >> 29;
-    }
+    uint64_t hash = CW_HASH_SEED;
+    for (int i = 0; i < 4; i++)
+        hash = cw_hash_step(hash, key[i]);
     hash |= 1;
     uint32_t mask = cw.hdr->code_cap - 1;
     for (uint32_t probe = 0; probe < CODE_PROBES; probe++) {
@@ -512,11 +510,8 @@ uint32_t cw_lang_intern(unsigned lang, const struct cw_lang_frame *f, int n, int
 {
     struct cw_header *h = cw.hdr;
     uint64_t hash = 0x84222325cbf29ce4ull ^ (uint64_t)truncated;
-    for (int i = 0; i < n; i++) {
-        hash ^= (uint64_t)f[i].code << 32 | f[i].pos;
-        hash *= 0x100000001b3ull;
-        hash ^= hash >> 29;
-    }
+    for (int i = 0; i < n; i++)
+        hash = cw_hash_step(hash, (uint64_t)f[i].code << 32 | f[i].pos);
     hash |= 1;
     uint32_t mask = h->lang_stack_cap - 1;
     size_t bytes = (size_t)n * sizeof *f;

@@ -16,6 +16,7 @@
  */
 #define UNW_LOCAL_ONLY
 #include "cw.h"
+#include "../common/hash.h"
 #include "../common/elf_note.h"
 
 #include <dlfcn.h>
@@ -326,12 +327,9 @@ void cw_stacks_warm_up(void)
 
 static uint64_t hash_pcs(void *const *pcs, int n)
 {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (int i = 0; i < n; i++) {
-        h ^= (uint64_t)(uintptr_t)pcs[i];
-        h *= 0x100000001b3ull;
-        h ^= h >> 29;
-    }
+    uint64_t h = CW_HASH_SEED;
+    for (int i = 0; i < n; i++)
+        h = cw_hash_step(h, (uint64_t)(uintptr_t)pcs[i]);
     return h | 1; /* 0 marks a free slot */
 }
 
