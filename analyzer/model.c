@@ -564,31 +564,66 @@ static struct sock *sock_find(const struct sockmap *m, uint64_t sid)
 
 /* Each accepted finding's listener: the socket that held the listening fd
  * when the connection was accepted (the latest opened before it and not
- * closed before it), if the ring still knows it. */
+ * closed before it), if the ring still knows it. One pass over the map
+ * gathers the sockets that ever had one of those fd numbers: a big ring
+ * holds hundreds of thousands of sockets, a server a listener or two. */
 static void find_listeners(struct cw_analysis *a, struct cw_process *p, const struct sockmap *m,
                            int first)
 {
-    for (int i = first; i < a->nfindings; i++) {
-        struct cw_finding *f = &a->findings[i];
+    int nf = a->nfindings - first, nfds = 0;
+    if (nf <= 0)
+        return;
+    const struct sock **accepted = cw_xcalloc((size_t)nf, sizeof *accepted);
+    int fds[64];
+    for (int i = 0; i < nf; i++) {
+        const struct cw_finding *f = &a->findings[first + i];
         const struct sock *s = f->sid ? sock_find(m, f->sid) : NULL;
         if (!s || !s->listener_fd1)
             continue;
-        const struct sock *best = NULL;
-        for (size_t j = 0; j < m->cap; j++) {
-            const struct sock *l = &m->v[j];
-            if (!l->sid || l == s || l->fd != s->listener_fd1 - 1 || l->open_ns > s->open_ns ||
+        int k = 0;
+        while (k < nfds && fds[k] != s->listener_fd1 - 1)
+            k++;
+        if (k == nfds && nfds == (int)(sizeof fds / sizeof *fds))
+            continue; /* more listeners than any server has: left unknown */
+        if (k == nfds)
+            fds[nfds++] = s->listener_fd1 - 1;
+        accepted[i] = s;
+    }
+    const struct sock **cand = NULL;
+    size_t ncand = 0, cap = 0;
+    for (size_t j = 0; nfds && j < m->cap; j++) {
+        const struct sock *l = &m->v[j];
+        int k = 0;
+        while (l->sid && k < nfds && fds[k] != l->fd)
+            k++;
+        if (!l->sid || k == nfds)
+            continue;
+        if (ncand == cap) {
+            cap = cap ? 2 * cap : 16;
+            cand = cw_xrealloc(cand, cap * sizeof *cand);
+        }
+        cand[ncand++] = l;
+    }
+    for (int i = 0; i < nf; i++) {
+        const struct sock *s = accepted[i], *best = NULL;
+        for (size_t j = 0; s && j < ncand; j++) {
+            const struct sock *l = cand[j];
+            if (l == s || l->fd != s->listener_fd1 - 1 || l->open_ns > s->open_ns ||
                 (l->closed && l->close_ns < s->open_ns) || (best && best->open_ns > l->open_ns))
                 continue;
             best = l;
         }
         if (!best)
             continue;
+        struct cw_finding *f = &a->findings[first + i];
         f->listener.fd = best->fd;
         f->listener.origin = best->origin;
         f->listener.inode = best->inode;
         f->listener.open_stack = best->open_stack;
         f->listener.open_proc = p;
     }
+    free(cand);
+    free(accepted);
 }
 
 /* The live process's sockets by TCP state, as `watch` shows them. */
