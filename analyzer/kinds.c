@@ -80,9 +80,10 @@ static const struct cw_kind_info kinds[CW_K_COUNT] = {
             1,
             "%d socket in CLOSE_WAIT that closewatch did not see being opened",
             "%d sockets in CLOSE_WAIT that closewatch did not see being opened",
-            "The kernel shows this socket in CLOSE_WAIT, but it was created without going "
-            "through libc (Go runtime, static binary, io_uring, raw syscalls), so there is no "
-            "backtrace: only the kernel's view.",
+            "The kernel shows this socket in CLOSE_WAIT, but closewatch did not see it being "
+            "made (created without going through libc: Go runtime, static binary, io_uring, raw "
+            "syscalls; or before closewatch attached), so there is no backtrace: only the "
+            "kernel's view.",
             "Socket in CLOSE_WAIT created outside libc",
             CW_PLACE_OPEN,
         },

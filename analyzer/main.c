@@ -38,7 +38,7 @@
 static const char usage_text[] =
     "usage: closewatch run    [OPTIONS] -- PROGRAM [ARGS...]\n"
     "       closewatch report [OPTIONS] [PID | RING-FILE]...\n"
-    "       closewatch watch  PID... [--interval=SEC] [--window=SEC] [--count=N]\n"
+    "       closewatch watch  PID... [--record] [--interval=SEC] [--window=SEC] [--count=N]\n"
     "       closewatch metrics [--listen=ADDR:PORT | --textfile=PATH] [PID... | --all]\n"
     "       closewatch dump   RING-FILE\n"
     "\n"
@@ -51,7 +51,9 @@ static const char usage_text[] =
     "  report    report on running processes (PID) or recorded ones (RING-FILE);\n"
     "            with no argument, every ring of yours in the ring directory\n"
     "  watch     live view of processes: TCP state counts over time, their CLOSE_WAIT\n"
-    "            sockets, and a line when CLOSE_WAIT grows (over --window, default 60 s)\n"
+    "            sockets, and a line when CLOSE_WAIT grows (over --window, default 60 s);\n"
+    "            --record (root): record them from the kernel (eBPF) while watching, so\n"
+    "            sockets opened from now on get stacks (closewatch report PID afterwards)\n"
     "  metrics   OpenMetrics for Prometheus: sockets by state, findings, fds, and where\n"
     "            CLOSE_WAIT sockets were opened; once to stdout, to a node_exporter\n"
     "            textfile every --interval (default 15 s), or served on --listen\n"
@@ -104,6 +106,7 @@ struct cli {
     double window;
     const char *recorder; /* run: auto, bpf, preload or both */
     const char *user;     /* run: the program's user */
+    int record;           /* watch: record with the bpf recorder while watching */
 };
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
@@ -160,6 +163,7 @@ enum {
     OPT_FRAMES,
     OPT_RECORDER,
     OPT_USER,
+    OPT_RECORD,
     OPT_VERSION
 };
 
@@ -189,6 +193,7 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
         {"frames", required_argument, 0, OPT_FRAMES},
         {"recorder", required_argument, 0, OPT_RECORDER},
         {"user", required_argument, 0, OPT_USER},
+        {"record", no_argument, 0, OPT_RECORD},
         {"help", no_argument, 0, 'h'},
         {"version", no_argument, 0, OPT_VERSION},
         {0, 0, 0, 0},
@@ -260,6 +265,7 @@ static int parse_options(int argc, char **argv, struct cli *c, int permute)
             c->recorder = optarg;
             break;
         case OPT_USER: c->user = optarg; break;
+        case OPT_RECORD: c->record = 1; break;
         case 'h': fputs(usage_text, stdout); exit(0);
         case OPT_VERSION: printf("closewatch %s\n", CW_VERSION); exit(0);
         default: return usage_error("unknown or incomplete option '%s'", argv[optind - 1]), -1;
@@ -542,6 +548,23 @@ static void remove_dir(const char *dir)
     rmdir(dir);
 }
 
+/* The bpf recorder writing rings in dir, each with lib as its sampler, at
+ * the period and depth the preload would use (CLOSEWATCH_SAMPLE_MS,
+ * CLOSEWATCH_DEPTH); NULL with the kernel's reason in err. */
+static struct cwb_recorder *start_recorder(const char *dir, const char *lib, int skip_preloaded,
+                                           char *err, size_t errlen)
+{
+    const char *ms = getenv("CLOSEWATCH_SAMPLE_MS"), *depth = getenv("CLOSEWATCH_DEPTH");
+    struct cwb_config cfg = {.dir = dir,
+                             .sampler = lib,
+                             .sample_ms = ms && *ms ? (unsigned)atoi(ms) : 1000,
+                             .depth = depth && atoi(depth) > 0 && atoi(depth) <= CW_MAX_DEPTH
+                                          ? (unsigned)atoi(depth)
+                                          : 32,
+                             .skip_preloaded = skip_preloaded};
+    return cwb_start(&cfg, err, errlen);
+}
+
 static int cmd_run(int argc, char **argv, struct cli *c)
 {
     int first = parse_options(argc, argv, c, 0);
@@ -580,16 +603,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
 
     struct cwb_recorder *rec = NULL;
     if (use_bpf) {
-        const char *ms = getenv("CLOSEWATCH_SAMPLE_MS"), *depth = getenv("CLOSEWATCH_DEPTH");
-        struct cwb_config cfg = {.dir = dir,
-                                 .sampler = lib,
-                                 .sample_ms = ms && *ms ? (unsigned)atoi(ms) : 1000,
-                                 .depth = depth && atoi(depth) > 0 && atoi(depth) <= CW_MAX_DEPTH
-                                              ? (unsigned)atoi(depth)
-                                              : 32,
-                                 .skip_preloaded = use_preload};
         char err[256];
-        rec = cwb_start(&cfg, err, sizeof err);
+        rec = start_recorder(dir, lib, use_preload, err, sizeof err);
         if (!rec) {
             fprintf(stderr,
                     "closewatch: the kernel refused the bpf recorder (%s): recording with the "
@@ -720,14 +735,53 @@ static int cmd_watch(int argc, char **argv, struct cli *c)
         }
         pids[i - first] = pid;
     }
+    struct cwb_recorder *rec = NULL;
+    if (c->record) {
+        char lib[PATH_MAX], err[256];
+        if (find_library(lib, sizeof lib)) {
+            free(pids);
+            return usage_error("watch --record: cannot find libclosewatch.so (set CLOSEWATCH_LIB)");
+        }
+        rec = start_recorder(ring_dir(c), lib, 1, err, sizeof err);
+        if (!rec) {
+            fprintf(stderr,
+                    "closewatch: watch --record: the kernel refused the bpf recorder (%s): it "
+                    "needs root, or CAP_BPF and CAP_PERFMON\n",
+                    err);
+            free(pids);
+            return EXIT_USAGE;
+        }
+        for (int i = 0; i < argc - first; i++)
+            if (cwb_attach(rec, pids[i], err, sizeof err) != 0)
+                fprintf(stderr, "closewatch: watch --record: not recording pid %d: %s\n", pids[i],
+                        err);
+        /* Ctrl-C ends the watch, not closewatch: the recording must stop
+         * cleanly, its rings marked. */
+        struct sigaction sa = {.sa_handler = forward_signal};
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        sigaction(SIGHUP, &sa, NULL);
+    }
     struct cw_watch_opts o = {.opt = c->opt,
                               .dir = ring_dir(c),
                               .pids = pids,
                               .npids = argc - first,
                               .interval = c->interval,
                               .window_s = c->window,
-                              .count = c->count};
+                              .count = c->count,
+                              .stop = &pending_signal};
     int rc = cw_watch_run(&o);
+    if (rec) {
+        unsigned long long lost = cwb_stop(rec);
+        if (lost)
+            fprintf(stderr, "closewatch: the bpf recorder lost %llu events (its buffer was full)\n",
+                    lost);
+        fprintf(stderr,
+                "closewatch: recording stopped; what was recorded stays in %s "
+                "(closewatch report PID, or the ring files there)\n",
+                ring_dir(c));
+    }
     free(pids);
     return rc;
 }

@@ -57,6 +57,8 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
         fprintf(out, ",\"listener_fd\":%d", f->listener_fd);
     else
         fputs(",\"listener_fd\":null", out);
+    fputs(",\"no_stack_note\":", out); /* why stacks.open is empty, or null */
+    cw_json_str(out, f->no_stack_note[0] ? f->no_stack_note : NULL);
     fputs(",\"stacks\":{\"open\":", out);
     frames_json(out, &f->open);
     fputs(",\"eof\":", out);
@@ -72,6 +74,15 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
     fputs("]}", out);
 }
 
+/* Seconds, or null for a negative "not known". */
+static void seconds_or_null(FILE *out, double t)
+{
+    if (t < 0)
+        fputs("null", out);
+    else
+        fprintf(out, "%.3f", t);
+}
+
 static void process_json(FILE *out, const struct cw_vprocess *p)
 {
     fprintf(out, "{\"pid\":%d,\"ppid\":%d,\"exe\":", p->pid, p->ppid);
@@ -82,6 +93,14 @@ static void process_json(FILE *out, const struct cw_vprocess *p)
     cw_json_str(out, p->ring);
     fputs(",\"runtime_note\":", out);
     cw_json_str(out, p->runtime_note);
+    fputs(",\"recorder\":", out);
+    cw_json_str(out, p->recorder);
+    fputs(",\"recorded_from_seconds\":", out);
+    seconds_or_null(out, p->attached_t);
+    fputs(",\"recorded_until_seconds\":", out);
+    seconds_or_null(out, p->detached_t);
+    fputs(",\"record_note\":", out);
+    cw_json_str(out, p->record_note);
     fprintf(out, ",\"state\":\"%s\",\"started_at\":", p->state);
     cw_json_str(out, p->started);
     fprintf(out,

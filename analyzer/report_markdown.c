@@ -140,6 +140,8 @@ static void process_facts(FILE *out, const struct cw_vprocess *p)
     fact(out, "state", p->state);
     if (p->runtime_note)
         fact(out, "runtime frames", p->runtime_note);
+    if (p->record_note)
+        fact(out, "recording", p->record_note);
 }
 
 /* More than one process: one row each instead of one fact each. */

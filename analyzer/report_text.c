@@ -163,6 +163,8 @@ void cw_report_text(FILE *out, const struct cw_view *v)
         fputc('\n', out);
         if (p->runtime_note)
             fprintf(out, "    runtime frames not recorded: %s\n", p->runtime_note);
+        if (p->record_note)
+            fprintf(out, "    %s\n", p->record_note);
     }
     if (v->quiet_procs)
         fprintf(out, "  (and %d process%s that used no socket)\n", v->quiet_procs,

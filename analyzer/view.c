@@ -13,6 +13,7 @@
 #include "dump.h"
 #include "json.h"
 #include "lang_frames.h"
+#include "program_kind.h"
 #include "xalloc.h"
 
 #define FRAMES_MAX 96 /* a stack's frames including inlined ones */
@@ -252,6 +253,45 @@ static const char *end_name(enum cw_end e)
     return (unsigned)e <= CW_END_NO_RING ? names[e] : "unknown";
 }
 
+/* Seconds since the process started at mono (0: not, -1). */
+static double since_start(const struct cw_process *p, uint64_t mono)
+{
+    if (!mono)
+        return -1;
+    return mono > p->start_mono_ns ? (double)(mono - p->start_mono_ns) / 1e9 : 0.0;
+}
+
+static void describe_recording(struct view_store *s, struct cw_vprocess *v,
+                               const struct cw_process *p)
+{
+    v->attached_t = v->detached_t = -1;
+    if (!p->has_ring)
+        return;
+    const struct cw_header *h = &p->ring.hdr;
+    v->recorder = h->recorder == CW_REC_BPF ? "bpf" : "preload";
+    v->attached_t = since_start(p, h->attach_mono_ns);
+    v->detached_t = since_start(p, h->detach_mono_ns);
+    char note[256];
+    if (v->attached_t >= 0 && v->detached_t >= 0)
+        snprintf(note, sizeof note,
+                 "recorded from the kernel from %.1f s to %.1f s into its life (closewatch "
+                 "attached to it, then stopped): sockets opened outside that time have no stack",
+                 v->attached_t, v->detached_t);
+    else if (v->attached_t >= 0)
+        snprintf(note, sizeof note,
+                 "recorded from the kernel from %.1f s into its life (closewatch attached to it "
+                 "then): sockets it opened before have no stack",
+                 v->attached_t);
+    else if (v->detached_t >= 0)
+        snprintf(note, sizeof note,
+                 "recorded from the kernel until %.1f s into its life (closewatch stopped while it "
+                 "ran): sockets it opened later have no stack",
+                 v->detached_t);
+    else
+        return;
+    v->record_note = keep(s, note);
+}
+
 static void describe_process(struct view_store *s, struct cw_vprocess *v,
                              const struct cw_process *p, char *started)
 {
@@ -301,6 +341,7 @@ static void describe_process(struct view_store *s, struct cw_vprocess *v,
         cw_iso8601(started, 40, p->start_realtime_ns);
         v->started = started;
     }
+    describe_recording(s, v, p);
     char why[256];
     for (unsigned lang = 1; p->has_ring && lang < CW_LANG_MAX && !v->runtime_note; lang++)
         if (cw_lang_unsupported(&p->ring, lang, why, sizeof why))
@@ -405,7 +446,28 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
 
 /* Who opened the socket, as the label of its open stack, or why there is
  * no such stack. */
-static void describe_open(struct cw_vfinding *v)
+/* Why an untracked socket (one the recorder never saw made) has no stack. */
+static const char *untracked_why(const struct cw_vprocess *p, const struct cw_finding *f)
+{
+    if (!p->has_ring)
+        return p->exe && (cw_program_kind(p->exe) & (CW_PROG_GO | CW_PROG_STATIC))
+                   ? "this process did not run under libclosewatch.so, which cannot load into a "
+                     "static or Go program; as root (or with CAP_BPF and CAP_PERFMON) `closewatch "
+                     "run` records it from the kernel, with stacks"
+                   : "this process did not run under libclosewatch.so";
+    if (!strcmp(p->recorder, "preload"))
+        return "the socket was created behind libc's back; as root (or with CAP_BPF and "
+               "CAP_PERFMON) `closewatch run` records such programs from the kernel, with stacks";
+    const struct cw_header *h = &f->proc->ring.hdr;
+    if (h->attach_mono_ns && f->open_ns <= h->attach_mono_ns)
+        return "it was open before closewatch attached to the process";
+    if (h->detach_mono_ns && f->open_ns >= h->detach_mono_ns)
+        return "it was opened after closewatch stopped recording the process";
+    return "the kernel recorder did not see it made (io_uring, a socket received over a unix "
+           "socket, or one made before the recorder followed this process)";
+}
+
+static void describe_open(struct cw_vfinding *v, const struct cw_finding *f)
 {
     const struct cw_vprocess *p = v->proc;
     if (v->inherited && !v->opener)
@@ -425,8 +487,7 @@ static void describe_open(struct cw_vfinding *v)
                  p->ppid);
     else if (v->kind->kind == CW_K_UNTRACKED || !p->has_ring)
         snprintf(v->no_stack_note, sizeof v->no_stack_note, "no backtrace: %s",
-                 p->has_ring ? "the socket was created behind libc's back"
-                             : "this process did not run under libclosewatch.so");
+                 untracked_why(p, f));
 }
 
 /* ---- the whole view ---------------------------------------------------------- */
@@ -564,7 +625,7 @@ struct cw_view *cw_view_build(struct cw_analysis *a, struct cw_symbolizer *sym,
         vf->suppressed = f->suppressed;
         vf->placed = vf->kind->placed_by == CW_PLACE_CLOSE ? &vf->close : &vf->open;
         describe_finding(vf, f);
-        describe_open(vf);
+        describe_open(vf, f);
         if (f->suppressed)
             v->suppressed++;
         else

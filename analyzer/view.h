@@ -66,6 +66,13 @@ struct cw_vprocess {
     /* A runtime found whose frames were not recorded, and why ("CPython
      * 3.9.18: no frame walker for CPython 3.9; native frames only"), or NULL. */
     const char *runtime_note;
+    /* Who recorded it ("preload", "bpf"; NULL without a ring) and, for the
+     * bpf recorder started on a running process or stopped before its end,
+     * when (seconds since the process started; -1: not) and what that
+     * means for its stacks, in a sentence (NULL otherwise). */
+    const char *recorder;
+    double attached_t, detached_t;
+    const char *record_note;
     int fds_open;   /* fds held; -1 unknown */
     long fds_limit; /* its soft limit (RLIMIT_NOFILE); -1 unknown */
     struct {
@@ -127,7 +134,7 @@ struct cw_vfinding {
      * the parent process (pid 7), inherited, at:"), and when there is no
      * open stack, why ("" if nothing needs saying). */
     char open_label[120];
-    char no_stack_note[160];
+    char no_stack_note[256];
     /* The stack that places the finding (kind->placed_by). */
     const struct cw_vstack *placed;
     struct cw_vevent timeline[CW_VTIMELINE_MAX];

@@ -68,11 +68,13 @@ int cw_watch_run(const struct cw_watch_opts *o)
         cw_view_free(v);
         cw_symbolizer_free(sym);
         cw_analysis_free(&a);
-        if (!alive || (o->count && look + 1 == o->count))
+        if (!alive || (o->count && look + 1 == o->count) || (o->stop && *o->stop))
             break;
         struct timespec ts = {(time_t)o->interval,
                               (long)((o->interval - (time_t)o->interval) * 1e9)};
-        nanosleep(&ts, NULL);
+        nanosleep(&ts, NULL); /* a signal cuts it short: stop is looked at next */
+        if (o->stop && *o->stop)
+            break;
     }
     cw_watch_free(&w);
     return 0;

@@ -8,6 +8,8 @@
 
 #include "model.h"
 
+#include <signal.h>
+
 struct cw_watch_opts {
     struct cw_options opt;
     const char *dir; /* ring directory */
@@ -15,6 +17,9 @@ struct cw_watch_opts {
     int npids;
     double interval, window_s;
     int count; /* looks, 0: until every process exited */
+    /* Non-zero (a signal arrived) ends the watch after the current look;
+     * NULL: only the processes' ends and count do. */
+    const volatile sig_atomic_t *stop;
 };
 
 /* Returns the exit status (0). */

@@ -16,9 +16,11 @@
 #include "ring_writer.h"
 #include "closewatch.skel.h"
 #include "../common/proc_stat.h"
+#include "../common/sock_addr.h"
 
 #include <bpf/libbpf.h>
 #include <bpf/bpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,6 +31,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +41,7 @@ enum proc_state { P_NEW, P_MINE, P_PRELOAD };
 struct proc {
     pid_t pid;
     int state;
+    int attach; /* running before it was traced (cwb_attach) */
     pid_t sampler;
     struct cwb_ring ring;
 };
@@ -48,6 +52,9 @@ struct cwb_recorder {
     struct ring_buffer *rb;
     pthread_t thread;
     _Atomic int stop;
+    /* The process table is the drain thread's, but cwb_attach adds to it
+     * from the caller's: each event and each attach holds the lock. */
+    pthread_mutex_t lock;
     struct proc *procs;
     size_t nprocs, cap;
     pid_t *samplers;
@@ -74,6 +81,7 @@ static int keep_libbpf_message(enum libbpf_print_level level, const char *fmt, v
 }
 
 static int on_event(void *ctx, void *data, size_t size);
+static void adopt_sockets(struct cwb_recorder *r, struct proc *p);
 
 static void *drain(void *arg)
 {
@@ -95,6 +103,7 @@ struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t e
         return NULL;
     }
     r->cfg = *cfg;
+    pthread_mutex_init(&r->lock, NULL);
     libbpf_err = err;
     libbpf_errlen = errlen;
     err[0] = 0;
@@ -249,6 +258,10 @@ static struct cwb_ring *ring_of(struct cwb_recorder *r, struct proc *p)
                                                 r->cfg.depth, r->cfg.sample_ms) != 0)
         return NULL;
     p->state = P_MINE;
+    if (p->attach) {
+        cwb_ring_mark_attached(&p->ring);
+        adopt_sockets(r, p);
+    }
     start_sampler(r, p, st.st_uid, st.st_gid);
     return &p->ring;
 }
@@ -403,9 +416,8 @@ static void on_exit_of(struct cwb_recorder *r, struct proc *p)
     proc_forget(r, p);
 }
 
-static int on_event(void *ctx, void *data, size_t size)
+static int handle_event(struct cwb_recorder *r, const void *data, size_t size)
 {
-    struct cwb_recorder *r = ctx;
     const struct cwb_event *ev = data;
     if (size < sizeof *ev)
         return 0;
@@ -529,6 +541,124 @@ static int on_event(void *ctx, void *data, size_t size)
     return 0;
 }
 
+static int on_event(void *ctx, void *data, size_t size)
+{
+    struct cwb_recorder *r = ctx;
+    pthread_mutex_lock(&r->lock);
+    int rc = handle_event(r, data, size);
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+/* ---- attaching to a running process ------------------------------------------ */
+
+/* Writes the sockets pid holds now into its ring, without stacks (nobody
+ * saw them made), and tells the kernel side they are sockets, so that their
+ * EOFs and closes are recorded from now on. Each is looked at through a
+ * copy of the fd (pidfd_getfd) held only for a few calls. */
+static void adopt_sockets(struct cwb_recorder *r, struct proc *p)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/fd", (int)p->pid);
+    DIR *d = opendir(dir);
+    int pidfd = (int)syscall(SYS_pidfd_open, (long)p->pid, 0L);
+    struct dirent *de;
+    while (d && pidfd >= 0 && (de = readdir(d))) {
+        char link[320], target[64];
+        unsigned long long inode;
+        snprintf(link, sizeof link, "%s/%s", dir, de->d_name);
+        ssize_t n = readlink(link, target, sizeof target - 1);
+        target[n > 0 ? n : 0] = 0;
+        if (de->d_name[0] < '0' || de->d_name[0] > '9' ||
+            sscanf(target, "socket:[%llu]", &inode) != 1)
+            continue;
+        int fd = atoi(de->d_name);
+        int copy = (int)syscall(SYS_pidfd_getfd, pidfd, fd, 0);
+        if (copy < 0)
+            continue; /* closed meanwhile */
+        int family = 0, type = 0, protocol = 0, listening = 0;
+        socklen_t len = sizeof family;
+        getsockopt(copy, SOL_SOCKET, SO_DOMAIN, &family, &len);
+        len = sizeof type;
+        getsockopt(copy, SOL_SOCKET, SO_TYPE, &type, &len);
+        len = sizeof protocol;
+        getsockopt(copy, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
+        len = sizeof listening;
+        getsockopt(copy, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len);
+        struct sockaddr_storage ss;
+        struct cw_addr local = {0}, peer = {0};
+        int have_local = 0, have_peer = 0;
+        len = sizeof ss;
+        if (getsockname(copy, (struct sockaddr *)&ss, &len) == 0)
+            cw_addr_from_sockaddr(&local, (struct sockaddr *)&ss, len), have_local = 1;
+        len = sizeof ss;
+        if (getpeername(copy, (struct sockaddr *)&ss, &len) == 0)
+            cw_addr_from_sockaddr(&peer, (struct sockaddr *)&ss, len), have_peer = 1;
+        close(copy);
+        struct cwb_open o = {.fd = fd,
+                             .origin = CW_ORIGIN_UNTRACKED,
+                             .family = family,
+                             .type = type,
+                             .protocol = protocol,
+                             .src_fd = -1,
+                             .inode = inode,
+                             .ts = p->ring.h->attach_mono_ns,
+                             .local = have_local ? &local : NULL,
+                             .peer = have_peer ? &peer : NULL,
+                             .flags = (listening ? CW_FD_LISTENING : 0) |
+                                      (have_peer ? CW_FD_CONNECTED : 0)};
+        if (cwb_ring_open(&p->ring, &o))
+            sock_learn(r, p->pid, fd, type);
+    }
+    if (pidfd >= 0)
+        close(pidfd);
+    if (d)
+        closedir(d);
+}
+
+int cwb_attach(struct cwb_recorder *r, pid_t pid, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&r->lock);
+    struct proc *p = proc_get(r, pid);
+    int rc = -1;
+    if (!p)
+        snprintf(err, errlen, "out of memory");
+    else if (preloaded(pid))
+        snprintf(err, errlen, "it runs with libclosewatch.so: the preload records it");
+    else if (p->state != P_NEW)
+        snprintf(err, errlen, "already traced");
+    else if (cwb_trace(r, pid) != 0)
+        snprintf(err, errlen, "cannot trace it: %s", strerror(errno));
+    else {
+        /* Traced first, then looked at: a socket made in between is seen
+         * both ways and its event finds it adopted (same inode) and gives
+         * it its stack; the drain thread waits on the lock meanwhile. */
+        p->attach = 1;
+        if (ring_of(r, p))
+            rc = 0;
+        else
+            snprintf(err, errlen, "cannot make its ring in %s: %s", r->cfg.dir, strerror(errno));
+    }
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+/* A process still running when the recording stops (a daemon outliving
+ * `closewatch run`, the process `watch --record` left): its ring says when
+ * its record ends. */
+static int still_running(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
+    if (fd >= 0)
+        close(fd);
+    struct cw_pstat st;
+    return n > 0 && cw_pstat_parse(buf, (size_t)n, &st) == 0 && st.state != 'Z' &&
+           st.state != 'X';
+}
+
 unsigned long long cwb_stop(struct cwb_recorder *r)
 {
     atomic_store(&r->stop, 1);
@@ -542,10 +672,17 @@ unsigned long long cwb_stop(struct cwb_recorder *r)
     }
     ring_buffer__free(r->rb);
     closewatch_bpf__destroy(r->skel);
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    for (size_t i = 0; i < r->nprocs; i++)
+        if (r->procs[i].state == P_MINE && still_running(r->procs[i].pid))
+            cwb_ring_mark_detached(&r->procs[i].ring,
+                                   (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec);
     while (r->nprocs)
         proc_forget(r, &r->procs[0]);
     free(r->procs);
     free(r->samplers);
+    pthread_mutex_destroy(&r->lock);
     free(r);
     return lost;
 }

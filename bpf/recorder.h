@@ -23,6 +23,9 @@ struct cwb_config {
 struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t errlen);
 /* Traces pid and the processes it makes from now on. */
 int cwb_trace(struct cwb_recorder *r, pid_t pid);
+/* Starts tracing pid, which is already running: its ring is made now and
+ * holds the sockets it has (without stacks). 0, or -1 with why in err. */
+int cwb_attach(struct cwb_recorder *r, pid_t pid, char *err, size_t errlen);
 /* Drains what is left, stops, frees; returns the number of events lost. */
 unsigned long long cwb_stop(struct cwb_recorder *r);
 

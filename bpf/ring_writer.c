@@ -101,6 +101,7 @@ int cwb_ring_create(struct cwb_ring *r, const char *dir, pid_t pid, uid_t uid, g
     struct cw_header *h = map;
     *h = proto;
     fill_identity(h, pid, uid);
+    h->recorder = CW_REC_BPF;
     r->h = h;
     r->size = proto.file_size;
     cwb_ring_modules(r);
@@ -135,6 +136,27 @@ void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts)
 {
     r->h->exit_mono_ns = ts;
     atomic_store_explicit((_Atomic uint32_t *)&r->h->exit_state, CW_EXECED, memory_order_release);
+}
+
+void cwb_ring_mark_attached(struct cwb_ring *r)
+{
+    struct cw_header *h = r->h;
+    uint64_t mono = clock_ns(CLOCK_MONOTONIC), boot = clock_ns(CLOCK_BOOTTIME);
+    long tick = sysconf(_SC_CLK_TCK);
+    uint64_t started = tick > 0 ? h->proc_starttime * (1000000000ull / (uint64_t)tick) : boot;
+    /* The process's life began before the ring: date its start from the
+     * kernel's start time (boot-relative), so ages and durations are its own. */
+    uint64_t age = boot > started ? boot - started : 0;
+    h->attach_mono_ns = mono;
+    if (age && age < mono) {
+        h->start_mono_ns = mono - age;
+        h->start_realtime_ns -= age;
+    }
+}
+
+void cwb_ring_mark_detached(struct cwb_ring *r, uint64_t ts)
+{
+    r->h->detach_mono_ns = ts;
 }
 
 /* ---- module map ------------------------------------------------------------ */

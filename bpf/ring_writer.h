@@ -37,6 +37,12 @@ void cwb_ring_release(struct cwb_ring *r);
 /* Marks the ring's image replaced by an exec, at ts. */
 void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts);
 
+/* Marks the ring as begun on a process already running (now), dating its
+ * start from the kernel's start time. */
+void cwb_ring_mark_attached(struct cwb_ring *r);
+/* Marks the recording stopped at ts while the process still runs. */
+void cwb_ring_mark_detached(struct cwb_ring *r, uint64_t ts);
+
 /* Re-reads /proc/PID/maps into the module table (new objects only). */
 void cwb_ring_modules(struct cwb_ring *r);
 /* Interns n user frames: a stack id, 0 if none or the table is full. */

@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 4u
+#define CW_LAYOUT_VERSION 5u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -57,6 +57,12 @@ enum cw_exit_state {
     CW_RUNNING = 0,
     CW_EXITED = 1, /* destructor ran: exit() or return from main */
     CW_EXECED = 2, /* a later image of the same process took over */
+};
+
+/* header.recorder: who writes the events. */
+enum cw_recorder {
+    CW_REC_PRELOAD = 0, /* libclosewatch.so inside the process */
+    CW_REC_BPF = 1,     /* closewatch's kernel-side recorder (bpf/), from outside */
 };
 
 /* Socket-level origin: how the fd came to exist. */
@@ -412,6 +418,13 @@ struct cw_header {
      * alone writes it, with series_gen odd while it does. */
     uint64_t series_off;
     uint32_t series_cap, series_n, series_stride, series_gen;
+    /* Layout v5. The bpf recorder may start on a process already running
+     * (`watch --record`) and stop before it ends: the sockets it did not see
+     * made have no stack, and the report says why. */
+    uint32_t recorder; /* enum cw_recorder */
+    uint32_t pad1;
+    uint64_t attach_mono_ns; /* the recorder began on a running process; 0 = from its start */
+    uint64_t detach_mono_ns; /* the recorder stopped while it ran; 0 = not (yet) */
 };
 
 /* One point of the count series: the program's tracked sockets open and in
@@ -432,7 +445,7 @@ _Static_assert(sizeof(struct cw_fd_entry) == 160, "struct cw_fd_entry changed si
 _Static_assert(sizeof(struct cw_stack_slot) == 24, "struct cw_stack_slot changed size");
 _Static_assert(sizeof(struct cw_module) == 328, "struct cw_module changed size");
 _Static_assert(sizeof(struct cw_event) == 64, "struct cw_event changed size");
-_Static_assert(sizeof(struct cw_header) == 2200, "struct cw_header changed size");
+_Static_assert(sizeof(struct cw_header) == 2224, "struct cw_header changed size");
 _Static_assert(sizeof(struct cw_lang_frame) == 8, "struct cw_lang_frame changed size");
 _Static_assert(sizeof(struct cw_lang_stack_slot) == 24, "struct cw_lang_stack_slot changed size");
 _Static_assert(sizeof(struct cw_runtime) == 152, "struct cw_runtime changed size");

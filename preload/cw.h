@@ -295,7 +295,6 @@ CW_HIDDEN void cw_epoll_init(void);
 CW_HIDDEN void cw_epoll_register(int fd, uint64_t data);
 CW_HIDDEN void cw_on_epoll_events(const struct epoll_event *ev, int n);
 CW_HIDDEN void cw_on_poll_events(const struct pollfd *fds, nfds_t n);
-CW_HIDDEN void cw_addr_from_sockaddr(struct cw_addr *out, const struct sockaddr *sa, socklen_t len);
 
 /* The read-family result check, inlined into every read hook: the only work
  * a successful read pays is this comparison. */

@@ -8,6 +8,7 @@
  */
 #include "cw.h"
 #include "../common/hash.h"
+#include "../common/sock_addr.h"
 
 #include <string.h>
 #include <sys/mman.h>
@@ -104,32 +105,6 @@ static uint64_t fd_inode(int fd)
     if (syscall(SYS_fstat, fd, &st) != 0)
         return 0;
     return (uint64_t)st.st_ino;
-}
-
-void cw_addr_from_sockaddr(struct cw_addr *out, const struct sockaddr *sa, socklen_t len)
-{
-    memset(out, 0, sizeof *out);
-    if (!sa || len < sizeof(sa_family_t))
-        return;
-    out->family = sa->sa_family;
-    if (sa->sa_family == AF_INET && len >= sizeof(struct sockaddr_in)) {
-        const struct sockaddr_in *in = (const void *)sa;
-        out->port = ntohs(in->sin_port);
-        memcpy(out->bytes, &in->sin_addr, 4);
-    } else if (sa->sa_family == AF_INET6 && len >= sizeof(struct sockaddr_in6)) {
-        const struct sockaddr_in6 *in6 = (const void *)sa;
-        out->port = ntohs(in6->sin6_port);
-        out->scope_id = in6->sin6_scope_id;
-        memcpy(out->bytes, &in6->sin6_addr, 16);
-    } else if (sa->sa_family == AF_UNIX) {
-        const struct sockaddr_un *un = (const void *)sa;
-        size_t n = len - offsetof(struct sockaddr_un, sun_path);
-        if (n > sizeof out->bytes - 1)
-            n = sizeof out->bytes - 1;
-        memcpy(out->bytes, un->sun_path, n);
-        if (n > 0 && out->bytes[0] == 0)
-            out->bytes[0] = '@';
-    }
 }
 
 /* nr: SYS_getsockname or SYS_getpeername; 0 if the kernel had no answer. */
