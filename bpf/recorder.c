@@ -655,8 +655,7 @@ static int still_running(pid_t pid)
     if (fd >= 0)
         close(fd);
     struct cw_pstat st;
-    return n > 0 && cw_pstat_parse(buf, (size_t)n, &st) == 0 && st.state != 'Z' &&
-           st.state != 'X';
+    return n > 0 && cw_pstat_parse(buf, (size_t)n, &st) == 0 && st.state != 'Z' && st.state != 'X';
 }
 
 unsigned long long cwb_stop(struct cwb_recorder *r)

@@ -307,3 +307,154 @@ Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 1
     jq_free(doc);
     h_rmdir(tmp);
 }
+
+/* ---- closewatch watch PID --record ------------------------------------------ */
+
+struct attached_report {
+    const char *dir;
+    pid_t pid;
+    struct jv *doc; /* the last report taken */
+};
+
+static int count_kind(struct jv *doc, const char *kind)
+{
+    int n = 0;
+    for (int i = 0; i < jq_len(doc, "findings"); i++) {
+        char p[64];
+        snprintf(p, sizeof p, "findings.%d.kind", i);
+        n += !strcmp(jq_str(doc, p), kind);
+    }
+    return n;
+}
+
+/* A report on the attached process with 2 close_wait (made while recorded)
+ * and 2 untracked (open before the attach) findings, past a 0.3 s grace. */
+static int attached_findings(void *arg)
+{
+    struct attached_report *a = arg;
+    char dirarg[700], pid[16];
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", a->dir);
+    snprintf(pid, sizeof pid, "%d", (int)a->pid);
+    char *args[] = {"report", "--format=json", "--grace=0.3", dirarg, pid, NULL};
+    char *out = NULL;
+    h_closewatch(a->dir, args, &out);
+    jq_free(a->doc);
+    a->doc = out ? jq_parse(out, NULL, 0) : NULL;
+    free(out);
+    return a->doc && count_kind(a->doc, "close_wait") == 2 && count_kind(a->doc, "untracked") == 2;
+}
+
+static int ring_made(void *arg)
+{
+    const struct attached_report *a = arg;
+    char paths[2][512];
+    return h_rings(a->dir, a->pid, paths, 2) == 1;
+}
+
+Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-attach");
+    char exe[600];
+    build_goserver(tmp, exe, sizeof exe);
+    int in[2], out[2];
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    pid_t srv = fork();
+    cr_assert_neq(srv, -1);
+    if (srv == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        execl(exe, exe, "leak", (char *)NULL);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    struct h_proc so = {.pid = srv, .out_fd = out[0]};
+    char line[128];
+    cr_assert(h_read_line(&so, line, sizeof line, COND_MS), "no 'listening' line");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+
+    /* Two leaks before closewatch looks at it: no stack can exist for them. */
+    for (int i = 0; i < 2; i++)
+        h_echo_session(port, 0);
+    struct cw_count before = {port, 2};
+    cr_assert(h_wait_for(close_wait_at, &before, COND_MS), "no CLOSE_WAIT before the attach");
+
+    char spid[16], dirarg[700], errlog[700];
+    snprintf(spid, sizeof spid, "%d", (int)srv);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", tmp);
+    snprintf(errlog, sizeof errlog, "%s/watch.err", tmp);
+    pid_t w = fork();
+    cr_assert_neq(w, -1);
+    if (w == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int devnull = open("/dev/null", O_WRONLY);
+        int err = open(errlog, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        dup2(devnull, 1);
+        dup2(err, 2);
+        setenv("CLOSEWATCH_SAMPLE_MS", "50", 1);
+        unsetenv("LD_PRELOAD");
+        execl(h_path("closewatch"), "closewatch", "watch", spid, "--record", "--interval=0.2",
+              dirarg, (char *)NULL);
+        _exit(127);
+    }
+    struct attached_report a = {.dir = tmp, .pid = srv};
+    cr_assert(h_wait_for(ring_made, &a, COND_MS), "watch --record made no ring; stderr:\n%s",
+              h_slurp(errlog, NULL));
+
+    /* Two more, made while it records: their accept has a stack. */
+    for (int i = 0; i < 2; i++)
+        h_echo_session(port, 0);
+    cr_assert(h_wait_for(attached_findings, &a, COND_MS),
+              "no report with 2 close_wait + 2 untracked; stderr:\n%s", h_slurp(errlog, NULL));
+    jq_free(a.doc);
+    a.doc = NULL;
+
+    cr_assert_eq(kill(w, SIGINT), 0);
+    int st;
+    cr_assert_eq(waitpid(w, &st, 0), w);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "watch ended with status %#x", st);
+    char *err = h_slurp(errlog, NULL);
+    cr_assert(err && strstr(err, "recording stopped"), "watch's stderr:\n%s", err);
+    free(err);
+
+    /* After the watch: the ring tells when its record began and ended. */
+    cr_assert(attached_findings(&a), "the report changed once the watch stopped");
+    struct jv *doc = a.doc;
+    cr_assert_str_eq(jq_str(doc, "processes.0.recorder"), "bpf");
+    cr_assert_gt(jq_num(doc, "processes.0.recorded_from_seconds"), 0);
+    cr_assert_gt(jq_num(doc, "processes.0.recorded_until_seconds"),
+                 jq_num(doc, "processes.0.recorded_from_seconds"));
+    int accept_line = h_marker_line(src_path("tests/real/goserver/main.go"), "MARK-ACCEPT");
+    for (int i = 0; i < jq_len(doc, "findings"); i++) {
+        char p[96];
+        snprintf(p, sizeof p, "findings.%d.kind", i);
+        if (!strcmp(jq_str(doc, p), "untracked")) {
+            snprintf(p, sizeof p, "findings.%d.no_stack_note", i);
+            cr_assert(strstr(jq_str(doc, p), "open before closewatch attached"), "%s",
+                      jq_str(doc, p));
+            continue;
+        }
+        int found = 0;
+        snprintf(p, sizeof p, "findings.%d.stacks.open", i);
+        for (int k = 0; k < jq_len(doc, p); k++) {
+            char lp[128], fp[128];
+            snprintf(lp, sizeof lp, "findings.%d.stacks.open.%d.line", i, k);
+            snprintf(fp, sizeof fp, "findings.%d.stacks.open.%d.file", i, k);
+            const char *file = jq_str(doc, fp);
+            found |= file && strstr(file, "/main.go") && (int)jq_num(doc, lp) == accept_line;
+        }
+        cr_assert(found, "close_wait finding %d does not name main.go:%d", i, accept_line);
+    }
+    jq_free(doc);
+    close(in[1]);
+    cr_assert(h_read_line(&so, line, sizeof line, COND_MS) && !strcmp(line, "bye"),
+              "the server did not end normally after the watch: %s", line);
+    cr_assert_eq(waitpid(srv, &st, 0), srv);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server's status %#x", st);
+    close(out[0]);
+    h_rmdir(tmp);
+}

@@ -1118,6 +1118,9 @@ Test(e2e, live_pid_without_ring_kernel_view, .timeout = 30)
     cr_assert_eq(exit_code(&c), 1, "stderr: %s", c.err);
     cr_assert_not_null(strstr(c.out, "no backtraces exist"), "%s", c.out);
     cr_assert_not_null(strstr(c.out, "did not run under libclosewatch.so"), "%s", c.out);
+    /* A dynamically linked C program: the preload would see it; no talk of
+     * the kernel recorder, which is for Go and static programs. */
+    cr_assert_null(strstr(c.out, "CAP_BPF"), "%s", c.out);
     cmd_free(&c);
 
     h_ctl_release(&ctl);

@@ -1244,6 +1244,10 @@ Test(real, go_server_sockets_found_untracked, .timeout = 180)
             cr_assert(strstr(text, "no backtrace: the socket was created behind libc's back"),
                       "text report:\n%s", text);
             cr_assert(strstr(text, "Go runtime"), "text report:\n%s", text);
+            /* ... and, the preload having recorded it, what would give stacks. */
+            cr_assert(strstr(text, "as root (or with CAP_BPF and CAP_PERFMON) `closewatch run` "
+                                   "records such programs from the kernel, with stacks"),
+                      "text report:\n%s", text);
             cr_log_info("go leak: untracked x3, eof unknown, no stacks; text report explains why");
             free(text);
         } else {
@@ -1642,6 +1646,13 @@ static void go_under_run(int cgo)
         char p[64];
         snprintf(p, sizeof p, "findings.%d.seconds_in_close_wait", i);
         cr_assert_geq(jq_num(doc, p), 1.9, "%s", text);
+        /* Without a stack, the report says why and what would give one. */
+        snprintf(p, sizeof p, "findings.%d.no_stack_note", i);
+        const char *note = jq_str(doc, p);
+        cr_assert(note && strstr(note, "(or with CAP_BPF and CAP_PERFMON) `closewatch run`"), "%s",
+                  text);
+        if (!cgo)
+            cr_assert(strstr(note, "cannot load into a static or Go program"), "%s", note);
     }
     /* The run kept its ring directory for the findings: remove it. */
     const char *ring = jq_str(doc, "processes.0.ring");
