@@ -10,10 +10,13 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -376,6 +379,36 @@ static void copy_identity(struct cw_process *p)
             p->nmodules++;
 }
 
+/*
+ * A killed process's sampler stamps the moment it saw the death (its
+ * pidfd woke) into the heartbeat and leaves. Read right after the kill, the
+ * ring may not have that stamp yet, and the process would be judged up to
+ * the sampler's previous round, up to a period early: a socket past the
+ * grace when the live report looked would be within it post-mortem. So wait
+ * for that sampler, if it is still there, to finish (at most a second).
+ */
+#define SAMPLER_STAMP_WAIT_MS 1000
+
+static void await_sampler(const struct cw_ring *r)
+{
+    pid_t s = r->hdr.sampler_pid;
+    char path[64], cmd[64] = "";
+    snprintf(path, sizeof path, "/proc/%d/cmdline", (int)s);
+    FILE *f = s > 0 ? fopen(path, "r") : NULL;
+    size_t n = f ? fread(cmd, 1, sizeof cmd - 1, f) : 0;
+    if (f)
+        fclose(f);
+    cmd[n] = 0;
+    if (strcmp(cmd, "closewatch-sampler") != 0 || strtol(cmd + strlen(cmd) + 1, NULL, 10) != r->hdr.pid)
+        return; /* gone already, or that pid is someone else's now */
+    int fd = (int)syscall(SYS_pidfd_open, (long)s, 0L);
+    if (fd < 0)
+        return;
+    struct pollfd pf = {.fd = fd, .events = POLLIN};
+    poll(&pf, 1, SAMPLER_STAMP_WAIT_MS);
+    close(fd);
+}
+
 /* How the recorded life ended, from the header and whether the pid lives. */
 static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t last_event_ns)
 {
@@ -394,6 +427,10 @@ static void decide_end(struct cw_analysis *a, struct cw_process *p, uint64_t las
         return;
     }
     /* Killed or crashed: judge up to the last sign of life we have. */
+    if (state == CW_RUNNING) {
+        await_sampler(&p->ring);
+        cw_ring_live(&p->ring, &live);
+    }
     p->end = CW_END_DIED;
     p->end_mono_ns =
         live.heartbeat_mono_ns > last_event_ns ? live.heartbeat_mono_ns : last_event_ns;

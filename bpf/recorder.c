@@ -228,6 +228,7 @@ static void start_sampler(struct cwb_recorder *r, struct proc *p, uid_t uid, gid
     if (s < 0)
         return;
     p->sampler = s;
+    p->ring.h->sampler_pid = s; /* as the preload's ring says it: the analyzer waits on it */
     if (r->nsamplers == r->samplers_cap) {
         size_t cap = r->samplers_cap ? r->samplers_cap * 2 : 16;
         pid_t *v = realloc(r->samplers, cap * sizeof *v);
