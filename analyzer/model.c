@@ -399,7 +399,8 @@ static void await_sampler(const struct cw_ring *r)
     if (f)
         fclose(f);
     cmd[n] = 0;
-    if (strcmp(cmd, "closewatch-sampler") != 0 || strtol(cmd + strlen(cmd) + 1, NULL, 10) != r->hdr.pid)
+    if (strcmp(cmd, "closewatch-sampler") != 0 ||
+        strtol(cmd + strlen(cmd) + 1, NULL, 10) != r->hdr.pid)
         return; /* gone already, or that pid is someone else's now */
     int fd = (int)syscall(SYS_pidfd_open, (long)s, 0L);
     if (fd < 0)

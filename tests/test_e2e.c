@@ -29,6 +29,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1738,6 +1739,100 @@ Test(edges, grace_zero_flags_every_close_wait_socket_live_and_after_sigkill, .ti
     cr_assert_str_eq(jq_str(doc, "processes.0.state"), "died");
     jq_free(doc);
     cmd_free(&dead);
+}
+
+/* The sampler of pid: the process named "closewatch-sampler PID ...". */
+static pid_t sampler_of(pid_t pid)
+{
+    DIR *d = opendir("/proc");
+    struct dirent *de;
+    pid_t found = 0;
+    while (d && !found && (de = readdir(d))) {
+        char path[300], want[32];
+        snprintf(path, sizeof path, "/proc/%s/cmdline", de->d_name);
+        size_t n = 0;
+        char *cmd = h_slurp(path, &n);
+        int wn = snprintf(want, sizeof want, "closewatch-sampler%c%d%c", 0, (int)pid, 0);
+        if (cmd && n >= (size_t)wn && !memcmp(cmd, want, (size_t)wn))
+            found = atoi(de->d_name);
+        free(cmd);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+/* Whether process *arg is blocked in poll() (its /proc/PID/syscall). */
+static int waits_in_poll(void *arg)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/syscall", *(pid_t *)arg);
+    char *t = h_slurp(path, NULL);
+    int yes = t && atoi(t) == SYS_poll;
+    free(t);
+    return yes;
+}
+
+/* Killed past the grace, reported at once from the ring: judged up to the
+ * death, which the sampler stamps when its pidfd wakes, not up to its last
+ * round (with a period longer than the test, there was none after the EOFs,
+ * so without that stamp the sockets' CLOSE_WAIT would have lasted 0 s). */
+Test(edges, killed_past_the_grace_is_a_finding_post_mortem_at_once, .timeout = 60)
+{
+    const char *dir = e2e_mkdtemp("killstamp");
+    char *argv[] = {(char *)fixture("demo_server"), "5", "60", NULL};
+    char *env[] = {"CLOSEWATCH_SAMPLE_MS=600000", NULL};
+    struct h_proc p = spawn_bg(argv, env, 1, dir);
+    expect_line(&p, "demo server: served 5");
+    char pidarg[16], dirarg[1024];
+    snprintf(pidarg, sizeof pidarg, "%d", (int)p.pid);
+    snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
+    uint64_t end = h_now_ms() + COND_TIMEOUT_MS;
+    for (;;) { /* until the live report sees them past a 0.3 s grace */
+        struct cmd live = CW(dir, "report", "--format=json", "--grace=0.3", dirarg, pidarg);
+        struct jv *doc = parse_or_fail(live.out, "live report");
+        int n = count_findings(doc, "close_wait", p.pid);
+        jq_free(doc);
+        cmd_free(&live);
+        if (n == 5)
+            break;
+        cr_assert(h_now_ms() < end, "the live report never had the 5 findings");
+        struct timespec ts = {0, 20 * 1000000}; /* between polls of a condition */
+        nanosleep(&ts, NULL);
+    }
+    /* A starved sampler: stopped, it cannot stamp the death before the
+     * report reads the ring, which must wait for it. */
+    pid_t sampler = sampler_of(p.pid);
+    cr_assert_gt(sampler, 0, "no sampler for pid %d", (int)p.pid);
+    cr_assert_eq(kill(sampler, SIGSTOP), 0);
+    kill(p.pid, SIGKILL);
+    h_wait(&p, CMD_TIMEOUT_MS);
+    e2e_untrack(p.pid);
+    char rings[4][512];
+    cr_assert_eq(h_rings(dir, p.pid, rings, 4), 1);
+    char out[1100];
+    snprintf(out, sizeof out, "%s/dead.json", dir);
+    pid_t rep = fork();
+    cr_assert_neq(rep, -1);
+    if (rep == 0) {
+        int fd = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        dup2(fd, 1);
+        execl(h_path("closewatch"), "closewatch", "report", "--format=json", "--grace=0.3",
+              rings[0], (char *)NULL);
+        _exit(127);
+    }
+    cr_assert(h_wait_for(waits_in_poll, &rep, COND_TIMEOUT_MS),
+              "the post-mortem report did not wait for the killed process's sampler");
+    cr_assert_eq(kill(sampler, SIGCONT), 0);
+    int st;
+    cr_assert_eq(waitpid(rep, &st, 0), rep);
+    char *text = h_slurp(out, NULL);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 1, "status %#x: %s", st, text);
+    struct jv *doc = parse_or_fail(text, "post-mortem report");
+    cr_assert_eq(count_findings(doc, "close_wait", p.pid), 5, "%s", text);
+    cr_assert_str_eq(jq_str(doc, "processes.0.state"), "died");
+    jq_free(doc);
+    free(text);
 }
 
 /* An unread CLOSE_WAIT is dated by the kernel (tcpi_last_ack_recv), not by
