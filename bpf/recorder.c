@@ -75,11 +75,19 @@ static int keep_libbpf_message(enum libbpf_print_level level, const char *fmt, v
 
 static int on_event(void *ctx, void *data, size_t size);
 
+/* How often the drain empties the ring buffer: the kernel side wakes it
+ * only when the buffer fills (closewatch.bpf.c, WAKE_AT). Well under the
+ * sampler's 500 ms before it takes an fd it cannot match for untracked or
+ * vanished (preload/sampler.c, RECONCILE_CONFIRM_NS). */
+#define CWB_DRAIN_MS 50
+
 static void *drain(void *arg)
 {
     struct cwb_recorder *r = arg;
     while (!atomic_load(&r->stop)) {
-        ring_buffer__poll(r->rb, 100);
+        /* A timeout returns without reading: consume what came meanwhile. */
+        if (ring_buffer__poll(r->rb, CWB_DRAIN_MS) == 0)
+            ring_buffer__consume(r->rb);
         for (size_t i = 0; i < r->nsamplers; i++)
             if (r->samplers[i] > 0 && waitpid(r->samplers[i], NULL, WNOHANG) == r->samplers[i])
                 r->samplers[i] = 0;
