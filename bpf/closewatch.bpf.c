@@ -50,6 +50,11 @@ struct sock_val {
     __u32 eofs; /* read()==0 so far */
 };
 
+/* traced values: whether the process has sent a record since it was traced
+ * or exec'ed (user space traces with TRACED_NEW). */
+#define TRACED_NEW  1
+#define TRACED_SEEN 2
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 16384);
@@ -75,9 +80,10 @@ struct {
  * then a wakeup of the drain thread on the other CPU), once per record while
  * the drain keeps up. On this 2-CPU VM that was the recorder's main cost to
  * the traced server: about 3 wakeups per connection. The drain polls every
- * CWB_DRAIN_MS instead (recorder.c), and is woken early only once a
- * sixteenth of the buffer waits (about 2800 records, which a churning server
- * makes in a tenth of a second): nothing is dropped to save the wakeup.
+ * CWB_DRAIN_MS instead (recorder.c), and is woken early only for what it
+ * must see while the process lives (event_submit) and once a sixteenth of
+ * the buffer waits (about 2800 records, which a churning server makes in a
+ * tenth of a second): nothing is dropped to save the wakeup.
  */
 #define WAKE_AT (EVENTS_BYTES / 16)
 
@@ -180,10 +186,24 @@ static __always_inline struct cwb_event *event_start(void *ctx, __u16 kind, int 
     return ev;
 }
 
-static __always_inline void event_submit(struct cwb_event *ev)
+/*
+ * Commits ev, waking the drain at once when it must read /proc/PID while the
+ * process still lives: a process's first record since it was traced or
+ * exec'ed (its ring is made then, from /proc/PID: owner, exe, module map),
+ * its fork, exec and exit (urgent), and when the buffer fills. Everything
+ * else waits for the drain's next round.
+ */
+static __always_inline void event_submit(struct cwb_event *ev, int urgent)
 {
-    __u64 waiting = bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA);
-    bpf_ringbuf_submit(ev, waiting >= WAKE_AT ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+    __u32 tgid = ev->tgid;
+    __u8 *t = bpf_map_lookup_elem(&traced, &tgid);
+    if (t && *t == TRACED_NEW) {
+        *t = TRACED_SEEN;
+        urgent = 1;
+    }
+    if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
+        urgent = 1;
+    bpf_ringbuf_submit(ev, urgent ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
 }
 
 static __always_inline void sock_add(__u32 tgid, int fd, __u16 type)
@@ -215,7 +235,7 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
     ev->a0 = how;
     ev->a1 = eofs;
     ev->a2 = other;
-    event_submit(ev);
+    event_submit(ev, 0);
 }
 
 /* x86_64 system call numbers (asm/unistd_64.h): the raw sys_enter/sys_exit
@@ -280,7 +300,7 @@ static __always_inline int read_eof(void *ctx, __u32 tgid, int fd)
     if (!ev)
         return 0;
     ev->a0 = n;
-    event_submit(ev);
+    event_submit(ev, 0);
     return 0;
 }
 
@@ -416,7 +436,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
         break;
     default: return 0;
     }
-    event_submit(ev);
+    event_submit(ev, 0);
     return 0;
 }
 
@@ -433,13 +453,13 @@ int on_fork(struct bpf_raw_tracepoint_args *ctx)
     __u32 ctgid = BPF_CORE_READ(child, tgid);
     if (ctgid == ptgid || !is_traced(ptgid))
         return 0;
-    __u8 one = 1;
-    bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY);
+    __u8 fresh = TRACED_NEW;
+    bpf_map_update_elem(&traced, &ctgid, &fresh, BPF_ANY);
     struct cwb_event *ev = event_start(ctx, CWB_FORK, -1, 0);
     if (!ev)
         return 0;
     ev->a0 = ctgid;
-    event_submit(ev);
+    event_submit(ev, 1);
     return 0;
 }
 
@@ -451,12 +471,16 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     struct cwb_event *ev = event_start(ctx, CWB_EXEC, -1, 0);
     if (ev)
-        event_submit(ev);
+        event_submit(ev, 1);
+    /* The new image gets a new ring, at its next record. */
+    __u8 fresh = TRACED_NEW;
+    bpf_map_update_elem(&traced, &tgid, &fresh, BPF_EXIST);
     return 0;
 }
 
 /* The last thread of a process: its tgid leaves the tree, its sockets the map
- * (user space deletes them: it knows which). */
+ * (user space deletes them: it knows which). Its exit_code (wait status:
+ * exit status << 8, or the signal that killed it) tells an exit from a death. */
 SEC("raw_tracepoint/sched_process_exit")
 int on_task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -469,6 +493,7 @@ int on_task_exit(struct bpf_raw_tracepoint_args *ctx)
     if (!ev)
         return 0;
     ev->tgid = tgid;
-    event_submit(ev);
+    ev->a0 = BPF_CORE_READ(t, exit_code);
+    event_submit(ev, 1);
     return 0;
 }

@@ -21,7 +21,7 @@ enum cwb_kind {
     CWB_DUP,         /* fd = new fd; a0 = old fd */
     CWB_EOF,         /* fd; a0 = read()==0 count so far (sent at 1, 2, 4, 8, ...) */
     CWB_EXEC,        /* the process runs a new image */
-    CWB_EXIT,        /* the process is gone (its last thread exited) */
+    CWB_EXIT,        /* the process is gone (its last thread exited); a0 = its wait status */
     CWB_FORK,        /* a0 = the child's pid, a new process of the traced tree */
 };
 

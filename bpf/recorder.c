@@ -130,8 +130,8 @@ struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t e
 int cwb_trace(struct cwb_recorder *r, pid_t pid)
 {
     uint32_t k = (uint32_t)pid;
-    uint8_t one = 1;
-    return bpf_map_update_elem(bpf_map__fd(r->skel->maps.traced), &k, &one, BPF_ANY);
+    uint8_t fresh = 1; /* TRACED_NEW: its first record wakes the drain */
+    return bpf_map_update_elem(bpf_map__fd(r->skel->maps.traced), &k, &fresh, BPF_ANY);
 }
 
 /* ---- processes ------------------------------------------------------------- */
@@ -400,9 +400,14 @@ static void on_exec(struct cwb_recorder *r, struct proc *p, uint64_t ts)
     cwb_ring_release(&old);
 }
 
-static void on_exit_of(struct cwb_recorder *r, struct proc *p)
+/* The process is gone. An exit (exit_group, a return from main) marks the
+ * ring EXITED as the preload's destructor does; a process killed by a
+ * signal leaves it running, which the analyzer reads as died. */
+static void on_exit_of(struct cwb_recorder *r, struct proc *p, int wait_status, uint64_t ts)
 {
     if (p->state == P_MINE) {
+        if (WIFEXITED(wait_status))
+            cwb_ring_mark_exited(&p->ring, ts);
         uint32_t hwm = p->ring.h->fd_hwm;
         for (uint32_t fd = 0; fd < hwm; fd++)
             if (cwb_ring_fd(&p->ring, (int)fd)->sid & CW_SID_OPEN)
@@ -423,7 +428,7 @@ static int on_event(void *ctx, void *data, size_t size)
     switch (ev->kind) {
     case CWB_FORK: on_fork(r, p, (pid_t)ev->a0, ev->ts); return 0;
     case CWB_EXEC: on_exec(r, p, ev->ts); return 0;
-    case CWB_EXIT: on_exit_of(r, p); return 0;
+    case CWB_EXIT: on_exit_of(r, p, (int)ev->a0, ev->ts); return 0;
     }
     struct cwb_ring *ring = ring_of(r, p);
     if (!ring) {

@@ -131,10 +131,20 @@ void cwb_ring_release(struct cwb_ring *r)
     r->h = NULL;
 }
 
-void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts)
+static void mark_end(struct cwb_ring *r, uint64_t ts, uint32_t state)
 {
     r->h->exit_mono_ns = ts;
-    atomic_store_explicit((_Atomic uint32_t *)&r->h->exit_state, CW_EXECED, memory_order_release);
+    atomic_store_explicit((_Atomic uint32_t *)&r->h->exit_state, state, memory_order_release);
+}
+
+void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts)
+{
+    mark_end(r, ts, CW_EXECED);
+}
+
+void cwb_ring_mark_exited(struct cwb_ring *r, uint64_t ts)
+{
+    mark_end(r, ts, CW_EXITED);
 }
 
 /* ---- module map ------------------------------------------------------------ */
