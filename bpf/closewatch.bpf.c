@@ -220,6 +220,45 @@ static __always_inline struct sock_val *sock_get(__u32 tgid, int fd)
     return bpf_map_lookup_elem(&socks, &k);
 }
 
+#define IPPROTO_TCP     6
+#define TCP_ESTABLISHED 1 /* ... TCP_FIN_WAIT2 5: include/net/tcp_states.h */
+#define TCP_FIN_WAIT2   5
+#define TCP_CLOSE_WAIT  8
+#define TCP_LISTEN      10
+
+extern int CONFIG_HZ __kconfig __weak; /* 0 if the kernel does not say */
+
+/*
+ * Whether a close() of the open fd may come late: user space keeps a close's
+ * stack only then (later than CWB_PROMPT_CLOSE_NS after the peer's FIN, as
+ * the preload), and the stack walk is the dearest part of a record (about
+ * 2.5 us in a Go server's close here). A TCP close that cannot be late skips
+ * it: the peer's FIN never came (ESTABLISHED, SYN_*, FIN_WAIT*, LISTEN), or
+ * the socket is in CLOSE_WAIT and had data from the peer (or was made) less
+ * than the prompt time ago — the FIN comes after the last data, so any date
+ * of it (an EOF, the sampler's CLOSE_WAIT, tcp_info's last ACK) is later
+ * still. Two jiffies of margin for the jiffy clocks. Anything else keeps it.
+ */
+static __always_inline int close_may_be_late(int fd)
+{
+    struct file *f = fd_file(fd);
+    struct socket *sock = f ? BPF_CORE_READ(f, private_data) : 0;
+    struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+    if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 1;
+    __u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+    if (fam != AF_INET && fam != AF_INET6)
+        return 1;
+    __u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+    if ((state >= TCP_ESTABLISHED && state <= TCP_FIN_WAIT2) || state == TCP_LISTEN)
+        return 0;
+    if (state != TCP_CLOSE_WAIT || CONFIG_HZ <= 0)
+        return 1;
+    __u32 last = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_ack.lrcvtime);
+    __u32 age = (__u32)bpf_jiffies64() - last;
+    return (__u64)(age + 2) * (1000000000ull / CONFIG_HZ) > CWB_PROMPT_CLOSE_NS;
+}
+
 /* Forgets fd if it is a socket and says so in a close event. */
 static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, int other)
 {
@@ -229,7 +268,9 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
         return;
     __u32 eofs = v->eofs;
     bpf_map_delete_elem(&socks, &k);
-    struct cwb_event *ev = event_start(ctx, CWB_CLOSE, fd, 1);
+    /* After a dup2 over it, fd holds the new file: no state to look at. */
+    int stack = how != CLOSE_CLOSE || close_may_be_late(fd);
+    struct cwb_event *ev = event_start(ctx, CWB_CLOSE, fd, stack);
     if (!ev)
         return;
     ev->a0 = how;

@@ -8,6 +8,9 @@
 #define CWB_EVENTS_H
 
 #define CWB_DEPTH 32 /* user frames per stack */
+/* common/shm_layout.h's CW_PROMPT_CLOSE_NS (recorder.c checks they agree):
+ * a close this soon after the peer's FIN needs no stack. */
+#define CWB_PROMPT_CLOSE_NS 10000000ull
 
 enum cwb_kind {
     CWB_SOCKET = 1,  /* fd = new socket; a0 = family, a1 = type, a2 = protocol */

@@ -33,6 +33,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+_Static_assert(CWB_PROMPT_CLOSE_NS == CW_PROMPT_CLOSE_NS, "the kernel side's prompt close");
+
 enum proc_state { P_NEW, P_MINE, P_PRELOAD };
 
 struct proc {
