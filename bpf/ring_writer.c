@@ -196,11 +196,15 @@ static int elf_facts(const char *path, int *type, uint64_t *lo, uint64_t *hi, st
     return ok && *hi > *lo ? 0 : -1;
 }
 
-static int module_known(const struct cw_header *h, const struct cw_module *mods, uint64_t start,
+/* Whether path's mapping at map_start is in the table: its module starts in
+ * that page (start = bias + first PT_LOAD address, whose page is mapped at
+ * map_start). Checked before the file is opened: a re-read after a new
+ * stack opens only the files mapped since. */
+static int module_known(const struct cw_header *h, const struct cw_module *mods, uint64_t map_start,
                         const char *path)
 {
     for (uint32_t i = 0; i < h->module_count && i < h->module_cap; i++)
-        if (mods[i].start == start && !strcmp(mods[i].path, path))
+        if (mods[i].start - map_start < 4096 && !strcmp(mods[i].path, path))
             return 1;
     return 0;
 }
@@ -223,7 +227,7 @@ void cwb_ring_modules(struct cwb_ring *r)
             continue; /* one module per file, at its mapping of offset 0 */
         char *path = line + path_at;
         path[strcspn(path, "\n")] = 0;
-        if (strlen(path) >= CW_PATH_MAX || module_known(h, mods, 0, path))
+        if (strlen(path) >= CW_PATH_MAX || module_known(h, mods, start, path))
             continue;
         struct cw_module m = {0};
         int type;
@@ -236,7 +240,7 @@ void cwb_ring_modules(struct cwb_ring *r)
         m.loaded_ns = clock_ns(CLOCK_MONOTONIC);
         snprintf(m.path, sizeof m.path, "%s", path);
         if (module_known(h, mods, m.start, m.path))
-            continue;
+            continue; /* an unusual first segment: known after all */
         uint32_t idx = h->module_count;
         if (idx >= h->module_cap) {
             h->modules_dropped++;
