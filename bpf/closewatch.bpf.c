@@ -50,6 +50,11 @@ struct sock_val {
     __u32 eofs; /* read()==0 so far */
 };
 
+/* traced values: whether the process has sent a record since it was traced
+ * or exec'ed (user space traces with TRACED_NEW). */
+#define TRACED_NEW  1
+#define TRACED_SEEN 2
+
 struct {
     __uint(type, BPF_MAP_TYPE_HASH);
     __uint(max_entries, 16384);
@@ -64,10 +69,23 @@ struct {
     __type(value, struct sock_val);
 } socks SEC(".maps");
 
+#define EVENTS_BYTES (16 << 20)
 struct {
     __uint(type, BPF_MAP_TYPE_RINGBUF);
-    __uint(max_entries, 16 << 20);
+    __uint(max_entries, EVENTS_BYTES);
 } events SEC(".maps");
+
+/*
+ * Committing a record wakes the drain by default (an irq_work: a self-IPI,
+ * then a wakeup of the drain thread on the other CPU), once per record while
+ * the drain keeps up. On this 2-CPU VM that was the recorder's main cost to
+ * the traced server: about 3 wakeups per connection. The drain polls every
+ * CWB_DRAIN_MS instead (recorder.c), and is woken early only for what it
+ * must see while the process lives (event_submit) and once a sixteenth of
+ * the buffer waits (about 2800 records, which a churning server makes in a
+ * tenth of a second): nothing is dropped to save the wakeup.
+ */
+#define WAKE_AT (EVENTS_BYTES / 16)
 
 /* [0]: events not sent (ring buffer full), [1]: sockets not tracked (map full). */
 struct {
@@ -168,6 +186,26 @@ static __always_inline struct cwb_event *event_start(void *ctx, __u16 kind, int 
     return ev;
 }
 
+/*
+ * Commits ev, waking the drain at once when it must read /proc/PID while the
+ * process still lives: a process's first record since it was traced or
+ * exec'ed (its ring is made then, from /proc/PID: owner, exe, module map),
+ * its fork, exec and exit (urgent), and when the buffer fills. Everything
+ * else waits for the drain's next round.
+ */
+static __always_inline void event_submit(struct cwb_event *ev, int urgent)
+{
+    __u32 tgid = ev->tgid;
+    __u8 *t = bpf_map_lookup_elem(&traced, &tgid);
+    if (t && *t == TRACED_NEW) {
+        *t = TRACED_SEEN;
+        urgent = 1;
+    }
+    if (bpf_ringbuf_query(&events, BPF_RB_AVAIL_DATA) >= WAKE_AT)
+        urgent = 1;
+    bpf_ringbuf_submit(ev, urgent ? BPF_RB_FORCE_WAKEUP : BPF_RB_NO_WAKEUP);
+}
+
 static __always_inline void sock_add(__u32 tgid, int fd, __u16 type)
 {
     struct sock_key k = {tgid, fd};
@@ -182,6 +220,45 @@ static __always_inline struct sock_val *sock_get(__u32 tgid, int fd)
     return bpf_map_lookup_elem(&socks, &k);
 }
 
+#define IPPROTO_TCP     6
+#define TCP_ESTABLISHED 1 /* ... TCP_FIN_WAIT2 5: include/net/tcp_states.h */
+#define TCP_FIN_WAIT2   5
+#define TCP_CLOSE_WAIT  8
+#define TCP_LISTEN      10
+
+extern int CONFIG_HZ __kconfig __weak; /* 0 if the kernel does not say */
+
+/*
+ * Whether a close() of the open fd may come late: user space keeps a close's
+ * stack only then (later than CWB_PROMPT_CLOSE_NS after the peer's FIN, as
+ * the preload), and the stack walk is the dearest part of a record (about
+ * 2.5 us in a Go server's close here). A TCP close that cannot be late skips
+ * it: the peer's FIN never came (ESTABLISHED, SYN_*, FIN_WAIT*, LISTEN), or
+ * the socket is in CLOSE_WAIT and had data from the peer (or was made) less
+ * than the prompt time ago — the FIN comes after the last data, so any date
+ * of it (an EOF, the sampler's CLOSE_WAIT, tcp_info's last ACK) is later
+ * still. Two jiffies of margin for the jiffy clocks. Anything else keeps it.
+ */
+static __always_inline int close_may_be_late(int fd)
+{
+    struct file *f = fd_file(fd);
+    struct socket *sock = f ? BPF_CORE_READ(f, private_data) : 0;
+    struct sock *sk = sock ? BPF_CORE_READ(sock, sk) : 0;
+    if (!sk || BPF_CORE_READ(sk, sk_protocol) != IPPROTO_TCP)
+        return 1;
+    __u16 fam = BPF_CORE_READ(sk, __sk_common.skc_family);
+    if (fam != AF_INET && fam != AF_INET6)
+        return 1;
+    __u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+    if ((state >= TCP_ESTABLISHED && state <= TCP_FIN_WAIT2) || state == TCP_LISTEN)
+        return 0;
+    if (state != TCP_CLOSE_WAIT || CONFIG_HZ <= 0)
+        return 1;
+    __u32 last = BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_ack.lrcvtime);
+    __u32 age = (__u32)bpf_jiffies64() - last;
+    return (__u64)(age + 2) * (1000000000ull / CONFIG_HZ) > CWB_PROMPT_CLOSE_NS;
+}
+
 /* Forgets fd if it is a socket and says so in a close event. */
 static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, int other)
 {
@@ -191,13 +268,15 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
         return;
     __u32 eofs = v->eofs;
     bpf_map_delete_elem(&socks, &k);
-    struct cwb_event *ev = event_start(ctx, CWB_CLOSE, fd, 1);
+    /* After a dup2 over it, fd holds the new file: no state to look at. */
+    int stack = how != CLOSE_CLOSE || close_may_be_late(fd);
+    struct cwb_event *ev = event_start(ctx, CWB_CLOSE, fd, stack);
     if (!ev)
         return;
     ev->a0 = how;
     ev->a1 = eofs;
     ev->a2 = other;
-    bpf_ringbuf_submit(ev, 0);
+    event_submit(ev, 0);
 }
 
 /* x86_64 system call numbers (asm/unistd_64.h): the raw sys_enter/sys_exit
@@ -262,7 +341,7 @@ static __always_inline int read_eof(void *ctx, __u32 tgid, int fd)
     if (!ev)
         return 0;
     ev->a0 = n;
-    bpf_ringbuf_submit(ev, 0);
+    event_submit(ev, 0);
     return 0;
 }
 
@@ -398,7 +477,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
         break;
     default: return 0;
     }
-    bpf_ringbuf_submit(ev, 0);
+    event_submit(ev, 0);
     return 0;
 }
 
@@ -415,13 +494,13 @@ int on_fork(struct bpf_raw_tracepoint_args *ctx)
     __u32 ctgid = BPF_CORE_READ(child, tgid);
     if (ctgid == ptgid || !is_traced(ptgid))
         return 0;
-    __u8 one = 1;
-    bpf_map_update_elem(&traced, &ctgid, &one, BPF_ANY);
+    __u8 fresh = TRACED_NEW;
+    bpf_map_update_elem(&traced, &ctgid, &fresh, BPF_ANY);
     struct cwb_event *ev = event_start(ctx, CWB_FORK, -1, 0);
     if (!ev)
         return 0;
     ev->a0 = ctgid;
-    bpf_ringbuf_submit(ev, 0);
+    event_submit(ev, 1);
     return 0;
 }
 
@@ -433,12 +512,16 @@ int on_exec(struct bpf_raw_tracepoint_args *ctx)
         return 0;
     struct cwb_event *ev = event_start(ctx, CWB_EXEC, -1, 0);
     if (ev)
-        bpf_ringbuf_submit(ev, 0);
+        event_submit(ev, 1);
+    /* The new image gets a new ring, at its next record. */
+    __u8 fresh = TRACED_NEW;
+    bpf_map_update_elem(&traced, &tgid, &fresh, BPF_EXIST);
     return 0;
 }
 
 /* The last thread of a process: its tgid leaves the tree, its sockets the map
- * (user space deletes them: it knows which). */
+ * (user space deletes them: it knows which). Its exit_code (wait status:
+ * exit status << 8, or the signal that killed it) tells an exit from a death. */
 SEC("raw_tracepoint/sched_process_exit")
 int on_task_exit(struct bpf_raw_tracepoint_args *ctx)
 {
@@ -451,6 +534,7 @@ int on_task_exit(struct bpf_raw_tracepoint_args *ctx)
     if (!ev)
         return 0;
     ev->tgid = tgid;
-    bpf_ringbuf_submit(ev, 0);
+    ev->a0 = BPF_CORE_READ(t, exit_code);
+    event_submit(ev, 1);
     return 0;
 }

@@ -8,6 +8,9 @@
 #define CWB_EVENTS_H
 
 #define CWB_DEPTH 32 /* user frames per stack */
+/* common/shm_layout.h's CW_PROMPT_CLOSE_NS (recorder.c checks they agree):
+ * a close this soon after the peer's FIN needs no stack. */
+#define CWB_PROMPT_CLOSE_NS 10000000ull
 
 enum cwb_kind {
     CWB_SOCKET = 1,  /* fd = new socket; a0 = family, a1 = type, a2 = protocol */
@@ -21,7 +24,7 @@ enum cwb_kind {
     CWB_DUP,         /* fd = new fd; a0 = old fd */
     CWB_EOF,         /* fd; a0 = read()==0 count so far (sent at 1, 2, 4, 8, ...) */
     CWB_EXEC,        /* the process runs a new image */
-    CWB_EXIT,        /* the process is gone (its last thread exited) */
+    CWB_EXIT,        /* the process is gone (its last thread exited); a0 = its wait status */
     CWB_FORK,        /* a0 = the child's pid, a new process of the traced tree */
 };
 

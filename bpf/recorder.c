@@ -36,6 +36,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+_Static_assert(CWB_PROMPT_CLOSE_NS == CW_PROMPT_CLOSE_NS, "the kernel side's prompt close");
+
 enum proc_state { P_NEW, P_MINE, P_PRELOAD };
 
 struct proc {
@@ -83,11 +85,19 @@ static int keep_libbpf_message(enum libbpf_print_level level, const char *fmt, v
 static int on_event(void *ctx, void *data, size_t size);
 static void adopt_sockets(struct cwb_recorder *r, struct proc *p);
 
+/* How often the drain empties the ring buffer: the kernel side wakes it
+ * only when the buffer fills (closewatch.bpf.c, WAKE_AT). Well under the
+ * sampler's 500 ms before it takes an fd it cannot match for untracked or
+ * vanished (preload/sampler.c, RECONCILE_CONFIRM_NS). */
+#define CWB_DRAIN_MS 50
+
 static void *drain(void *arg)
 {
     struct cwb_recorder *r = arg;
     while (!atomic_load(&r->stop)) {
-        ring_buffer__poll(r->rb, 100);
+        /* A timeout returns without reading: consume what came meanwhile. */
+        if (ring_buffer__poll(r->rb, CWB_DRAIN_MS) == 0)
+            ring_buffer__consume(r->rb);
         for (size_t i = 0; i < r->nsamplers; i++)
             if (r->samplers[i] > 0 && waitpid(r->samplers[i], NULL, WNOHANG) == r->samplers[i])
                 r->samplers[i] = 0;
@@ -131,8 +141,8 @@ struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t e
 int cwb_trace(struct cwb_recorder *r, pid_t pid)
 {
     uint32_t k = (uint32_t)pid;
-    uint8_t one = 1;
-    return bpf_map_update_elem(bpf_map__fd(r->skel->maps.traced), &k, &one, BPF_ANY);
+    uint8_t fresh = 1; /* TRACED_NEW: its first record wakes the drain */
+    return bpf_map_update_elem(bpf_map__fd(r->skel->maps.traced), &k, &fresh, BPF_ANY);
 }
 
 /* ---- processes ------------------------------------------------------------- */
@@ -406,9 +416,14 @@ static void on_exec(struct cwb_recorder *r, struct proc *p, uint64_t ts)
     cwb_ring_release(&old);
 }
 
-static void on_exit_of(struct cwb_recorder *r, struct proc *p)
+/* The process is gone. An exit (exit_group, a return from main) marks the
+ * ring EXITED as the preload's destructor does; a process killed by a
+ * signal leaves it running, which the analyzer reads as died. */
+static void on_exit_of(struct cwb_recorder *r, struct proc *p, int wait_status, uint64_t ts)
 {
     if (p->state == P_MINE) {
+        if (WIFEXITED(wait_status))
+            cwb_ring_mark_exited(&p->ring, ts);
         uint32_t hwm = p->ring.h->fd_hwm;
         for (uint32_t fd = 0; fd < hwm; fd++)
             if (cwb_ring_fd(&p->ring, (int)fd)->sid & CW_SID_OPEN)
@@ -428,7 +443,7 @@ static int handle_event(struct cwb_recorder *r, const void *data, size_t size)
     switch (ev->kind) {
     case CWB_FORK: on_fork(r, p, (pid_t)ev->a0, ev->ts); return 0;
     case CWB_EXEC: on_exec(r, p, ev->ts); return 0;
-    case CWB_EXIT: on_exit_of(r, p); return 0;
+    case CWB_EXIT: on_exit_of(r, p, (int)ev->a0, ev->ts); return 0;
     }
     struct cwb_ring *ring = ring_of(r, p);
     if (!ring) {

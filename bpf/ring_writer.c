@@ -132,10 +132,20 @@ void cwb_ring_release(struct cwb_ring *r)
     r->h = NULL;
 }
 
-void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts)
+static void mark_end(struct cwb_ring *r, uint64_t ts, uint32_t state)
 {
     r->h->exit_mono_ns = ts;
-    atomic_store_explicit((_Atomic uint32_t *)&r->h->exit_state, CW_EXECED, memory_order_release);
+    atomic_store_explicit((_Atomic uint32_t *)&r->h->exit_state, state, memory_order_release);
+}
+
+void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts)
+{
+    mark_end(r, ts, CW_EXECED);
+}
+
+void cwb_ring_mark_exited(struct cwb_ring *r, uint64_t ts)
+{
+    mark_end(r, ts, CW_EXITED);
 }
 
 void cwb_ring_mark_attached(struct cwb_ring *r)
@@ -208,11 +218,15 @@ static int elf_facts(const char *path, int *type, uint64_t *lo, uint64_t *hi, st
     return ok && *hi > *lo ? 0 : -1;
 }
 
-static int module_known(const struct cw_header *h, const struct cw_module *mods, uint64_t start,
+/* Whether path's mapping at map_start is in the table: its module starts in
+ * that page (start = bias + first PT_LOAD address, whose page is mapped at
+ * map_start). Checked before the file is opened: a re-read after a new
+ * stack opens only the files mapped since. */
+static int module_known(const struct cw_header *h, const struct cw_module *mods, uint64_t map_start,
                         const char *path)
 {
     for (uint32_t i = 0; i < h->module_count && i < h->module_cap; i++)
-        if (mods[i].start == start && !strcmp(mods[i].path, path))
+        if (mods[i].start - map_start < 4096 && !strcmp(mods[i].path, path))
             return 1;
     return 0;
 }
@@ -235,7 +249,7 @@ void cwb_ring_modules(struct cwb_ring *r)
             continue; /* one module per file, at its mapping of offset 0 */
         char *path = line + path_at;
         path[strcspn(path, "\n")] = 0;
-        if (strlen(path) >= CW_PATH_MAX || module_known(h, mods, 0, path))
+        if (strlen(path) >= CW_PATH_MAX || module_known(h, mods, start, path))
             continue;
         struct cw_module m = {0};
         int type;
@@ -248,7 +262,7 @@ void cwb_ring_modules(struct cwb_ring *r)
         m.loaded_ns = clock_ns(CLOCK_MONOTONIC);
         snprintf(m.path, sizeof m.path, "%s", path);
         if (module_known(h, mods, m.start, m.path))
-            continue;
+            continue; /* an unusual first segment: known after all */
         uint32_t idx = h->module_count;
         if (idx >= h->module_cap) {
             h->modules_dropped++;

@@ -36,6 +36,8 @@ int cwb_ring_create(struct cwb_ring *r, const char *dir, pid_t pid, uid_t uid, g
 void cwb_ring_release(struct cwb_ring *r);
 /* Marks the ring's image replaced by an exec, at ts. */
 void cwb_ring_mark_execed(struct cwb_ring *r, uint64_t ts);
+/* Marks the process exited (not killed) at ts. */
+void cwb_ring_mark_exited(struct cwb_ring *r, uint64_t ts);
 
 /* Marks the ring as begun on a process already running (now), dating its
  * start from the kernel's start time. */

@@ -308,6 +308,44 @@ Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 1
     h_rmdir(tmp);
 }
 
+/* How the Go server's life ended, as the report's process state: its exit
+ * (stdin closed: main returns) or a SIGKILL. */
+static void go_server_end(int sigkill, const char *want)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-go-end");
+    char exe[600];
+    build_goserver(tmp, exe, sizeof exe);
+    char *argv[] = {exe, "good", NULL};
+    struct run r;
+    run_start(&r, tmp, 0.3, argv);
+    char line[128];
+    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "no 'listening' line");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    h_echo_session(port, 0); /* a socket, so that the recorder makes a ring */
+    if (sigkill) {
+        pid_t prog = program_pid(r.cw);
+        cr_assert_gt(prog, 0);
+        cr_assert_eq(kill(prog, SIGKILL), 0);
+    }
+    struct jv *doc = run_finish(&r, !sigkill);
+    cr_assert_eq(jq_len(doc, "processes"), 1, "%d processes", jq_len(doc, "processes"));
+    cr_assert_str_eq(jq_str(doc, "processes.0.state"), want);
+    jq_free(doc);
+    h_rmdir(tmp);
+}
+
+Test(bpf, go_server_returning_from_main_reads_as_exited, .timeout = 120)
+{
+    go_server_end(0, "exited");
+}
+
+Test(bpf, go_server_killed_by_a_signal_reads_as_died, .timeout = 120)
+{
+    go_server_end(1, "died");
+}
+
 /* ---- closewatch watch PID --record ------------------------------------------ */
 
 struct attached_report {
