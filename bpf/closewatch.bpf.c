@@ -295,6 +295,7 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
 #define NR_listen      50
 #define NR_socketpair  53
 #define NR_fcntl       72
+#define NR_splice      275
 #define NR_accept4     288
 #define NR_dup3        292
 #define NR_close_range 436
@@ -360,6 +361,10 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
         if (ret != 0)
             return 0;
         break;
+    case NR_splice: /* Go's io.Copy between connections reads this way */
+        if (ret != 0 || !regs->r8) /* moved data, failed, or asked for 0 bytes */
+            return 0;
+        break;
     case NR_socket:
     case NR_socketpair:
     case NR_accept:
@@ -385,7 +390,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
     case NR_read:
     case NR_readv:
     case NR_recvfrom:
-    case NR_recvmsg: return read_eof(ctx, tgid, fd);
+    case NR_recvmsg:
+    case NR_splice: return read_eof(ctx, tgid, fd); /* splice's fd_in is its first argument */
     case NR_socket:
         if (ret < 0)
             return 0;

@@ -190,11 +190,32 @@ static int close_wait_at(void *arg)
     return n >= c->want;
 }
 
+/* Whether finding i's stack (open, eof) has a main.* frame at main.go:line. */
+static int main_frame_at(struct jv *doc, int i, const char *stack, int line)
+{
+    char p[128];
+    snprintf(p, sizeof p, "findings.%d.stacks.%s", i, stack);
+    for (int k = 0; k < jq_len(doc, p); k++) {
+        char fp[160], lp[160], fnp[160];
+        snprintf(fp, sizeof fp, "findings.%d.stacks.%s.%d.file", i, stack, k);
+        snprintf(lp, sizeof lp, "findings.%d.stacks.%s.%d.line", i, stack, k);
+        snprintf(fnp, sizeof fnp, "findings.%d.stacks.%s.%d.function", i, stack, k);
+        const char *file = jq_str(doc, fp), *fn = jq_str(doc, fnp);
+        if (file && fn && !strncmp(fn, "main.", 5) && strstr(file, "/main.go") &&
+            (int)jq_num(doc, lp) == line)
+            return 1;
+    }
+    return 0;
+}
+
 /* Every finding is close_wait with its open stack naming main.* in main.go
- * at the Accept line. */
+ * at the Accept line, and the EOF seen (io.Copy's splice returned 0) at the
+ * io.Copy line. */
 static void expect_go_findings(struct jv *doc, int want, const char *what)
 {
-    int line = h_marker_line(src_path("tests/real/goserver/main.go"), "MARK-ACCEPT");
+    const char *src = src_path("tests/real/goserver/main.go");
+    int accept_line = h_marker_line(src, "MARK-ACCEPT");
+    int copy_line = h_marker_line(src, "MARK-COPY");
     int n = jq_len(doc, "findings");
     cr_assert_eq(n, want, "%s: %d findings, expected %d", what, n, want);
     for (int i = 0; i < n; i++) {
@@ -202,20 +223,12 @@ static void expect_go_findings(struct jv *doc, int want, const char *what)
         snprintf(p, sizeof p, "findings.%d.kind", i);
         cr_assert_str_eq(jq_str(doc, p), "close_wait", "%s", what);
         snprintf(p, sizeof p, "findings.%d.eof", i);
-        cr_assert_str_eq(jq_str(doc, p), "unread", "%s (Go's io.Copy sees EOF in splice)", what);
-        int found = 0;
-        for (int k = 0; k < jq_len(doc, (snprintf(p, sizeof p, "findings.%d.stacks.open", i), p));
-             k++) {
-            char fp[160], lp[160], fnp[160];
-            snprintf(fp, sizeof fp, "findings.%d.stacks.open.%d.file", i, k);
-            snprintf(lp, sizeof lp, "findings.%d.stacks.open.%d.line", i, k);
-            snprintf(fnp, sizeof fnp, "findings.%d.stacks.open.%d.function", i, k);
-            const char *file = jq_str(doc, fp), *fn = jq_str(doc, fnp);
-            if (file && fn && !strncmp(fn, "main.", 5) && strstr(file, "/main.go") &&
-                (int)jq_num(doc, lp) == line)
-                found = 1;
-        }
-        cr_assert(found, "%s: finding %d has no main.* frame at main.go:%d", what, i, line);
+        cr_assert_str_eq(jq_str(doc, p), "observed", "%s (io.Copy's splice returned 0)", what);
+        cr_assert(main_frame_at(doc, i, "open", accept_line),
+                  "%s: finding %d has no main.* frame at main.go:%d", what, i, accept_line);
+        cr_assert(main_frame_at(doc, i, "eof", copy_line),
+                  "%s: finding %d's EOF stack has no main.* frame at main.go:%d", what, i,
+                  copy_line);
     }
 }
 
@@ -476,16 +489,8 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
                       jq_str(doc, p));
             continue;
         }
-        int found = 0;
-        snprintf(p, sizeof p, "findings.%d.stacks.open", i);
-        for (int k = 0; k < jq_len(doc, p); k++) {
-            char lp[128], fp[128];
-            snprintf(lp, sizeof lp, "findings.%d.stacks.open.%d.line", i, k);
-            snprintf(fp, sizeof fp, "findings.%d.stacks.open.%d.file", i, k);
-            const char *file = jq_str(doc, fp);
-            found |= file && strstr(file, "/main.go") && (int)jq_num(doc, lp) == accept_line;
-        }
-        cr_assert(found, "close_wait finding %d does not name main.go:%d", i, accept_line);
+        cr_assert(main_frame_at(doc, i, "open", accept_line),
+                  "close_wait finding %d does not name main.go:%d", i, accept_line);
     }
     jq_free(doc);
     close(in[1]);

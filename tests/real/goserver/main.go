@@ -32,7 +32,7 @@ func main() {
 				return
 			}
 			go func(c net.Conn) {
-				io.Copy(c, c) // echoes until the peer's FIN
+				io.Copy(c, c) // echoes until the peer's FIN (MARK-COPY)
 				if !leak {
 					c.Close()
 				}
