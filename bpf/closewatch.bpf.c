@@ -361,7 +361,7 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
         if (ret != 0)
             return 0;
         break;
-    case NR_splice: /* Go's io.Copy between connections reads this way */
+    case NR_splice:                /* Go's io.Copy between connections reads this way */
         if (ret != 0 || !regs->r8) /* moved data, failed, or asked for 0 bytes */
             return 0;
         break;

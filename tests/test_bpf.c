@@ -232,19 +232,35 @@ static void expect_go_findings(struct jv *doc, int want, const char *what)
     }
 }
 
-static void go_server(const char *mode, int sockets, int sigkill)
+/* The port of the goserver's "listening PORT" line on out. */
+static int listening_port(struct h_proc *out)
+{
+    char line[128];
+    cr_assert(h_read_line(out, line, sizeof line, COND_MS), "no 'listening' line");
+    int port = 0;
+    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    return port;
+}
+
+/* The goserver in mode (leak, good), built in a new temporary directory
+ * (returned), under closewatch run --recorder=bpf with a 0.3 s grace. */
+static char *go_server_run(struct run *r, const char *tag, const char *mode, int *port)
 {
     need_bpf();
-    char *tmp = h_mkdtemp("bpf-go");
+    char *tmp = h_mkdtemp(tag);
     char exe[600];
     build_goserver(tmp, exe, sizeof exe);
     char *argv[] = {exe, (char *)mode, NULL};
+    run_start(r, tmp, 0.3, argv);
+    *port = listening_port(&r->out);
+    return tmp;
+}
+
+static void go_server(const char *mode, int sockets, int sigkill)
+{
     struct run r;
-    run_start(&r, tmp, 0.3, argv);
-    char line[128];
-    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "no 'listening' line");
-    int port = 0;
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    int port;
+    char *tmp = go_server_run(&r, "bpf-go", mode, &port);
     for (int i = 0; i < sockets; i++)
         h_echo_session(port, 0);
     struct cw_count c = {port, sockets};
@@ -325,17 +341,9 @@ Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 1
  * (stdin closed: main returns) or a SIGKILL. */
 static void go_server_end(int sigkill, const char *want)
 {
-    need_bpf();
-    char *tmp = h_mkdtemp("bpf-go-end");
-    char exe[600];
-    build_goserver(tmp, exe, sizeof exe);
-    char *argv[] = {exe, "good", NULL};
     struct run r;
-    run_start(&r, tmp, 0.3, argv);
-    char line[128];
-    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "no 'listening' line");
-    int port = 0;
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
+    int port;
+    char *tmp = go_server_run(&r, "bpf-go-end", "good", &port);
     h_echo_session(port, 0); /* a socket, so that the recorder makes a ring */
     if (sigkill) {
         pid_t prog = program_pid(r.cw);
@@ -423,10 +431,8 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
     close(in[0]);
     close(out[1]);
     struct h_proc so = {.pid = srv, .out_fd = out[0]};
+    int port = listening_port(&so);
     char line[128];
-    cr_assert(h_read_line(&so, line, sizeof line, COND_MS), "no 'listening' line");
-    int port = 0;
-    cr_assert_eq(sscanf(line, "listening %d", &port), 1, "%s", line);
 
     /* Two leaks before closewatch looks at it: no stack can exist for them. */
     for (int i = 0; i < 2; i++)
