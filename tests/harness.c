@@ -101,6 +101,39 @@ struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const 
     return (struct h_proc){.pid = pid, .out_fd = capture ? pipefd[0] : -1};
 }
 
+struct h_piped h_spawn_piped(char *const argv[], const char *ring_dir, const char *const unset[],
+                             int pipe_err)
+{
+    int in[2], out[2], err[2] = {-1, -1};
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
+    if (pipe_err)
+        cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    cr_assert_neq(pid, -1, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        dup2(in[0], 0);
+        dup2(out[1], 1);
+        if (pipe_err)
+            dup2(err[1], 2);
+        if (ring_dir) {
+            setenv("LD_PRELOAD", h_path("libclosewatch.so"), 1);
+            setenv("CLOSEWATCH_DIR", ring_dir, 1);
+        } else {
+            unsetenv("LD_PRELOAD");
+        }
+        for (int i = 0; unset && unset[i]; i++)
+            unsetenv(unset[i]);
+        execvp(argv[0], argv);
+        _exit(127);
+    }
+    close(in[0]);
+    close(out[1]);
+    if (pipe_err)
+        close(err[1]);
+    return (struct h_piped){.p = {.pid = pid, .out_fd = out[0]}, .in_fd = in[1], .err_fd = err[0]};
+}
+
 int h_wait(struct h_proc *p, int timeout_ms)
 {
     uint64_t end = h_now_ms() + (uint64_t)timeout_ms;

@@ -33,6 +33,18 @@ struct h_proc {
  */
 struct h_proc h_spawn(char *const argv[], char *const env[], int preload, const char *ring_dir,
                       int capture);
+/* A program with its stdin and stdout (and stderr, when asked) on pipes. */
+struct h_piped {
+    struct h_proc p; /* p.out_fd: its stdout */
+    int in_fd;       /* its stdin: closing it is EOF there */
+    int err_fd;      /* its stderr, or -1 (then inherited) */
+};
+/* Starts argv (PATH searched) so; with the preload when ring_dir is given
+ * (rings there); the environment variables named in unset (NULL-ended, or
+ * NULL) removed: a runtime's own options would change what is tested. */
+struct h_piped h_spawn_piped(char *const argv[], const char *ring_dir, const char *const unset[],
+                             int pipe_err);
+
 /* Waits up to timeout_ms; returns the wait status, or -1 on timeout (child killed). */
 int h_wait(struct h_proc *p, int timeout_ms);
 /* Reads one line from the child's stdout (without '\n'); 0 on EOF/timeout. */

@@ -416,21 +416,10 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
     char *tmp = h_mkdtemp("bpf-attach");
     char exe[600];
     build_goserver(tmp, exe, sizeof exe);
-    int in[2], out[2];
-    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-    pid_t srv = fork();
-    cr_assert_neq(srv, -1);
-    if (srv == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        execl(exe, exe, "leak", (char *)NULL);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    struct h_proc so = {.pid = srv, .out_fd = out[0]};
+    char *argv[] = {exe, "leak", NULL};
+    struct h_piped g = h_spawn_piped(argv, NULL, NULL, 0);
+    pid_t srv = g.p.pid;
+    struct h_proc so = g.p;
     int port = listening_port(&so);
     char line[128];
 
@@ -499,11 +488,11 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
                   "close_wait finding %d does not name main.go:%d", i, accept_line);
     }
     jq_free(doc);
-    close(in[1]);
+    close(g.in_fd);
     cr_assert(h_read_line(&so, line, sizeof line, COND_MS) && !strcmp(line, "bye"),
               "the server did not end normally after the watch: %s", line);
     cr_assert_eq(waitpid(srv, &st, 0), srv);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server's status %#x", st);
-    close(out[0]);
+    close(so.out_fd);
     h_rmdir(tmp);
 }

@@ -52,36 +52,10 @@ static void need_java(void)
 
 /* A program with a pipe on its stdin (closed to make it exit), its stdout
  * captured and, if err_fd, its stderr too. */
-struct prog {
-    struct h_proc p;
-    int in_fd, err_fd;
-};
-
-static struct prog start(char *const argv[], int preload, const char *dir)
+static struct h_piped start(char *const argv[], int preload, const char *dir)
 {
-    int in[2], out[2], err[2];
-    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        dup2(err[1], 2);
-        if (preload) {
-            setenv("LD_PRELOAD", h_path("libclosewatch.so"), 1);
-            setenv("CLOSEWATCH_DIR", dir, 1);
-        }
-        unsetenv("JAVA_TOOL_OPTIONS");
-        unsetenv("JDK_JAVA_OPTIONS");
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    close(err[1]);
-    return (struct prog){.p = {.pid = pid, .out_fd = out[0]}, .in_fd = in[1], .err_fd = err[0]};
+    static const char *const runtime_options[] = {"JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", NULL};
+    return h_spawn_piped(argv, preload ? dir : NULL, runtime_options, 1);
 }
 
 /* The live report of the rings in dir for pid, once it has n findings. */
@@ -128,11 +102,11 @@ static int has_java_line(const struct jv *stack, const char *fn_prefix, const ch
 
 /* JavaServer.java in mode leak|good (blocking) run by java (a path, or
  * "java") under plain LD_PRELOAD, with `sessions` echo sessions done. */
-static struct prog server_of(const char *java, const char *dir, const char *mode, int sessions)
+static struct h_piped server_of(const char *java, const char *dir, const char *mode, int sessions)
 {
     char *argv[] = {(char *)java, (char *)source("JavaServer.java"), (char *)mode, "blocking",
                     NULL};
-    struct prog g = start(argv, 1, dir);
+    struct h_piped g = start(argv, 1, dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "java did not start");
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
@@ -142,12 +116,12 @@ static struct prog server_of(const char *java, const char *dir, const char *mode
     return g;
 }
 
-static struct prog server(const char *dir, const char *mode, int sessions)
+static struct h_piped server(const char *dir, const char *mode, int sessions)
 {
     return server_of("java", dir, mode, sessions);
 }
 
-static void stop(struct prog *g, const char *bye)
+static void stop(struct h_piped *g, const char *bye)
 {
     close(g->in_fd);
     char line[256];
@@ -162,7 +136,7 @@ Test(lang_java, leaking_server_findings_name_the_accept_line, .timeout = 120)
 {
     need_java();
     char *dir = h_mkdtemp("langjava");
-    struct prog g = server(dir, "leak", 3);
+    struct h_piped g = server(dir, "leak", 3);
     int accept_line = h_marker_line(source("JavaServer.java"), "cw:java-accept");
     struct jv *live = live_findings(dir, g.p.pid, 3);
     for (int i = 0; i < 3; i++) {
@@ -234,7 +208,7 @@ Test(lang_java, other_jdks_name_the_accept_line, .timeout = 180)
         line[strcspn(line, "\n")] = 0;
         cr_log_info("%s", line);
         char *dir = h_mkdtemp("langjavajdk");
-        struct prog g = server_of(line, dir, "leak", 2);
+        struct h_piped g = server_of(line, dir, "leak", 2);
         int accept_line = h_marker_line(source("JavaServer.java"), "cw:java-accept");
         struct jv *live = live_findings(dir, g.p.pid, 2);
         for (int i = 0; i < 2; i++) {
@@ -260,7 +234,7 @@ Test(lang_java, correct_server_has_no_findings, .timeout = 120)
 {
     need_java();
     char *dir = h_mkdtemp("langjavagood");
-    struct prog g = server(dir, "good", 3);
+    struct h_piped g = server(dir, "good", 3);
     /* Every accepted socket closed (3 accepts in the events, none open
      * in the fd table), then past the grace: a leak would be a finding. */
     for (uint64_t end = h_now_ms() + COND_MS;; usleep(50 * 1000) /* polling a condition */) {
@@ -285,7 +259,7 @@ Test(lang_java, post_mortem_after_sigkill_names_the_source, .timeout = 120)
 {
     need_java();
     char *dir = h_mkdtemp("langjavakill");
-    struct prog g = server(dir, "leak", 2);
+    struct h_piped g = server(dir, "leak", 2);
     uint64_t end = h_now_ms() + COND_MS;
     while (h_kernel_close_wait(g.p.pid) < 2) {
         cr_assert_lt(h_now_ms(), end, "the leaked sockets never reached CLOSE_WAIT");
@@ -324,7 +298,7 @@ static void pooled_client(char **argv, const char *file, const char *fn, const c
     for (char **a = argv; *a; a++)
         if (!strcmp(*a, "PORT"))
             *a = port_arg;
-    struct prog g = start(argv, 1, dir);
+    struct h_piped g = start(argv, 1, dir);
     struct pollfd p = {.fd = lfd, .events = POLLIN};
     cr_assert_eq(poll(&p, 1, COND_MS), 1, "the client did not connect");
     int conn = accept(lfd, NULL, NULL);
@@ -379,7 +353,7 @@ Test(lang_java, apache_httpclient_pool_finding_names_the_request_line, .timeout 
 static int run_all(char *const argv[], int preload, const char *dir, char *out, size_t len,
                    char *err, size_t elen)
 {
-    struct prog g = start(argv, preload, dir);
+    struct h_piped g = start(argv, preload, dir);
     close(g.in_fd);
     size_t n = 0;
     for (ssize_t r;
@@ -439,7 +413,7 @@ static const char *jdk_home(void)
 
 /* jvm_embed.c built against the JDK (linked with libjvm, or not), run
  * under the preload (else told to dlopen libjvm); *dir its ring dir. */
-static struct prog embed(int linked, char **dir)
+static struct h_piped embed(int linked, char **dir)
 {
     const char *jdk = jdk_home();
     char hdr[1100], cmd[6000], exe[700], libdir[1100], libjvm[1200], link[2600] = "";
@@ -458,7 +432,7 @@ static struct prog embed(int linked, char **dir)
              jdk, exe, source("jvm_embed.c"), link);
     cr_assert_eq(system(cmd), 0, "%s failed", cmd);
     char *argv[] = {exe, linked ? NULL : "dlopen", libjvm, NULL};
-    struct prog g = start(argv, 1, *dir);
+    struct h_piped g = start(argv, 1, *dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "jvm_embed did not start");
     cr_assert_str_eq(line, "ready");
@@ -493,7 +467,7 @@ static int server_sockets_with_java_frames(const char *dir, pid_t pid)
     return n;
 }
 
-static void embed_stop(struct prog *g, char *dir)
+static void embed_stop(struct h_piped *g, char *dir)
 {
     close(g->in_fd);
     int st = h_wait(&g->p, COND_MS);
@@ -507,7 +481,7 @@ Test(lang_java, sockets_before_the_jvm_was_found_are_reported, .timeout = 120)
 {
     need_java();
     char *dir;
-    struct prog g = embed(1, &dir);
+    struct h_piped g = embed(1, &dir);
     char dirarg[700], pidarg[16], *out = NULL;
     snprintf(dirarg, sizeof dirarg, "--dir=%s", dir);
     snprintf(pidarg, sizeof pidarg, "%d", (int)g.p.pid);
@@ -530,7 +504,7 @@ Test(lang_java, a_jvm_dlopened_by_a_c_program_is_found, .timeout = 120)
 {
     need_java();
     char *dir;
-    struct prog g = embed(0, &dir);
+    struct h_piped g = embed(0, &dir);
     cr_assert_eq(server_sockets_with_java_frames(dir, g.p.pid), 2);
     embed_stop(&g, dir);
 }

@@ -51,32 +51,10 @@ static void need_node(void)
 
 /* A program with a pipe on its stdin (closed to make node_server.js exit)
  * and its stdout captured. */
-struct prog {
-    struct h_proc p;
-    int in_fd;
-};
-
-static struct prog start(char *const argv[], int preload, const char *dir)
+static struct h_piped start(char *const argv[], int preload, const char *dir)
 {
-    int in[2], out[2];
-    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
-    cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-    pid_t pid = fork();
-    cr_assert_neq(pid, -1);
-    if (pid == 0) {
-        dup2(in[0], 0);
-        dup2(out[1], 1);
-        if (preload) {
-            setenv("LD_PRELOAD", h_path("libclosewatch.so"), 1);
-            setenv("CLOSEWATCH_DIR", dir, 1);
-        }
-        unsetenv("NODE_OPTIONS");
-        execvp(argv[0], argv);
-        _exit(127);
-    }
-    close(in[0]);
-    close(out[1]);
-    return (struct prog){.p = {.pid = pid, .out_fd = out[0]}, .in_fd = in[1]};
+    static const char *const runtime_options[] = {"NODE_OPTIONS", NULL};
+    return h_spawn_piped(argv, preload ? dir : NULL, runtime_options, 0);
 }
 
 /* The live report of the rings in dir, once it has n findings. */
@@ -157,7 +135,7 @@ static void server(int closewatch_run, int in_worker)
                    in_worker ? "worker" : NULL,
                    NULL};
     char *plain[] = {"node", (char *)js, "server", "leak", in_worker ? "worker" : NULL, NULL};
-    struct prog g = start(closewatch_run ? run : plain, !closewatch_run, dir);
+    struct h_piped g = start(closewatch_run ? run : plain, !closewatch_run, dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
@@ -241,7 +219,7 @@ Test(lang_node, killed_server_post_mortem_and_sarif_name_create_server_line, .ti
                    "server",
                    "leak",
                    NULL};
-    struct prog g = start(run, 0, dir);
+    struct h_piped g = start(run, 0, dir);
     char line[256];
     cr_assert(h_read_line(&g.p, line, sizeof line, COND_MS), "node did not start");
     cr_assert(!strncmp(line, "listening ", 10), "%s", line);
@@ -328,7 +306,7 @@ static void client(const char *role, int leak, size_t body_len, const char *mark
                    leak ? "leak" : "good",
                    port_arg,
                    NULL};
-    struct prog g = start(run, 0, dir);
+    struct h_piped g = start(run, 0, dir);
     struct pollfd p = {.fd = lfd, .events = POLLIN};
     cr_assert_eq(poll(&p, 1, COND_MS), 1, "the client did not connect");
     int conn = accept(lfd, NULL, NULL);
@@ -397,7 +375,7 @@ Test(lang_node, fetch_read_body_no_finding, .timeout = 90)
 
 static int run_all(char *const argv[], char *out, size_t len)
 {
-    struct prog g = start(argv, 0, NULL);
+    struct h_piped g = start(argv, 0, NULL);
     close(g.in_fd);
     size_t n = 0;
     for (ssize_t r;
