@@ -21,6 +21,7 @@
  * index too (dwfl_module_addrinfo scans the table on every call).
  */
 #include "symbolize.h"
+#include "gopclntab.h"
 #include "../common/hash.h"
 
 #include <dlfcn.h>
@@ -97,6 +98,7 @@ struct sym_file {
     struct cu_range *curanges; /* CUs by address, where .debug_aranges is missing */
     size_t ncuranges;
     int curanges_built;
+    struct cw_gopcln *gopcln; /* a Go binary's own line table, NULL if none */
 };
 
 struct cw_symbolizer {
@@ -437,10 +439,29 @@ static void check_build_id(struct cw_symbolizer *s, struct sym_file *f, const ui
              f->path);
 }
 
+/* A Go binary's .gopclntab, read when it has no DWARF (a stripped build). */
+static struct cw_gopcln *open_gopcln(Dwfl_Module *mod)
+{
+    GElf_Addr bias;
+    Elf *elf = dwfl_module_getelf(mod, &bias);
+    size_t shstrndx;
+    if (!elf || elf_getshdrstrndx(elf, &shstrndx) != 0)
+        return NULL;
+    for (Elf_Scn *scn = NULL; (scn = elf_nextscn(elf, scn));) {
+        GElf_Shdr sh;
+        const char *name = gelf_getshdr(scn, &sh) ? elf_strptr(elf, shstrndx, sh.sh_name) : NULL;
+        if (!name || strcmp(name, ".gopclntab") != 0 || sh.sh_type != SHT_PROGBITS)
+            continue;
+        Elf_Data *d = elf_getdata(scn, NULL);
+        return d && d->d_buf ? cw_gopcln_open(d->d_buf, d->d_size) : NULL;
+    }
+    return NULL;
+}
+
 static void check_debug_info(struct cw_symbolizer *s, struct sym_file *f)
 {
     Dwarf_Addr bias;
-    if (!dwfl_module_getdwarf(f->mod, &bias))
+    if (!dwfl_module_getdwarf(f->mod, &bias) && !(f->gopcln = open_gopcln(f->mod)))
         warn(s,
              "cannot read debug info for %s (install its debug symbols under /usr/lib/debug); "
              "its frames show symbol names without source lines",
@@ -476,6 +497,7 @@ static void file_free(struct sym_file *f)
     free(f->cus.slots);
     free(f->syms);
     free(f->curanges);
+    cw_gopcln_free(f->gopcln);
     if (f->dwfl)
         dwfl_end(f->dwfl);
     free(f);
@@ -928,6 +950,16 @@ static int resolve(struct cw_symbolizer *s, struct sym_file *f, Dwarf_Addr pc,
     int n = cu ? dwarf_frames(s, f, cu, pc - bias, fr) : 0;
     if (n == 0)
         fr[n++] = (struct cw_sym_frame){.module = f->path};
+    if (n == 1 && !fr[0].function && f->gopcln) {
+        const char *fn, *file;
+        int line;
+        if (cw_gopcln_lookup(f->gopcln, pc, &fn, &file, &line) == 0) {
+            fr[0].function = intern(s, fn);
+            fr[0].file = file ? intern(s, file) : NULL;
+            fr[0].line = line;
+            return 1; /* Go's table has no inlined frames to add */
+        }
+    }
     /* The symbol covering pc is the containing function, never an inlined one. */
     if (!fr[n - 1].function)
         fr[n - 1].function = symtab_name(s, f, pc);
