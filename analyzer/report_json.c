@@ -57,6 +57,8 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
         fprintf(out, ",\"listener_fd\":%d", f->listener_fd);
     else
         fputs(",\"listener_fd\":null", out);
+    fputs(",\"request_note\":", out);
+    cw_json_str(out, f->request_note[0] ? f->request_note : NULL);
     fputs(",\"stacks\":{\"open\":", out);
     frames_json(out, &f->open);
     fputs(",\"eof\":", out);
@@ -65,6 +67,8 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
     frames_json(out, &f->close);
     fputs(",\"listener\":", out);
     frames_json(out, &f->listener);
+    fputs(",\"request\":", out);
+    frames_json(out, &f->request);
     fputs("},\"timeline\":[", out);
     for (int i = 0; i < f->ntimeline; i++)
         fprintf(out, "%s{\"t\":%.6f,\"event\":\"%s\"}", i ? "," : "", f->timeline[i].t,

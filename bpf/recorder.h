@@ -23,6 +23,9 @@ struct cwb_config {
 struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t errlen);
 /* Traces pid and the processes it makes from now on. */
 int cwb_trace(struct cwb_recorder *r, pid_t pid);
+/* Links the dials of the Go program at path to their requests (go_probes.h)
+ * before it runs: 1 if it can. */
+int cwb_probe(struct cwb_recorder *r, const char *path);
 /* Drains what is left, stops, frees; returns the number of events lost. */
 unsigned long long cwb_stop(struct cwb_recorder *r);
 

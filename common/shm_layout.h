@@ -20,7 +20,7 @@
 #include <stdint.h>
 
 #define CW_MAGIC          0x31484354574c4357ULL /* "WCLWTCH1" read as LE */
-#define CW_LAYOUT_VERSION 4u
+#define CW_LAYOUT_VERSION 5u
 #define CW_FILE_PREFIX    "closewatch."
 #define CW_FILE_SUFFIX    ".ring"
 
@@ -158,7 +158,10 @@ struct cw_fd_entry {
     uint32_t open_stack, eof_stack, close_stack; /* stack ids, 0 = none */
     uint32_t eof_count;                          /* read()==0 / RDHUP reports on this socket */
     uint32_t open_tid;
-    uint32_t reserved;
+    /* The stack of the request a connection was dialed for, when the
+     * dial ran where no frame of the program is (Go's net/http dial
+     * goroutine, bpf/go_probes.c); 0 = none. */
+    uint32_t request_stack;
 };
 
 /*
