@@ -457,6 +457,9 @@ static void describe_request(struct cw_vfinding *v)
     for (int i = 0; i < v->open.n; i++)
         if (v->open.frames[i].function &&
             !strcmp(v->open.frames[i].function, "net/http.(*Transport).dialConnFor")) {
+            v->dial = v->open;
+            v->dial.at = &v->open.frames[i];
+            v->placed = &v->dial;
             snprintf(v->request_note, sizeof v->request_note,
                      "net/http dialed it in a goroutine of its own, where no frame of the "
                      "program is; naming the request it was for needs the bpf recorder and the "

@@ -129,6 +129,9 @@ struct cw_vfinding {
      * request_note says in one sentence why ("" otherwise). */
     struct cw_vstack request;
     char request_note[240];
+    /* The open stack placed at net/http's dial instead (the request being
+     * unknown), for `placed`. */
+    struct cw_vstack dial;
     /* What the open stack is, as a label ("opened (accept) at:", "opened by
      * the parent process (pid 7), inherited, at:"), and when there is no
      * open stack, why ("" if nothing needs saying). */

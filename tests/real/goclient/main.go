@@ -3,10 +3,10 @@
 //
 //	goclient leak|good N
 //
-// Starts two HTTP servers of its own on 127.0.0.1 whose IdleTimeout is
-// 100 ms, prints "ports A B", then two call sites (fetchA, fetchB) each make
-// N requests at once, A to the first server and B to the second, and it
-// prints "done". In `leak` mode no response body is closed: each request
+// Starts two HTTP servers of its own on 127.0.0.1 that close a connection
+// idle for 100 ms, prints "ports A B", then two call sites (fetchA, fetchB)
+// each make N requests at once, A to the first server and B to the second,
+// and it prints "done". In `leak` mode no response body is closed: each request
 // keeps its connection, the server closes it once idle and the client's end
 // sits in CLOSE_WAIT, 2N sockets in all. In `good` mode each body is read
 // and closed: the connection goes back to the pool, and the pool closes it
@@ -33,8 +33,11 @@ func serve() int {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// IdleTimeout closes a connection idle after a response;
+	// ReadHeaderTimeout one the client's pool dialed but never used.
 	srv := &http.Server{
-		IdleTimeout: 100 * time.Millisecond,
+		IdleTimeout:       100 * time.Millisecond,
+		ReadHeaderTimeout: 100 * time.Millisecond,
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, "hello\n")
 		}),
