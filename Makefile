@@ -82,7 +82,7 @@ $(B)/bpf/closewatch.bpf.o: bpf/closewatch.bpf.c bpf/events.h $(B)/bpf/vmlinux.h
 $(B)/bpf/closewatch.skel.h: $(B)/bpf/closewatch.bpf.o
 	bpftool gen skeleton $< name closewatch_bpf > $@.tmp && mv $@.tmp $@
 
-$(B)/obj/bpf/recorder.o: $(B)/bpf/closewatch.skel.h
+$(B)/obj/bpf/recorder.o $(B)/obj/bpf/go_probes.o: $(B)/bpf/closewatch.skel.h
 $(B)/obj/bpf/%.o: CFLAGS_EXTRA := -I$(B)/bpf
 
 $(B)/obj/%.o: %.c $(wildcard analyzer/*.h common/*.h bpf/*.h) | $(B)

@@ -659,6 +659,8 @@ static int cmd_run(int argc, char **argv, struct cli *c)
     }
     if (rec) {
         close(go[0]);
+        if (kind & CW_PROG_GO)
+            cwb_probe(rec, prog); /* before its first request */
         if (cwb_trace(rec, pid) != 0)
             fprintf(stderr, "closewatch: the bpf recorder cannot trace %d: %s\n", (int)pid,
                     strerror(errno));

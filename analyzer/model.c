@@ -97,7 +97,7 @@ struct sock {
     uint64_t sid, inode;
     uint64_t open_ns, eof_ns, close_ns, close_wait_ns, shut_wr_ns;
     int32_t fd;
-    uint32_t flags, eof_count, open_stack, eof_stack, close_stack, recv_q;
+    uint32_t flags, eof_count, open_stack, eof_stack, close_stack, recv_q, request_stack;
     uint16_t family, type;
     uint8_t origin, tcp_state, eof_how, closed, close_how;
     uint8_t closed_at_exit; /* by the process's teardown (CW_EVF_AT_EXIT) */
@@ -230,6 +230,8 @@ static void apply_fd_table(struct cw_process *p, struct sockmap *m)
             (e.open_stack != s->open_stack && cw_ring_stack_lang(r, e.open_stack) &&
              !cw_ring_stack_lang(r, s->open_stack)))
             s->open_stack = e.open_stack;
+        if (e.request_stack)
+            s->request_stack = e.request_stack;
         if (e.eof_ns && !s->eof_ns) {
             s->eof_ns = e.eof_ns;
             s->eof_stack = e.eof_stack;
@@ -287,6 +289,7 @@ static void fill_finding(struct cw_finding *f, const struct sock *s, uint64_t en
     f->open_stack = s->open_stack;
     f->eof_stack = s->eof_stack;
     f->close_stack = s->close_stack;
+    f->request_stack = s->request_stack;
     f->age_seconds = secs(s->open_ns, s->closed ? s->close_ns : end);
     f->eof = s->eof_ns ? CW_EOF_OBSERVED : (s->close_wait_ns ? CW_EOF_UNREAD : CW_EOF_NONE);
     /* A socket created behind libc's back is read behind it too (Go's
@@ -1070,6 +1073,12 @@ static int same_stack(const struct cw_finding *x, const struct cw_finding *y)
     if (!sx || !sy || !qx->has_ring || !qy->has_ring)
         return !sx && !sy && x->proc == y->proc;
     if (!same_code(qx, sx, qy, sy))
+        return 0;
+    /* One dial goroutine's stack for every request: the requests split them. */
+    uint32_t rx = x->request_stack, ry = y->request_stack;
+    if (!by_close && (rx || ry) &&
+        !(rx && ry && x->proc->has_ring && y->proc->has_ring &&
+          same_code(x->proc, rx, y->proc, ry)))
         return 0;
     uint32_t lx = x->listener.open_stack, ly = y->listener.open_stack;
     if (by_close || (!lx && !ly))

@@ -71,6 +71,9 @@ struct cw_finding {
     double seconds_in_close_wait;
     double age_seconds;                          /* open to end (or close) */
     uint32_t open_stack, eof_stack, close_stack; /* ids in proc's ring, 0 = none */
+    /* The request a connection was dialed for, when the dial ran where the
+     * program has no frame (Go's net/http): an id in proc's ring, 0 = none. */
+    uint32_t request_stack;
     /* The ring open_stack belongs to: proc, or for a socket inherited across
      * fork or exec, the process (image) that opened it. */
     struct cw_process *open_proc;

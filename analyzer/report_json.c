@@ -59,6 +59,8 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
         fputs(",\"listener_fd\":null", out);
     fputs(",\"no_stack_note\":", out); /* why stacks.open is empty, or null */
     cw_json_str(out, f->no_stack_note[0] ? f->no_stack_note : NULL);
+    fputs(",\"request_note\":", out);
+    cw_json_str(out, f->request_note[0] ? f->request_note : NULL);
     fputs(",\"stacks\":{\"open\":", out);
     frames_json(out, &f->open);
     fputs(",\"eof\":", out);
@@ -67,6 +69,8 @@ static void finding_json(FILE *out, const struct cw_vfinding *f)
     frames_json(out, &f->close);
     fputs(",\"listener\":", out);
     frames_json(out, &f->listener);
+    fputs(",\"request\":", out);
+    frames_json(out, &f->request);
     fputs("},\"timeline\":[", out);
     for (int i = 0; i < f->ntimeline; i++)
         fprintf(out, "%s{\"t\":%.6f,\"event\":\"%s\"}", i ? "," : "", f->timeline[i].t,

@@ -72,6 +72,9 @@ static void print_open(FILE *out, const struct cw_vfinding *first)
         print_stack(out, &first->open, first->open_label);
     else if (first->no_stack_note[0])
         fprintf(out, "  %s\n", first->no_stack_note);
+    print_stack(out, &first->request, "dialed for the request made at:");
+    if (first->request_note[0])
+        fprintf(out, "  note: %s\n", first->request_note);
 }
 
 static void print_place(FILE *out, const char *what, const struct cw_vframe *at)
@@ -89,7 +92,11 @@ static void print_where(FILE *out, const struct cw_vfinding *f)
     if (!at || !at->file)
         return;
     fputs("  where: ", out);
-    print_place(out, f->kind->placed_by == CW_PLACE_CLOSE ? "closed again at" : "opened at", at);
+    print_place(out,
+                f->kind->placed_by == CW_PLACE_CLOSE ? "closed again at"
+                : f->placed == &f->request           ? "dialed for the request at"
+                                                     : "opened at",
+                at);
     if (eof && eof->file && f->kind->placed_by != CW_PLACE_CLOSE)
         print_place(out, ", EOF seen at", eof);
     fputc('\n', out);

@@ -130,6 +130,15 @@ struct cw_vfinding {
      * and an empty stack when unknown. */
     int listener_fd;
     struct cw_vstack listener;
+    /* The request a connection was dialed for, when the dial ran where
+     * the program has no frame (Go's net/http dial goroutine): then it
+     * places the finding. Empty when unknown; then, for such a dial,
+     * request_note says in one sentence why ("" otherwise). */
+    struct cw_vstack request;
+    char request_note[240];
+    /* The open stack placed at net/http's dial instead (the request being
+     * unknown), for `placed`. */
+    struct cw_vstack dial;
     /* What the open stack is, as a label ("opened (accept) at:", "opened by
      * the parent process (pid 7), inherited, at:"), and when there is no
      * open stack, why ("" if nothing needs saying). */

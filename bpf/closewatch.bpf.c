@@ -300,6 +300,116 @@ static __always_inline void sock_close(void *ctx, __u32 tgid, int fd, int how, i
 #define NR_dup3        292
 #define NR_close_range 436
 
+/* ---- the request behind a dial (Go's net/http) ------------------------------ */
+
+/*
+ * net/http dials in a goroutine of its own, whose stack holds no frame of
+ * the program: (*Transport).getConn calls queueForDial(w) in the request's
+ * goroutine, which starts `go dialConnFor(w)`. Entry-only uprobes (a
+ * uretprobe rewrites the return address, which Go's moving stacks and
+ * traceback cannot survive), attached by go_probes.c, carry the request's
+ * stack from w to the dial goroutine, and the socket that goroutine makes
+ * gets it. Go's register ABI: AX, BX are the first two arguments (t, w),
+ * R14 holds the running goroutine (g), at the probes and at the system
+ * call alike.
+ */
+struct go_key {
+    __u32 tgid;
+    __u32 pad;
+    __u64 ptr; /* a *wantConn, or a g */
+};
+
+struct go_stack {
+    __u64 n;
+    __u64 pcs[CWB_DEPTH];
+};
+
+/* LRU: a request cancelled before its dial, a goroutine gone before
+ * tryDeliver, leave entries nothing deletes. */
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct go_key);
+    __type(value, struct go_stack);
+} go_wants SEC(".maps"); /* (tgid, w) -> the requesting goroutine's stack */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_LRU_HASH);
+    __uint(max_entries, 4096);
+    __type(key, struct go_key);
+    __type(value, struct go_stack);
+} go_dialers SEC(".maps"); /* (tgid, g of a dial goroutine) -> the same */
+
+struct {
+    __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+    __uint(max_entries, 1);
+    __type(key, __u32);
+    __type(value, struct go_stack);
+} go_scratch SEC(".maps");
+
+/* (*Transport).queueForDial(t, w), in the request's goroutine. At a
+ * function's entry BP is still its caller's: a frame-pointer walk gives the
+ * probed function's entry, then skips its caller. So the first frame is
+ * dropped and the return address on top of the stack (into getConn) put in
+ * its place; roundTrip and the program's frames follow. */
+SEC("uprobe")
+int go_queue_for_dial(struct pt_regs *ctx)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32, zero = 0;
+    if (!is_traced(tgid))
+        return 0;
+    struct go_stack *s = bpf_map_lookup_elem(&go_scratch, &zero);
+    if (!s)
+        return 0;
+    long n = bpf_get_stack(ctx, &s->pcs[1], sizeof s->pcs - 8, BPF_F_USER_STACK | 1);
+    if (n <= 0 || bpf_probe_read_user(&s->pcs[0], 8, (void *)ctx->sp))
+        return 0;
+    s->n = (__u64)n / 8 + 1;
+    struct go_key k = {tgid, 0, ctx->bx};
+    bpf_map_update_elem(&go_wants, &k, s, BPF_ANY);
+    return 0;
+}
+
+/* (*Transport).dialConnFor(t, w), first thing in the dial goroutine. */
+SEC("uprobe")
+int go_dial_conn_for(struct pt_regs *ctx)
+{
+    __u32 tgid = bpf_get_current_pid_tgid() >> 32;
+    struct go_key w = {tgid, 0, ctx->bx};
+    struct go_stack *s = bpf_map_lookup_elem(&go_wants, &w);
+    if (!s)
+        return 0;
+    struct go_key g = {tgid, 0, ctx->r14};
+    bpf_map_update_elem(&go_dialers, &g, s, BPF_ANY);
+    bpf_map_delete_elem(&go_wants, &w);
+    return 0;
+}
+
+/* (*wantConn).tryDeliver, which the dial goroutine calls once dialed: the
+ * goroutine (its g is reused for others) dials no more. */
+SEC("uprobe")
+int go_try_deliver(struct pt_regs *ctx)
+{
+    struct go_key g = {bpf_get_current_pid_tgid() >> 32, 0, ctx->r14};
+    bpf_map_delete_elem(&go_dialers, &g);
+    return 0;
+}
+
+/* A socket made by a dial goroutine: the request's stack, as its own event. */
+static __always_inline void send_request(void *ctx, __u32 tgid, int fd, __u64 g)
+{
+    struct go_key k = {tgid, 0, g};
+    struct go_stack *s = bpf_map_lookup_elem(&go_dialers, &k);
+    if (!s)
+        return;
+    struct cwb_event *ev = event_start(ctx, CWB_REQUEST, fd, 0);
+    if (!ev)
+        return;
+    __builtin_memcpy(ev->stack, s->pcs, sizeof ev->stack);
+    ev->nstack = s->n < CWB_DEPTH ? s->n : CWB_DEPTH;
+    event_submit(ev, 0);
+}
+
 /*
  * One program on the raw sys_enter tracepoint and one on sys_exit (tp_btf),
  * not one per call on the syscalls/ tracepoints: those go through
@@ -484,6 +594,8 @@ int BPF_PROG(on_sys_exit, struct pt_regs *regs, long ret)
     default: return 0;
     }
     event_submit(ev, 0);
+    if (nr == NR_socket)
+        send_request(ctx, tgid, ret, regs->r14);
     return 0;
 }
 

@@ -26,6 +26,8 @@ enum cwb_kind {
     CWB_EXEC,        /* the process runs a new image */
     CWB_EXIT,        /* the process is gone (its last thread exited); a0 = its wait status */
     CWB_FORK,        /* a0 = the child's pid, a new process of the traced tree */
+    CWB_REQUEST,     /* fd: the socket just made; stack: the user's stack of the request it
+                        was dialed for (go_probes.c), sent right after its CWB_SOCKET */
 };
 
 struct cwb_sockaddr {

@@ -13,6 +13,7 @@
  */
 #include "recorder.h"
 #include "events.h"
+#include "go_probes.h"
 #include "ring_writer.h"
 #include "closewatch.skel.h"
 #include "../common/proc_stat.h"
@@ -52,6 +53,7 @@ struct cwb_recorder {
     struct cwb_config cfg;
     struct closewatch_bpf *skel;
     struct ring_buffer *rb;
+    struct cwb_go_probes *go;
     pthread_t thread;
     _Atomic int stop;
     /* The process table is the drain thread's, but cwb_attach adds to it
@@ -125,17 +127,27 @@ struct cwb_recorder *cwb_start(const struct cwb_config *cfg, char *err, size_t e
         rc = r->rb ? 0 : -errno;
     }
     if (rc == 0)
+        rc = (r->go = cwb_go_probes_new(r->skel)) ? 0 : -ENOMEM;
+    if (rc == 0)
         rc = -pthread_create(&r->thread, NULL, drain, r);
     if (rc != 0) {
         if (!err[0])
             snprintf(err, errlen, "%s", strerror(-rc));
         err[strcspn(err, "\n")] = 0;
+        cwb_go_probes_free(r->go);
         ring_buffer__free(r->rb);
         closewatch_bpf__destroy(r->skel);
         free(r);
+        libbpf_err = NULL;
         return NULL;
     }
+    libbpf_err = NULL; /* err is the caller's, for this call only */
     return r;
+}
+
+int cwb_probe(struct cwb_recorder *r, const char *path)
+{
+    return cwb_go_probe(r->go, path);
 }
 
 int cwb_trace(struct cwb_recorder *r, pid_t pid)
@@ -375,6 +387,9 @@ static void on_fork(struct cwb_recorder *r, struct proc *parent, pid_t child_pid
  * new image's, inherited; the others are gone. */
 static void on_exec(struct cwb_recorder *r, struct proc *p, uint64_t ts)
 {
+    char exe[64];
+    snprintf(exe, sizeof exe, "/proc/%d/exe", (int)p->pid);
+    cwb_go_probe(r->go, exe); /* late for its first requests, not for the rest */
     if (p->state != P_MINE) {
         p->state = P_NEW;
         return;
@@ -502,6 +517,10 @@ static int handle_event(struct cwb_recorder *r, const void *data, size_t size)
                        ret < 0 ? -1 : ret, 0);
         break;
     }
+    case CWB_REQUEST:
+        if (open)
+            e->request_stack = ev_stack(ring, ev);
+        break;
     case CWB_CLOSE:
         cwb_ring_close(ring, ev->fd, ev->ts, ev->tid, (int)ev->a0, ev_stack(ring, ev),
                        (uint32_t)ev->a1, (int)ev->a2);
@@ -686,6 +705,7 @@ unsigned long long cwb_stop(struct cwb_recorder *r)
             lost += v;
     }
     ring_buffer__free(r->rb);
+    cwb_go_probes_free(r->go);
     closewatch_bpf__destroy(r->skel);
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);

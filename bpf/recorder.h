@@ -26,6 +26,9 @@ int cwb_trace(struct cwb_recorder *r, pid_t pid);
 /* Starts tracing pid, which is already running: its ring is made now and
  * holds the sockets it has (without stacks). 0, or -1 with why in err. */
 int cwb_attach(struct cwb_recorder *r, pid_t pid, char *err, size_t errlen);
+/* Links the dials of the Go program at path to their requests (go_probes.h)
+ * before it runs: 1 if it can. */
+int cwb_probe(struct cwb_recorder *r, const char *path);
 /* Drains what is left, stops, frees; returns the number of events lost. */
 unsigned long long cwb_stop(struct cwb_recorder *r);
 

@@ -164,7 +164,10 @@ struct cw_fd_entry {
     uint32_t open_stack, eof_stack, close_stack; /* stack ids, 0 = none */
     uint32_t eof_count;                          /* read()==0 / RDHUP reports on this socket */
     uint32_t open_tid;
-    uint32_t reserved;
+    /* The stack of the request a connection was dialed for, when the
+     * dial ran where no frame of the program is (Go's net/http dial
+     * goroutine, bpf/go_probes.c); 0 = none. */
+    uint32_t request_stack;
 };
 
 /*

@@ -295,6 +295,203 @@ Test(bpf, go_server_killed_by_sigkill_is_reported_from_its_ring, .timeout = 120)
     go_server("leak", 3, 1);
 }
 
+/* ---- an HTTP client that never closes its response bodies ------------------ */
+
+#define GOCLIENT_REQUESTS 3 /* per call site */
+
+/* tests/real/goclient, static, in tmp; with no_symtab, its .symtab removed
+ * (DWARF kept: frames still have names), so the recorder cannot probe it. */
+static void build_goclient(const char *tmp, int no_symtab, char *exe, size_t len)
+{
+    if (system("command -v go >/dev/null") != 0)
+        cr_skip("go is not installed (scripts/install-test-deps.sh go)");
+    char log[600], cache[600], gopath[600], home[600];
+    snprintf(exe, len, "%s/goclient", tmp);
+    snprintf(log, sizeof log, "%s/go.log", tmp);
+    snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
+    snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
+    snprintf(home, sizeof home, "HOME=%s", tmp);
+    char *env[] = {cache, gopath, home, "GO111MODULE=off", "GOFLAGS=", "CGO_ENABLED=0", NULL};
+    char *argv[] = {"go", "build", "-o", exe, (char *)src_path("tests/real/goclient/main.go"),
+                    NULL};
+    cr_assert_eq(run_cmd(argv, env, log), 0, "go build failed:\n%s", h_slurp(log, NULL));
+    if (!no_symtab)
+        return;
+    char *strip[] = {"objcopy", "--strip-all", "--keep-section=.debug_*", exe, NULL};
+    if (run_cmd(strip, NULL, log) != 0)
+        cr_skip("objcopy cannot strip the symbol table: %s", h_slurp(log, NULL));
+}
+
+/* Client sockets whose peer is port a or b, in state st (hex as in
+ * /proc/net/tcp; 0: ESTABLISHED or CLOSE_WAIT), compared with want. */
+struct peer_count {
+    int a, b, st, want;
+};
+
+static int count_peers(const struct peer_count *c)
+{
+    char *t = h_slurp("/proc/net/tcp", NULL);
+    int n = 0;
+    for (char *l = t ? strchr(t, '\n') : NULL; l && *++l; l = strchr(l, '\n')) {
+        unsigned rport, st;
+        if (sscanf(l, " %*d: %*x:%*x %*x:%x %x", &rport, &st) == 2 &&
+            ((int)rport == c->a || (int)rport == c->b) &&
+            (c->st ? (int)st == c->st : st == 1 || st == 8))
+            n++;
+        if (!strchr(l, '\n'))
+            break;
+    }
+    free(t);
+    return n;
+}
+
+static int peers_at_least(void *arg)
+{
+    return count_peers(arg) >= ((struct peer_count *)arg)->want;
+}
+
+static int peers_none(void *arg)
+{
+    return count_peers(arg) == 0;
+}
+
+/* Whether stack `path` of doc has a frame of function fn in main.go at line. */
+static int has_frame(struct jv *doc, const char *path, const char *fn, int line)
+{
+    char p[200];
+    int n = jq_len(doc, path);
+    for (int k = 0; k < n; k++) {
+        snprintf(p, sizeof p, "%s.%d.function", path, k);
+        const char *f = jq_str(doc, p);
+        snprintf(p, sizeof p, "%s.%d.file", path, k);
+        const char *file = jq_str(doc, p);
+        snprintf(p, sizeof p, "%s.%d.line", path, k);
+        if (f && file && !strcmp(f, fn) && strstr(file, "/main.go") && (int)jq_num(doc, p) == line)
+            return 1;
+    }
+    return 0;
+}
+
+/* Runs goclient MODE under the recorder until its sockets are where MODE
+ * leaves them and past the grace; returns the report, the ports in a, b. */
+static struct jv *go_client(const char *tmp, const char *exe, const char *mode, int *a, int *b)
+{
+    char nreq[16];
+    snprintf(nreq, sizeof nreq, "%d", GOCLIENT_REQUESTS);
+    char *argv[] = {(char *)exe, (char *)mode, nreq, NULL};
+    struct run r;
+    run_start(&r, tmp, 0.3, argv);
+    char line[128];
+    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "no 'ports' line");
+    cr_assert_eq(sscanf(line, "ports %d %d", a, b), 2, "%s", line);
+    cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "the requests never finished");
+    cr_assert_str_eq(line, "done");
+    struct peer_count c = {*a, *b, 8, 2 * GOCLIENT_REQUESTS};
+    if (!strcmp(mode, "leak")) {
+        cr_assert(h_wait_for(peers_at_least, &c, COND_MS),
+                  "the kernel never showed %d client sockets in CLOSE_WAIT", c.want);
+    } else {
+        c.st = 0; /* the pool closes each connection at the server's FIN */
+        cr_assert(h_wait_for(peers_none, &c, COND_MS), "the client kept connections open");
+    }
+    usleep(800 * 1000); /* past the grace, as the sampler (every 50 ms) sees them */
+    return run_finish(&r, 1);
+}
+
+/* Every finding close_wait, peer a or b, GOCLIENT_REQUESTS for each. */
+static void expect_client_findings(struct jv *doc, int a, int b)
+{
+    int n = jq_len(doc, "findings");
+    cr_assert_eq(n, 2 * GOCLIENT_REQUESTS, "%d findings, expected %d", n, 2 * GOCLIENT_REQUESTS);
+    for (int i = 0; i < n; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "findings.%d.kind", i);
+        cr_assert_str_eq(jq_str(doc, p), "close_wait");
+        snprintf(p, sizeof p, "findings.%d.eof", i);
+        cr_assert_str_eq(jq_str(doc, p), "unread");
+        snprintf(p, sizeof p, "findings.%d.peer", i);
+        const char *peer = jq_str(doc, p);
+        int port = peer && strrchr(peer, ':') ? atoi(strrchr(peer, ':') + 1) : 0;
+        cr_assert(port == a || port == b, "finding %d: peer %s is neither server", i, peer);
+    }
+}
+
+Test(bpf, go_http_client_without_body_close_names_each_request_line, .timeout = 120)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-goclient");
+    char exe[600];
+    build_goclient(tmp, 0, exe, sizeof exe);
+    int a, b;
+    struct jv *doc = go_client(tmp, exe, "leak", &a, &b);
+    expect_client_findings(doc, a, b);
+    const char *src = src_path("tests/real/goclient/main.go");
+    int line_a = h_marker_line(src, "LEAK-LINE-A"), line_b = h_marker_line(src, "LEAK-LINE-B");
+    int per[2] = {0, 0};
+    for (int i = 0; i < 2 * GOCLIENT_REQUESTS; i++) {
+        char p[128], peer[32];
+        snprintf(p, sizeof p, "findings.%d.peer", i);
+        int port = atoi(strrchr(jq_str(doc, p), ':') + 1);
+        snprintf(peer, sizeof peer, ":%d", port);
+        /* Its connect ran in net/http's dial goroutine: the request that
+         * made it dial names the call site, the one of its own server. */
+        snprintf(p, sizeof p, "findings.%d.stacks.request", i);
+        int at_a = has_frame(doc, p, "main.fetchA", line_a);
+        int at_b = has_frame(doc, p, "main.fetchB", line_b);
+        cr_assert(at_a != at_b, "finding %d (peer %s): request stack at A %d, at B %d", i, peer,
+                  at_a, at_b);
+        cr_assert_eq(port, at_a ? a : b, "finding %d: dialed for %s's request, peer port %d", i,
+                     at_a ? "A" : "B", port);
+        snprintf(p, sizeof p, "findings.%d.stacks.open", i);
+        cr_assert(!has_frame(doc, p, "main.fetchA", line_a) &&
+                      !has_frame(doc, p, "main.fetchB", line_b),
+                  "the dial goroutine's own stack holds no frame of the program");
+        snprintf(p, sizeof p, "findings.%d.request_note", i);
+        cr_assert(jq_is_null(doc, p), "finding %d has a request and a note saying it has none", i);
+        per[at_b]++;
+    }
+    cr_assert(per[0] == GOCLIENT_REQUESTS && per[1] == GOCLIENT_REQUESTS, "A %d, B %d", per[0],
+              per[1]);
+    jq_free(doc);
+    h_rmdir(tmp);
+}
+
+Test(bpf, go_http_client_closing_its_bodies_has_no_findings, .timeout = 120)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-goclient");
+    char exe[600];
+    build_goclient(tmp, 0, exe, sizeof exe);
+    int a, b;
+    struct jv *doc = go_client(tmp, exe, "good", &a, &b);
+    cr_assert_eq(jq_len(doc, "findings"), 0, "a client that closes its bodies leaks nothing");
+    jq_free(doc);
+    h_rmdir(tmp);
+}
+
+/* No symbol table, no probes: the finding is placed at net/http's dial and
+ * says why the program's line is missing. */
+Test(bpf, go_http_client_without_symtab_names_the_dial_and_says_why, .timeout = 120)
+{
+    need_bpf();
+    char *tmp = h_mkdtemp("bpf-goclient");
+    char exe[600];
+    build_goclient(tmp, 1, exe, sizeof exe);
+    int a, b;
+    struct jv *doc = go_client(tmp, exe, "leak", &a, &b);
+    expect_client_findings(doc, a, b);
+    for (int i = 0; i < 2 * GOCLIENT_REQUESTS; i++) {
+        char p[128];
+        snprintf(p, sizeof p, "findings.%d.stacks.request", i);
+        cr_assert_eq(jq_len(doc, p), 0, "finding %d: a request stack without probes", i);
+        snprintf(p, sizeof p, "findings.%d.request_note", i);
+        const char *note = jq_str(doc, p);
+        cr_assert(note && strstr(note, "net/http dialed it"), "finding %d: note %s", i, note);
+    }
+    jq_free(doc);
+    h_rmdir(tmp);
+}
+
 Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 120)
 {
     need_bpf();
