@@ -74,6 +74,9 @@ static int run_cmd(char *const argv[], char *const env[], const char *log)
 }
 
 /* tests/real/goserver, static (no cgo), in tmp. */
+/* Extra linker flags for the next build ("-s -w": no DWARF, no symtab). */
+static const char *go_ldflags = "";
+
 static void build_goserver(const char *tmp, char *exe, size_t len)
 {
     if (system("command -v go >/dev/null") != 0)
@@ -85,7 +88,13 @@ static void build_goserver(const char *tmp, char *exe, size_t len)
     snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
     snprintf(home, sizeof home, "HOME=%s", tmp);
     char *env[] = {cache, gopath, home, "GO111MODULE=off", "GOFLAGS=", "CGO_ENABLED=0", NULL};
-    char *argv[] = {"go", "build", "-o", exe, (char *)src_path("tests/real/goserver/main.go"),
+    char *argv[] = {"go",
+                    "build",
+                    "-ldflags",
+                    (char *)go_ldflags,
+                    "-o",
+                    exe,
+                    (char *)src_path("tests/real/goserver/main.go"),
                     NULL};
     cr_assert_eq(run_cmd(argv, env, log), 0, "go build failed:\n%s", h_slurp(log, NULL));
 }
@@ -691,5 +700,28 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
     cr_assert_eq(waitpid(srv, &st, 0), srv);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the server's status %#x", st);
     close(so.out_fd);
+    h_rmdir(tmp);
+}
+
+/* Built with -ldflags='-s -w' (no DWARF, no symbol table): the frames are
+ * named through the binary's .gopclntab, the Accept line included. */
+Test(bpf, stripped_go_server_leak_is_named_through_its_pclntab, .timeout = 120)
+{
+    go_ldflags = "-s -w";
+    struct run r;
+    int port;
+    char *tmp = go_server_run(&r, "bpf-go-stripped", "leak", &port);
+    for (int i = 0; i < 2; i++)
+        h_echo_session(port, 0);
+    struct cw_count c = {port, 2};
+    cr_assert(h_wait_for(close_wait_at, &c, COND_MS), "the kernel never showed 2 CLOSE_WAIT");
+    usleep(800 * 1000); /* past the grace, as go_server does */
+    struct jv *doc = run_finish(&r, 1);
+    int accept_line = h_marker_line(src_path("tests/real/goserver/main.go"), "MARK-ACCEPT");
+    cr_assert_eq(jq_len(doc, "findings"), 2);
+    for (int i = 0; i < 2; i++)
+        cr_assert(main_frame_at(doc, i, "open", accept_line),
+                  "stripped: finding %d has no main.* frame at main.go:%d", i, accept_line);
+    jq_free(doc);
     h_rmdir(tmp);
 }
