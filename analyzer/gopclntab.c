@@ -12,12 +12,12 @@
 #include <string.h>
 
 #define MAGIC_GO118 0xfffffff0u /* Go 1.18, 1.19 */
-#define MAGIC_GO120 0xfffffff1u /* Go 1.20 and later: _func has startLine */
+#define MAGIC_GO120 0xfffffff1u /* Go 1.20 and later: _func gains startLine, after the fields read here */
 
 struct cw_gopcln {
     const uint8_t *data;
     size_t size;
-    int quantum, go120;
+    int quantum;
     uint64_t nfunc, text_start;
     /* the tables, as offsets into data */
     uint64_t funcnames, cutab, filetab, pctab, functab;
@@ -55,9 +55,8 @@ struct cw_gopcln *cw_gopcln_open(const void *data, size_t size)
         t.data[4] || t.data[5] || t.data[7] != 8) /* pads 0, 64-bit pointers */
         return NULL;
     t.quantum = t.data[6];
-    t.go120 = magic == MAGIC_GO120;
-    uint64_t nfiles, fields[5];
-    if (u64_at(&t, 8, &t.nfunc) || u64_at(&t, 16, &nfiles) || u64_at(&t, 24, &t.text_start))
+    uint64_t fields[5]; /* at 16: the number of files, not needed */
+    if (u64_at(&t, 8, &t.nfunc) || u64_at(&t, 24, &t.text_start))
         return NULL;
     for (int i = 0; i < 5; i++)
         if (u64_at(&t, 32 + 8 * (uint64_t)i, &fields[i]) || fields[i] >= size)

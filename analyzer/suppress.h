@@ -31,8 +31,8 @@ int cw_suppressions_load(struct cw_suppressions *s, const char *path, char *err,
 void cw_suppressions_free(struct cw_suppressions *s);
 /* The first rule (index+1) that hides a finding of kind k whose placing
  * stacks (for a double close its close stack; else its open and EOF
- * stacks and the request it was dialed for) are stacks[0..n), in program exe; 0 if none. Counts the
- * hit. */
+ * stacks, and the request it was dialed for) are stacks[0..n), in program
+ * exe; 0 if none. Counts the hit. */
 int cw_suppressions_match(struct cw_suppressions *s, enum cw_kind k,
                           const struct cw_vstack *const *stacks, int n, const char *exe);
 

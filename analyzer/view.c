@@ -453,8 +453,6 @@ static void describe_finding(struct cw_vfinding *v, const struct cw_finding *f)
     }
 }
 
-/* Who opened the socket, as the label of its open stack, or why there is
- * no such stack. */
 /* Why an untracked socket (one the recorder never saw made) has no stack. */
 static const char *untracked_why(const struct cw_vprocess *p, const struct cw_finding *f)
 {
@@ -476,6 +474,8 @@ static const char *untracked_why(const struct cw_vprocess *p, const struct cw_fi
            "socket, or one made before the recorder followed this process)";
 }
 
+/* Who opened the socket, as the label of its open stack, or why there is
+ * no such stack. */
 static void describe_open(struct cw_vfinding *v, const struct cw_finding *f)
 {
     const struct cw_vprocess *p = v->proc;
