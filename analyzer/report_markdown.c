@@ -269,6 +269,9 @@ static void group_stacks(FILE *out, const struct cw_vfinding *f)
         stack_block(out, &f->open, label);
     else if (f->no_stack_note[0])
         paragraph(out, f->no_stack_note);
+    stack_block(out, &f->request, "Dialed for the request made at:");
+    if (f->request_note[0])
+        paragraph(out, f->request_note);
     stack_block(out, &f->eof_stack,
                 f->eof_by_read ? "EOF (a read returned 0) seen at:"
                                : "EOF (poll/epoll HUP) seen at:");

@@ -223,15 +223,8 @@ static int preloaded(pid_t pid)
  * of ours and an empty environment. */
 static void start_sampler(struct cwb_recorder *r, struct proc *p, uid_t uid, gid_t gid)
 {
-    char path[64], buf[1024];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)p->pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
-    if (fd >= 0)
-        close(fd);
     struct cw_pstat st;
-    if (!r->cfg.sampler || !r->cfg.sample_ms || n <= 0 ||
-        cw_pstat_parse(buf, (size_t)n, &st) != 0 || !st.image_known)
+    if (!r->cfg.sampler || !r->cfg.sample_ms || cwb_proc_stat(p->pid, &st) != 0 || !st.image_known)
         return;
     char spid[16], ms[16], image[24];
     snprintf(spid, sizeof spid, "%d", (int)p->pid);
@@ -683,14 +676,8 @@ int cwb_attach(struct cwb_recorder *r, pid_t pid, char *err, size_t errlen)
  * its record ends. */
 static int still_running(pid_t pid)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t n = fd >= 0 ? read(fd, buf, sizeof buf) : -1;
-    if (fd >= 0)
-        close(fd);
     struct cw_pstat st;
-    return n > 0 && cw_pstat_parse(buf, (size_t)n, &st) == 0 && st.state != 'Z' && st.state != 'X';
+    return cwb_proc_stat(pid, &st) == 0 && st.state != 'Z' && st.state != 'X';
 }
 
 unsigned long long cwb_stop(struct cwb_recorder *r)

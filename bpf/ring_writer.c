@@ -49,16 +49,23 @@ static ssize_t slurp(const char *path, char *buf, size_t cap)
     return (ssize_t)n;
 }
 
+int cwb_proc_stat(pid_t pid, struct cw_pstat *st)
+{
+    char p[64], buf[1024];
+    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
+    ssize_t n = slurp(p, buf, sizeof buf);
+    return n > 0 ? cw_pstat_parse(buf, (size_t)n, st) : -1;
+}
+
 /* The header's facts about pid, asked of /proc. */
 static void fill_identity(struct cw_header *h, pid_t pid, uid_t uid)
 {
-    char p[64], buf[1024];
+    char p[64];
+    ssize_t n;
     h->pid = pid;
     h->uid = uid;
-    snprintf(p, sizeof p, "/proc/%d/stat", (int)pid);
-    ssize_t n = slurp(p, buf, sizeof buf);
     struct cw_pstat st;
-    if (n > 0 && cw_pstat_parse(buf, (size_t)n, &st) == 0) {
+    if (cwb_proc_stat(pid, &st) == 0) {
         h->ppid = st.ppid;
         h->proc_starttime = st.starttime;
     }

@@ -29,6 +29,10 @@ struct cwb_open {
     uint32_t flags;                     /* enum cw_fd_flag */
 };
 
+struct cw_pstat;
+/* pid's /proc/PID/stat, parsed (common/proc_stat.h): 0, or -1. */
+int cwb_proc_stat(pid_t pid, struct cw_pstat *st);
+
 /* Makes and publishes pid's ring in dir, owned by uid:gid, with stacks of
  * depth frames: 0, or -1 with errno. */
 int cwb_ring_create(struct cwb_ring *r, const char *dir, pid_t pid, uid_t uid, gid_t gid,
