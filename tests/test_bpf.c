@@ -6,6 +6,7 @@
  * skips, saying which.
  */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -16,13 +17,15 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
 #include "harness.h"
 #include "jsonq.h"
 
-#define COND_MS 20000
+#define COND_MS      20000
+#define RUN_GRACE_NS 300000000ull /* the grace the runs here use, at most */
 
 static const char *src_path(const char *rel)
 {
@@ -74,27 +77,21 @@ static int run_cmd(char *const argv[], char *const env[], const char *log)
 }
 
 /* tests/real/goserver, static (no cgo), in tmp. */
-/* Extra linker flags for the next build ("-s -w": no DWARF, no symtab). */
-static const char *go_ldflags = "";
-
-static void build_goserver(const char *tmp, char *exe, size_t len)
+/* tests/real/NAME/main.go, static (no cgo), built in tmp as tmp/NAME with
+ * linker flags ldflags ("-s -w": no DWARF, no symbol table). */
+static void build_go(const char *tmp, const char *name, const char *ldflags, char *exe, size_t len)
 {
     if (system("command -v go >/dev/null") != 0)
         cr_skip("go is not installed (scripts/install-test-deps.sh go)");
-    char log[600], cache[600], gopath[600], home[600];
-    snprintf(exe, len, "%s/goserver", tmp);
+    char log[600], cache[600], gopath[600], home[600], src[200];
+    snprintf(exe, len, "%s/%s", tmp, name);
     snprintf(log, sizeof log, "%s/go.log", tmp);
     snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
     snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
     snprintf(home, sizeof home, "HOME=%s", tmp);
+    snprintf(src, sizeof src, "tests/real/%s/main.go", name);
     char *env[] = {cache, gopath, home, "GO111MODULE=off", "GOFLAGS=", "CGO_ENABLED=0", NULL};
-    char *argv[] = {"go",
-                    "build",
-                    "-ldflags",
-                    (char *)go_ldflags,
-                    "-o",
-                    exe,
-                    (char *)src_path("tests/real/goserver/main.go"),
+    char *argv[] = {"go", "build", "-ldflags", (char *)ldflags, "-o", exe, (char *)src_path(src),
                     NULL};
     cr_assert_eq(run_cmd(argv, env, log), 0, "go build failed:\n%s", h_slurp(log, NULL));
 }
@@ -114,6 +111,7 @@ static void run_start(struct run *r, const char *tmp, double grace, char *const 
     char outarg[700], gracearg[64], dirarg[700];
     snprintf(outarg, sizeof outarg, "--output=%s", r->report);
     snprintf(gracearg, sizeof gracearg, "--grace=%g", grace);
+    cr_assert_leq(grace * 1e9, RUN_GRACE_NS, "run_settled waits for RUN_GRACE_NS");
     snprintf(dirarg, sizeof dirarg, "--dir=%s", tmp);
     char *full[32] = {(char *)h_path("closewatch"),
                       "run",
@@ -146,6 +144,61 @@ static void run_start(struct run *r, const char *tmp, double grace, char *const 
     close(out[1]);
     r->in_wr = in[1];
     r->out = (struct h_proc){.pid = r->cw, .out_fd = out[0]};
+}
+
+/* What the rings of a run in tmp (tmp/closewatch-run-*) show: want > 0,
+ * that many connected sockets open whose peer's FIN, as the ring dates it,
+ * is older than the run's grace (the report will flag them); want 0, no
+ * connected socket open at all (none could be flagged). */
+struct settled {
+    const char *tmp;
+    int want;
+};
+
+static int run_settled(void *arg)
+{
+    const struct settled *w = arg;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    uint64_t now_ns = (uint64_t)now.tv_sec * 1000000000ull + (uint64_t)now.tv_nsec;
+    int open = 0, past = 0;
+    DIR *d = opendir(w->tmp);
+    for (struct dirent *de; d && (de = readdir(d));) {
+        char dir[1100], paths[16][512];
+        if (strncmp(de->d_name, "closewatch-run-", 15))
+            continue;
+        snprintf(dir, sizeof dir, "%s/%s", w->tmp, de->d_name);
+        for (int i = 0, n = h_rings(dir, 0, paths, 16); i < n; i++) {
+            struct cw_ring r;
+            char err[512];
+            if (cw_ring_open(&r, paths[i], err, sizeof err) != CW_RING_OK)
+                continue;
+            for (uint32_t fd = 0; fd < r.hdr.fd_cap && fd < 1024; fd++) {
+                struct cw_fd_entry e;
+                if (!cw_ring_fd(&r, fd, &e) || !(e.sid & CW_SID_OPEN) ||
+                    !(e.flags & CW_FD_CONNECTED))
+                    continue;
+                uint64_t fin = cw_peer_fin_ns(e.eof_ns, e.close_wait_ns);
+                open++;
+                past += fin && now_ns > fin + RUN_GRACE_NS;
+            }
+            cw_ring_close(&r);
+        }
+    }
+    if (d)
+        closedir(d);
+    return w->want ? past >= w->want : open == 0;
+}
+
+/* Waits until the run in tmp has settled as want says (run_settled). */
+static void await_settled(const char *tmp, int want)
+{
+    struct settled w = {tmp, want};
+    int ok = h_wait_for(run_settled, &w, COND_MS);
+    if (want)
+        cr_assert(ok, "the rings never showed %d sockets in CLOSE_WAIT past the grace", want);
+    else
+        cr_assert(ok, "the rings still show connected sockets open");
 }
 
 /* Ends the program's stdin, waits for closewatch and parses its report. */
@@ -251,14 +304,16 @@ static int listening_port(struct h_proc *out)
     return port;
 }
 
-/* The goserver in mode (leak, good), built in a new temporary directory
- * (returned), under closewatch run --recorder=bpf with a 0.3 s grace. */
-static char *go_server_run(struct run *r, const char *tag, const char *mode, int *port)
+/* The goserver in mode (leak, good), built with ldflags in a new temporary
+ * directory (returned), under closewatch run --recorder=bpf with a 0.3 s
+ * grace. */
+static char *go_server_run(struct run *r, const char *tag, const char *mode, const char *ldflags,
+                           int *port)
 {
     need_bpf();
     char *tmp = h_mkdtemp(tag);
     char exe[600];
-    build_goserver(tmp, exe, sizeof exe);
+    build_go(tmp, "goserver", ldflags, exe, sizeof exe);
     char *argv[] = {exe, (char *)mode, NULL};
     run_start(r, tmp, 0.3, argv);
     *port = listening_port(&r->out);
@@ -269,15 +324,14 @@ static void go_server(const char *mode, int sockets, int sigkill)
 {
     struct run r;
     int port;
-    char *tmp = go_server_run(&r, "bpf-go", mode, &port);
+    char *tmp = go_server_run(&r, "bpf-go", mode, "", &port);
     for (int i = 0; i < sockets; i++)
         h_echo_session(port, 0);
     struct cw_count c = {port, sockets};
     if (!strcmp(mode, "leak"))
         cr_assert(h_wait_for(close_wait_at, &c, COND_MS), "the kernel never showed %d CLOSE_WAIT",
                   sockets);
-    /* Past the grace, as the sampler (every 50 ms) sees them. */
-    usleep(800 * 1000);
+    await_settled(tmp, !strcmp(mode, "leak") ? sockets : 0);
     if (sigkill) {
         pid_t prog = program_pid(r.cw);
         cr_assert_gt(prog, 0);
@@ -312,22 +366,11 @@ Test(bpf, go_server_killed_by_sigkill_is_reported_from_its_ring, .timeout = 120)
  * (DWARF kept: frames still have names), so the recorder cannot probe it. */
 static void build_goclient(const char *tmp, int no_symtab, char *exe, size_t len)
 {
-    if (system("command -v go >/dev/null") != 0)
-        cr_skip("go is not installed (scripts/install-test-deps.sh go)");
-    char log[600], cache[600], gopath[600], home[600];
-    snprintf(exe, len, "%s/goclient", tmp);
-    snprintf(log, sizeof log, "%s/go.log", tmp);
-    snprintf(cache, sizeof cache, "GOCACHE=%s/cache", tmp);
-    snprintf(gopath, sizeof gopath, "GOPATH=%s/gopath", tmp);
-    snprintf(home, sizeof home, "HOME=%s", tmp);
-    char *env[] = {cache, gopath, home, "GO111MODULE=off", "GOFLAGS=", "CGO_ENABLED=0", NULL};
-    char *argv[] = {"go", "build", "-o", exe, (char *)src_path("tests/real/goclient/main.go"),
-                    NULL};
-    cr_assert_eq(run_cmd(argv, env, log), 0, "go build failed:\n%s", h_slurp(log, NULL));
-    if (!no_symtab)
-        return;
+    build_go(tmp, "goclient", "", exe, len);
+    char log[600];
+    snprintf(log, sizeof log, "%s/strip.log", tmp);
     char *strip[] = {"objcopy", "--strip-all", "--keep-section=.debug_*", exe, NULL};
-    if (run_cmd(strip, NULL, log) != 0)
+    if (no_symtab && run_cmd(strip, NULL, log) != 0)
         cr_skip("objcopy cannot strip the symbol table: %s", h_slurp(log, NULL));
 }
 
@@ -403,7 +446,7 @@ static struct jv *go_client(const char *tmp, const char *exe, const char *mode, 
         c.st = 0; /* the pool closes each connection at the server's FIN */
         cr_assert(h_wait_for(peers_none, &c, COND_MS), "the client kept connections open");
     }
-    usleep(800 * 1000); /* past the grace, as the sampler (every 50 ms) sees them */
+    await_settled(tmp, !strcmp(mode, "leak") ? c.want : 0);
     return run_finish(&r, 1);
 }
 
@@ -531,7 +574,7 @@ Test(bpf, static_c_client_leaking_one_socket_is_found_with_a_stack, .timeout = 1
     close(fd); /* our FIN: the client reads EOF and keeps its socket */
     char line[64];
     cr_assert(h_read_line(&r.out, line, sizeof line, COND_MS), "the client never saw EOF");
-    usleep(800 * 1000); /* past the grace */
+    await_settled(tmp, 1);
     struct jv *doc = run_finish(&r, 1);
     close(lfd);
     cr_assert_eq(jq_len(doc, "findings"), 1);
@@ -549,7 +592,7 @@ static void go_server_end(int sigkill, const char *want)
 {
     struct run r;
     int port;
-    char *tmp = go_server_run(&r, "bpf-go-end", "good", &port);
+    char *tmp = go_server_run(&r, "bpf-go-end", "good", "", &port);
     h_echo_session(port, 0); /* a socket, so that the recorder makes a ring */
     if (sigkill) {
         pid_t prog = program_pid(r.cw);
@@ -621,7 +664,7 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
     need_bpf();
     char *tmp = h_mkdtemp("bpf-attach");
     char exe[600];
-    build_goserver(tmp, exe, sizeof exe);
+    build_go(tmp, "goserver", "", exe, sizeof exe);
     char *argv[] = {exe, "leak", NULL};
     struct h_piped g = h_spawn_piped(argv, NULL, NULL, 0);
     pid_t srv = g.p.pid;
@@ -707,15 +750,14 @@ Test(bpf, watch_record_attaches_to_a_running_go_server, .timeout = 120)
  * named through the binary's .gopclntab, the Accept line included. */
 Test(bpf, stripped_go_server_leak_is_named_through_its_pclntab, .timeout = 120)
 {
-    go_ldflags = "-s -w";
     struct run r;
     int port;
-    char *tmp = go_server_run(&r, "bpf-go-stripped", "leak", &port);
+    char *tmp = go_server_run(&r, "bpf-go-stripped", "leak", "-s -w", &port);
     for (int i = 0; i < 2; i++)
         h_echo_session(port, 0);
     struct cw_count c = {port, 2};
     cr_assert(h_wait_for(close_wait_at, &c, COND_MS), "the kernel never showed 2 CLOSE_WAIT");
-    usleep(800 * 1000); /* past the grace, as go_server does */
+    await_settled(tmp, 2);
     struct jv *doc = run_finish(&r, 1);
     int accept_line = h_marker_line(src_path("tests/real/goserver/main.go"), "MARK-ACCEPT");
     cr_assert_eq(jq_len(doc, "findings"), 2);
