@@ -12,7 +12,8 @@
 #include <string.h>
 
 #define MAGIC_GO118 0xfffffff0u /* Go 1.18, 1.19 */
-#define MAGIC_GO120 0xfffffff1u /* Go 1.20 and later: _func gains startLine, after the fields read here */
+#define MAGIC_GO120                                                                                \
+    0xfffffff1u /* Go 1.20 and later: _func gains startLine, after the fields read here */
 
 struct cw_gopcln {
     const uint8_t *data;

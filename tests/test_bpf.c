@@ -504,6 +504,15 @@ Test(bpf, go_http_client_without_body_close_names_each_request_line, .timeout = 
     }
     cr_assert(per[0] == GOCLIENT_REQUESTS && per[1] == GOCLIENT_REQUESTS, "A %d, B %d", per[0],
               per[1]);
+    /* The markdown report shows the request too (a ticket's view). */
+    char *margs[] = {"report", "--format=markdown", "--grace=0.3",
+                     (char *)jq_str(doc, "processes.0.ring"), NULL};
+    char *md = NULL;
+    cr_assert_eq(h_closewatch(tmp, margs, &md), 1, "%s", md);
+    cr_assert(strstr(md, "Dialed for the request made at:") && strstr(md, "main.fetchA") &&
+                  strstr(md, "main.fetchB"),
+              "markdown without the requests:\n%s", md);
+    free(md);
     jq_free(doc);
     h_rmdir(tmp);
 }
