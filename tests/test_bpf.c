@@ -424,10 +424,16 @@ static int has_frame(struct jv *doc, const char *path, const char *fn, int line)
     return 0;
 }
 
-/* Runs goclient MODE under the recorder until its sockets are where MODE
- * leaves them and past the grace; returns the report, the ports in a, b. */
-static struct jv *go_client(const char *tmp, const char *exe, const char *mode, int *a, int *b)
+/* Builds goclient (no_symtab: see build_goclient) in a new directory (in
+ * *tmpdir) and runs it in MODE under the recorder until its sockets are
+ * where MODE leaves them and past the grace; returns the report, the ports
+ * in a, b. */
+static struct jv *go_client(const char *mode, int no_symtab, char **tmpdir, int *a, int *b)
 {
+    need_bpf();
+    char *tmp = *tmpdir = h_mkdtemp("bpf-goclient");
+    char exe[600];
+    build_goclient(tmp, no_symtab, exe, sizeof exe);
     char nreq[16];
     snprintf(nreq, sizeof nreq, "%d", GOCLIENT_REQUESTS);
     char *argv[] = {(char *)exe, (char *)mode, nreq, NULL};
@@ -470,12 +476,9 @@ static void expect_client_findings(struct jv *doc, int a, int b)
 
 Test(bpf, go_http_client_without_body_close_names_each_request_line, .timeout = 120)
 {
-    need_bpf();
-    char *tmp = h_mkdtemp("bpf-goclient");
-    char exe[600];
-    build_goclient(tmp, 0, exe, sizeof exe);
+    char *tmp;
     int a, b;
-    struct jv *doc = go_client(tmp, exe, "leak", &a, &b);
+    struct jv *doc = go_client("leak", 0, &tmp, &a, &b);
     expect_client_findings(doc, a, b);
     const char *src = src_path("tests/real/goclient/main.go");
     int line_a = h_marker_line(src, "LEAK-LINE-A"), line_b = h_marker_line(src, "LEAK-LINE-B");
@@ -519,12 +522,9 @@ Test(bpf, go_http_client_without_body_close_names_each_request_line, .timeout = 
 
 Test(bpf, go_http_client_closing_its_bodies_has_no_findings, .timeout = 120)
 {
-    need_bpf();
-    char *tmp = h_mkdtemp("bpf-goclient");
-    char exe[600];
-    build_goclient(tmp, 0, exe, sizeof exe);
+    char *tmp;
     int a, b;
-    struct jv *doc = go_client(tmp, exe, "good", &a, &b);
+    struct jv *doc = go_client("good", 0, &tmp, &a, &b);
     cr_assert_eq(jq_len(doc, "findings"), 0, "a client that closes its bodies leaks nothing");
     jq_free(doc);
     h_rmdir(tmp);
@@ -534,12 +534,9 @@ Test(bpf, go_http_client_closing_its_bodies_has_no_findings, .timeout = 120)
  * says why the program's line is missing. */
 Test(bpf, go_http_client_without_symtab_names_the_dial_and_says_why, .timeout = 120)
 {
-    need_bpf();
-    char *tmp = h_mkdtemp("bpf-goclient");
-    char exe[600];
-    build_goclient(tmp, 1, exe, sizeof exe);
+    char *tmp;
     int a, b;
-    struct jv *doc = go_client(tmp, exe, "leak", &a, &b);
+    struct jv *doc = go_client("leak", 1, &tmp, &a, &b);
     expect_client_findings(doc, a, b);
     for (int i = 0; i < 2 * GOCLIENT_REQUESTS; i++) {
         char p[128];
